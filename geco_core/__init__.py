@@ -1,0 +1,23 @@
+"""geco_core — GECO (Rezende & Viola, "Taming VAEs", 2018) as a small library.
+
+Submodules (import them explicitly):
+
+- :mod:`geco_core.geco` — the GECO optimizer, Algorithm 1 (re-exported here as :class:`GECO`).
+- :mod:`geco_core.constraints` — reconstruction constraints of Table 1 (RE, FRE, CLA, pNCC).
+- :mod:`geco_core.models` — conv VAE, VAE + conditional RealNVP posterior, ConvDRAW, classifier.
+- :mod:`geco_core.train` — objectives and the training engine (``python -m geco_core.train``).
+- :mod:`geco_core.metrics` — σ_opt, quantized-normal NLL, average and marginal KL.
+- :mod:`geco_core.theory` — fixed-point equations of Propositions 1–6 and Appendices A–B.
+"""
+
+__all__ = ["GECO"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # Lazy re-export: `import geco_core.theory` need not import the optimizer's dependencies.
+    if name == "GECO":
+        from geco_core.geco import GECO
+
+        return GECO
+    raise AttributeError(f"module 'geco_core' has no attribute {name!r}")
