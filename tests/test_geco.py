@@ -1,0 +1,324 @@
+"""GECO (Algorithm 1) against a hand computation: trajectory, gradients, options, state, NaNs."""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from geco_core.geco import GECO, GECOState, geco_step
+
+# A fixed sequence of batch estimates Ĉᵗ for 3 constraints: violated, satisfied, mixed signs.
+C_SEQ = np.array(
+    [
+        [0.30, -0.10, 0.05],
+        [0.20, -0.20, -0.05],
+        [0.10, 0.40, 0.00],
+        [-0.05, 0.10, 0.20],
+        [-0.30, -0.40, 0.15],
+        [0.05, 0.25, -0.35],
+        [0.00, -0.15, 0.10],
+        [0.12, 0.02, -0.08],
+    ]
+)
+KL_SEQ = np.linspace(3.0, 1.0, len(C_SEQ))
+
+
+def reference(
+    c_seq,
+    alpha,
+    nu,
+    lambda_init,
+    update_every=1,
+    warmup_steps=0,
+    factor_clamp=None,
+    lambda_bounds=None,
+):
+    """Algorithm 1 written out with numpy: per step (λᵗ⁻¹, C_maᵗ, λᵗ)."""
+    lam = np.broadcast_to(np.asarray(lambda_init, dtype=float), c_seq[0].shape).copy()
+    c_ma = None
+    out = []
+    for t, c in enumerate(c_seq):
+        c_ma = c.copy() if t == 0 else alpha * c_ma + (1 - alpha) * c
+        lam_prev = lam.copy()
+        if t >= warmup_steps and (t - warmup_steps + 1) % update_every == 0:
+            factor = np.exp(nu * c_ma)
+            if factor_clamp is not None:
+                factor = np.clip(factor, *factor_clamp)
+            lam = lam * factor
+            if lambda_bounds is not None:
+                lam = np.clip(lam, *lambda_bounds)
+        out.append((lam_prev, c_ma.copy(), lam.copy()))
+    return out
+
+
+def run_and_check(geco, c_seq, kl_seq, expected, atol=1e-12):
+    for t, (c, k, (lam_prev, c_ma, lam)) in enumerate(zip(c_seq, kl_seq, expected)):
+        c_hat = torch.tensor(c, dtype=torch.float64, requires_grad=True)
+        kl = torch.tensor(k, dtype=torch.float64, requires_grad=True)
+        loss = geco.loss(kl, c_hat)
+        loss.backward()
+        # the loss value is kl + Σ λᵗ⁻¹ Cᵗ with Cᵗ = C_maᵗ ...
+        assert loss.item() == pytest.approx(k + float(lam_prev @ c_ma), abs=atol)
+        # ... and its gradient w.r.t. Ĉ is exactly λᵗ⁻¹ (λ a constant), w.r.t. KL exactly 1
+        np.testing.assert_allclose(c_hat.grad.numpy(), lam_prev, rtol=0, atol=atol)
+        assert kl.grad.item() == 1.0
+        np.testing.assert_allclose(geco.c_ma.numpy(), c_ma, rtol=0, atol=atol)
+        np.testing.assert_allclose(geco.lambdas.numpy(), lam, rtol=1e-12, atol=0)
+        assert geco.step_count == t + 1
+
+
+def test_trajectory_and_gradients_match_algorithm_1():
+    lambda_init = [1.0, 0.5, 2.0]
+    geco = GECO(n_constraints=3, alpha=0.9, nu=2.0, lambda_init=lambda_init)
+    expected = reference(C_SEQ, 0.9, 2.0, lambda_init)
+    run_and_check(geco, C_SEQ, KL_SEQ, expected)
+    # a violated constraint (C_ma > 0) ends with λ above its start, a slack one below
+    lam_final = geco.lambdas.numpy()
+    c_ma_final = geco.c_ma.numpy()
+    assert lam_final[0] > 1.0 and c_ma_final[0] > 0
+
+
+def test_first_step_initialises_moving_average_with_c_hat():
+    geco = GECO(n_constraints=3, alpha=0.99, nu=1.0)
+    c = torch.tensor(C_SEQ[0], dtype=torch.float64, requires_grad=True)
+    loss = geco.loss(torch.tensor(0.0, dtype=torch.float64), c)
+    np.testing.assert_allclose(geco.c_ma.numpy(), C_SEQ[0], rtol=0, atol=0)
+    assert loss.item() == pytest.approx(C_SEQ[0].sum(), abs=1e-15)  # λ⁻¹ = 1
+
+
+def test_gradient_reaches_model_parameters():
+    """∂loss/∂θ = ∂KL/∂θ + Σ λᵗ⁻¹_l ∂Ĉ_l/∂θ, with the moving average adding nothing."""
+    torch.manual_seed(0)
+    theta = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 5, dtype=torch.float64)
+    geco = GECO(n_constraints=3, alpha=0.5, nu=1.0, lambda_init=[1.0, 2.0, 3.0])
+    for _ in range(3):  # build up a moving average first
+        geco.loss(torch.tensor(0.0, dtype=torch.float64), torch.tanh(w @ theta).detach().cos())
+    lam_prev = geco.lambdas.clone()
+    theta.grad = None
+    c_hat = torch.tanh(w @ theta)
+    kl = theta.square().sum()
+    geco.loss(kl, c_hat).backward()
+    expected = 2 * theta.detach() + w.T @ (lam_prev * (1 - torch.tanh(w @ theta.detach()) ** 2))
+    torch.testing.assert_close(theta.grad, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(update_every=3),
+        dict(warmup_steps=3),
+        dict(factor_clamp=(0.8, 1.25)),
+        dict(lambda_bounds=(0.6, 1.6)),
+        dict(update_every=2, warmup_steps=2, factor_clamp=(0.9, 1.1), lambda_bounds=(0.5, 2.0)),
+    ],
+)
+def test_options_match_hand_computation(options):
+    lambda_init = [1.0, 0.7, 1.5]
+    geco = GECO(n_constraints=3, alpha=0.8, nu=3.0, lambda_init=lambda_init, **options)
+    expected = reference(C_SEQ, 0.8, 3.0, lambda_init, **options)
+    run_and_check(geco, C_SEQ, KL_SEQ, expected)
+    # the option changed the trajectory (each is off by default)
+    plain = reference(C_SEQ, 0.8, 3.0, lambda_init)
+    assert not np.allclose(expected[-1][2], plain[-1][2])
+
+
+def test_alpha_zero_uses_raw_batch_estimates():
+    geco = GECO(n_constraints=3, alpha=0.0, nu=1.0)
+    for c in C_SEQ[:3]:
+        geco.loss(torch.tensor(0.0, dtype=torch.float64), torch.tensor(c))
+        np.testing.assert_allclose(geco.c_ma.numpy(), c, rtol=0, atol=0)
+    expected = np.exp(C_SEQ[:3].sum(0))
+    np.testing.assert_allclose(geco.lambdas.numpy(), expected, rtol=1e-12)
+
+
+def test_beta_is_inverse_lambda_for_one_constraint():
+    geco = GECO(n_constraints=1, alpha=0.99, nu=1.5, lambda_init=2.0)
+    assert geco.beta == pytest.approx(0.5)
+    geco.loss(torch.tensor(1.0), torch.tensor([0.2], requires_grad=True))
+    assert geco.beta == pytest.approx(1.0 / (2.0 * math.exp(1.5 * 0.2)), rel=1e-6)
+    # a 0-d Ĉ is accepted for a single constraint
+    geco.loss(torch.tensor(1.0), torch.tensor(0.1, requires_grad=True))
+    assert geco.step_count == 2
+    with pytest.raises(ValueError, match="n_constraints"):
+        GECO(n_constraints=2).beta  # noqa: B018
+
+
+def test_eval_mode_and_no_grad_leave_state_untouched():
+    geco = GECO(n_constraints=3, alpha=0.9, nu=1.0, lambda_init=[1.0, 2.0, 3.0])
+    geco.loss(torch.tensor(0.0, dtype=torch.float64), torch.tensor(C_SEQ[0]))
+    before = geco.state_dict()
+    c = torch.tensor(C_SEQ[1], requires_grad=True)
+    kl = torch.tensor(2.0, dtype=torch.float64)
+    loss = geco.eval().loss(kl, c)
+    assert not geco.training
+    # evaluation returns the plain Lagrangian kl + λᵀĈ with the current λ
+    assert loss.item() == pytest.approx(2.0 + float(before["lambdas"] @ c.detach()), abs=1e-12)
+    with torch.no_grad():
+        geco.train().loss(kl, c)
+    for key, value in geco.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    geco.loss(kl, c)  # training mode with gradients: updates again
+    assert geco.step_count == 2
+
+
+def test_state_dict_round_trip_continues_identically():
+    kwargs = dict(n_constraints=3, alpha=0.9, nu=2.0, lambda_init=[1.0, 0.5, 2.0], warmup_steps=1)
+    a = GECO(**kwargs)
+    for c in C_SEQ[:4]:
+        a.loss(torch.tensor(0.0), torch.tensor(c, dtype=torch.float32))
+    buffer = io.BytesIO()
+    torch.save(a.state_dict(), buffer)
+    buffer.seek(0)
+    b = GECO(**kwargs)
+    b.load_state_dict(torch.load(buffer, weights_only=True))
+    assert b.step_count == a.step_count == 4
+    assert torch.equal(b.lambdas, a.lambdas) and torch.equal(b.c_ma, a.c_ma)
+    for c, k in zip(C_SEQ[4:], KL_SEQ[4:]):
+        ca = torch.tensor(c, dtype=torch.float32, requires_grad=True)
+        cb = torch.tensor(c, dtype=torch.float32, requires_grad=True)
+        la, lb = a.loss(torch.tensor(k), ca), b.loss(torch.tensor(k), cb)
+        la.backward(), lb.backward()
+        assert torch.equal(la, lb) and torch.equal(ca.grad, cb.grad)
+        assert torch.equal(a.lambdas, b.lambdas) and torch.equal(a.c_ma, b.c_ma)
+    assert a.step_count == b.step_count == len(C_SEQ)
+
+
+def test_state_dict_is_a_copy_and_validated():
+    geco = GECO(n_constraints=3)
+    sd = geco.state_dict()
+    geco.loss(torch.tensor(0.0), torch.tensor(C_SEQ[0], dtype=torch.float32))
+    assert torch.equal(sd["lambdas"], torch.ones(3, dtype=torch.float64))
+    assert int(sd["step_count"]) == 0
+    with pytest.raises(ValueError, match="lambdas"):
+        geco.load_state_dict({**sd, "lambdas": torch.ones(2)})
+    with pytest.raises(ValueError, match="lambdas"):
+        geco.load_state_dict({**sd, "lambdas": torch.tensor([1.0, -1.0, 1.0])})
+    with pytest.raises(ValueError, match="missing"):
+        geco.load_state_dict({k: v for k, v in sd.items() if k != "c_ma"})
+
+
+def test_non_finite_c_hat_is_skipped_warned_and_eventually_raises():
+    lambda_init = [1.0, 0.5, 2.0]
+    geco = GECO(n_constraints=3, alpha=0.9, nu=2.0, lambda_init=lambda_init, max_bad_steps=3)
+    zero = torch.tensor(0.0, dtype=torch.float64)
+    nan_c = torch.tensor([0.1, float("nan"), 0.0], dtype=torch.float64)
+    inf_c = torch.tensor([float("inf"), 0.0, 0.0], dtype=torch.float64)
+
+    # a bad first step does not initialise the moving average
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        geco.loss(zero, nan_c)
+    assert geco.step_count == 0 and torch.equal(geco.lambdas, torch.tensor(lambda_init))
+
+    good = iter(C_SEQ)
+    geco.loss(zero, torch.tensor(next(good)))
+    geco.loss(zero, torch.tensor(next(good)))
+    snapshot = geco.state_dict()
+    for bad in (nan_c, inf_c):  # two consecutive bad steps: warn, leave λ, C_ma, t as they were
+        with pytest.warns(RuntimeWarning, match="consecutive"):
+            loss = geco.loss(zero, bad.clone().requires_grad_())
+        assert not torch.isfinite(loss)  # the caller sees the bad step
+        for key in ("lambdas", "c_ma", "step_count"):
+            assert torch.equal(geco.state_dict()[key], snapshot[key]), key
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a good step resets the counter silently
+        for c in good:
+            geco.loss(zero, torch.tensor(c))
+    # the bad steps were simply skipped: the trajectory equals Algorithm 1 on the good ones
+    expected = reference(C_SEQ, 0.9, 2.0, lambda_init)[-1]
+    np.testing.assert_allclose(geco.lambdas.numpy(), expected[2], rtol=1e-12)
+    np.testing.assert_allclose(geco.c_ma.numpy(), expected[1], rtol=0, atol=1e-12)
+    assert geco.step_count == len(C_SEQ)
+
+    with pytest.warns(RuntimeWarning):
+        geco.loss(zero, nan_c)
+        geco.loss(zero, nan_c)
+    with pytest.raises(FloatingPointError, match="max_bad_steps=3"):
+        geco.loss(zero, nan_c)
+    np.testing.assert_allclose(geco.lambdas.numpy(), expected[2], rtol=1e-12)
+
+
+def test_geco_step_function_is_branch_free_on_bad_input():
+    state = GECOState(
+        lambdas=torch.tensor([2.0]),
+        c_ma=torch.tensor([0.5]),
+        step=torch.tensor(4),
+        bad_steps=torch.tensor(1),
+    )
+    same = geco_step(state, torch.tensor([float("nan")]), alpha=0.9, nu=1.0)
+    assert torch.equal(same.lambdas, state.lambdas) and torch.equal(same.c_ma, state.c_ma)
+    assert int(same.step) == 4 and int(same.bad_steps) == 2
+    new = geco_step(state, torch.tensor([0.1]), alpha=0.9, nu=1.0)
+    c_ma = 0.9 * 0.5 + 0.1 * 0.1
+    assert new.c_ma.item() == pytest.approx(c_ma)
+    assert new.lambdas.item() == pytest.approx(2.0 * math.exp(c_ma))
+    assert int(new.step) == 5 and int(new.bad_steps) == 0
+
+
+def test_lambda_floor_keeps_an_inactive_constraint_recoverable():
+    geco = GECO(n_constraints=1, alpha=0.0, nu=10.0, lambda_bounds=(1e-3, 1e3))
+    for _ in range(50):  # strongly slack: λ would fall to exp(-500)
+        geco.loss(torch.tensor(0.0), torch.tensor([-1.0]))
+    assert geco.lambdas.item() == pytest.approx(1e-3)
+    geco.loss(torch.tensor(0.0), torch.tensor([0.1]))  # violated again: λ rises at once
+    assert geco.lambdas.item() == pytest.approx(1e-3 * math.exp(1.0), rel=1e-6)
+
+
+def test_float32_state_follows_the_constraint_dtype():
+    geco = GECO(n_constraints=1, nu=1.0)
+    c = torch.tensor([0.05], requires_grad=True)
+    loss = geco.loss(torch.tensor(1.0), c)
+    assert loss.dtype == torch.float32 and geco.lambdas.dtype == torch.float32
+    assert geco.lambdas.item() == pytest.approx(math.exp(0.05), rel=1e-6)
+    geco.loss(torch.tensor(1.0, dtype=torch.float64), c.double())
+    assert geco.lambdas.dtype == torch.float64
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        (dict(alpha=1.0), "alpha"),
+        (dict(alpha=-0.1), "alpha"),
+        (dict(nu=0.0), "nu"),
+        (dict(nu=-1.0), "nu"),
+        (dict(nu=float("nan")), "nu"),
+        (dict(lambda_init=0.0), "lambda_init"),
+        (dict(lambda_init=[1.0, 2.0]), "lambda_init"),
+        (dict(n_constraints=0), "n_constraints"),
+        (dict(update_every=0), "update_every"),
+        (dict(warmup_steps=-1), "warmup_steps"),
+        (dict(max_bad_steps=0), "max_bad_steps"),
+        (dict(factor_clamp=(1.1, 0.9)), "factor_clamp"),
+        (dict(factor_clamp=(0.9, 0.95)), "factor_clamp"),
+        (dict(lambda_bounds=(2.0, 1.0)), "lambda_bounds"),
+        (dict(lambda_bounds=(2.0, 3.0)), "lambda_init"),
+    ],
+)
+def test_bad_arguments_raise_value_error_naming_them(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        GECO(**kwargs)
+
+
+def test_bad_loss_inputs_raise_value_error():
+    geco = GECO(n_constraints=3)
+    with pytest.raises(ValueError, match="c_hat"):
+        geco.loss(torch.tensor(0.0), torch.zeros(2))
+    with pytest.raises(ValueError, match="c_hat"):
+        geco.loss(torch.tensor(0.0), torch.zeros(4, 3))  # per-example values, not batch means
+    with pytest.raises(ValueError, match="kl"):
+        geco.loss(torch.zeros(4), torch.zeros(3))
+    assert geco.step_count == 0
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import geco_core.geco
+
+    result = doctest.testmod(geco_core.geco)
+    assert result.attempted > 0 and result.failed == 0
