@@ -70,8 +70,15 @@ class LatentVariableModel(nn.Module):
     def sample_posterior(
         self, x: Tensor, n: int = 1, context: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        """``n`` reparameterised samples per x: ``z`` ``[n, B, latent_dim]`` and log q ``[n, B]``."""
+        """``n`` reparameterised samples per x.
+
+        Returns ``z`` ``[n, B, latent_dim]`` and log q(z|x) ``[n, B]``.
+        """
         raise NotImplementedError
+
+    def log_prior(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        """log π(z), ``[B]``: N(0, I) by default; models with a learned prior override it."""
+        return torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
 
     @torch.no_grad()
     def sample(self, n: int, context: Tensor | None = None) -> Tensor:

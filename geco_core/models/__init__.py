@@ -1,0 +1,120 @@
+"""The book's latent-variable models and the MNIST classifier used by the CLA / FRE constraints.
+
+- :class:`ConvVAE` (``"conv_vae"``) — diagonal-Gaussian posterior, N(0, I) prior.
+- :class:`VAENVP` (``"vae_nvp"``) — conv decoder + fully connected conditional RealNVP
+  posterior (paper §4.1, Table 2, Fig. 8).
+- :class:`ConvDRAW` (``"convdraw"``) — Gregor et al. (2016), unconditional and conditional.
+- :class:`MNISTClassifier`, :func:`load_pretrained_classifier` — the "simple convolutional
+  MNIST classifier" of Table 1 (CLA) and its first layers as FRE features.
+
+All models implement :class:`~geco_core.models.base.LatentVariableModel` and run on whatever
+device their parameters and inputs live on.
+
+Profiles: the paper does not list layer sizes, so ``profile="cpu"`` (the constructors'
+defaults; ``"smoke"`` is the same) is sized to train on 28×28 MNIST on a laptop CPU in
+minutes, and ``profile="gpu"`` is a larger configuration for Colab-class GPUs. Explicit keyword
+arguments override either.
+
+Example:
+    >>> m = build_model("conv_vae", image_shape=(1, 28, 28), latent_dim=8)
+    >>> m.latent_dim, m.conditional
+    (8, False)
+    >>> build_model("vae", image_shape=(1, 28, 28))
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown model name 'vae'; valid choices: conv_vae, convdraw, vae_nvp
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from geco_core.models.base import LatentVariableModel, VAEOutput
+from geco_core.models.conv_vae import ConvVAE
+from geco_core.models.convdraw import ConvDRAW, ConvLSTMCell
+from geco_core.models.nvp import VAENVP, ConditionalAffineCoupling
+
+__all__ = [
+    "MODELS",
+    "PROFILES",
+    "ConditionalAffineCoupling",
+    "ConvDRAW",
+    "ConvLSTMCell",
+    "ConvVAE",
+    "LatentVariableModel",
+    "MNISTClassifier",
+    "VAENVP",
+    "VAEOutput",
+    "build_model",
+    "load_pretrained_classifier",
+]
+
+MODELS: dict[str, type[LatentVariableModel]] = {
+    "conv_vae": ConvVAE,
+    "convdraw": ConvDRAW,
+    "vae_nvp": VAENVP,
+}
+
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "smoke": {"conv_vae": {}, "convdraw": {}, "vae_nvp": {}},  # = cpu (see geco_core.profiles)
+    "cpu": {"conv_vae": {}, "convdraw": {}, "vae_nvp": {}},
+    "gpu": {
+        "conv_vae": {"latent_dim": 64, "channels": (64, 128), "hidden": 512},
+        "vae_nvp": {
+            "latent_dim": 64,
+            "channels": (64, 128),
+            "context_dim": 512,
+            "n_flows": 8,
+            "flow_hidden": 512,
+        },
+        "convdraw": {
+            "steps": 8,
+            "hidden": 128,
+            "z_channels": 4,
+            "read_channels": 64,
+            "kernel": 5,
+            "context_channels": 64,
+        },
+    },
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: `python -m geco_core.models.classifier` must not find the module pre-imported.
+    if name in ("MNISTClassifier", "load_pretrained_classifier"):
+        from geco_core.models import classifier
+
+        return getattr(classifier, name)
+    raise AttributeError(f"module 'geco_core.models' has no attribute {name!r}")
+
+
+def build_model(
+    name: str,
+    image_shape: Sequence[int] = (1, 28, 28),
+    context_shape: Sequence[int] | None = None,
+    profile: str = "cpu",
+    **kw: Any,
+) -> LatentVariableModel:
+    """Build a model by name: ``"conv_vae"``, ``"vae_nvp"`` or ``"convdraw"``.
+
+    Args:
+        name: model name (unknown → ValueError listing the valid choices).
+        image_shape: (C, H, W) of x.
+        context_shape: (C_ctx, H, W) of the context image for a conditional model, else None.
+        profile: ``"cpu"``/``"smoke"`` (small defaults) or ``"gpu"`` (larger), see
+            :data:`PROFILES`.
+        **kw: constructor arguments, overriding the profile's.
+
+    Example:
+        >>> build_model("convdraw", (1, 28, 28), context_shape=(2, 28, 28), steps=2).conditional
+        True
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model name {name!r}; valid choices: {', '.join(sorted(MODELS))}")
+    if profile not in PROFILES:
+        raise ValueError(
+            f"unknown profile {profile!r}; valid choices: {', '.join(sorted(PROFILES))}"
+        )
+    kwargs = {**PROFILES[profile][name], **kw}
+    return MODELS[name](image_shape=image_shape, context_shape=context_shape, **kwargs)

@@ -1,0 +1,312 @@
+"""ConvDRAW (Gregor et al. 2016, "Towards conceptual compression"), unconditional and conditional.
+
+A recurrent VAE that builds the image over T steps on an additive canvas. At each step t:
+
+1. prior      p(z_t | h^dec_{t-1})  = N(μ_p, σ_p²), a conv layer on the previous decoder state;
+2. read       r_t = read(x, x − σ(c_{t-1}))  (the image and its current error, downsampled);
+3. encoder    (h^enc_t, c^enc_t) = ConvLSTM_enc([r_t, h^dec_{t-1}, e], h^enc_{t-1}, c^enc_{t-1});
+4. posterior  q(z_t | h^enc_t) = N(μ_q, σ_q²), a conv layer on the encoder state;
+5. decoder    (h^dec_t, c^dec_t) = ConvLSTM_dec([z_t, e], h^dec_{t-1}, c^dec_{t-1});
+6. write      c_t = c_{t-1} + write(h^dec_t)   (transposed convs back to image resolution),
+
+and g(z) = σ(c_T). ``e`` is the embedding of the context images (conditional model only: a
+small conv net run once, fed to both LSTMs at every step, as in GQN's generator). Both
+conv-LSTMs compute their gates from the input *and* the hidden state (one convolution over the
+concatenation [input, h], i.e. W_x * x + W_h * h) — the widely copied PyTorch port of GQN feeds
+only the input to the gates, which removes the recurrence from the gates.
+
+Latents: each z_t is a ``[z_channels, H/2^n_down, W/2^n_down]`` feature map; the interface's
+flat ``z`` is ``[B, T · z_channels · h · w]``, step-major (:meth:`ConvDRAW.flatten_latents`).
+The prior is learned, so ``log_prior`` in :class:`~geco_core.models.base.VAEOutput` is
+log p(z) = Σ_t log p(z_t | z_<t), and the KL is Σ_t KL[q_t ‖ p_t] in closed form per step
+along the sampled trajectory (an unbiased estimate of KL[q(z|x) ‖ p(z)]).
+
+References:
+    Gregor, Besse, Rezende, Danihelka & Wierstra, "Towards conceptual compression" (NIPS 2016),
+    ref. [5] of the paper.
+    Eslami et al., "Neural scene representation and rendering" (Science 2018), ref. [16].
+    Shi et al., "Convolutional LSTM network" (NIPS 2015), for the conv-LSTM cell.
+    Rezende & Viola, "Taming VAEs" (2018), §4.1 and Figs. 3–6.
+
+Example:
+    >>> import torch
+    >>> m = ConvDRAW((1, 28, 28), steps=2, hidden=8, z_channels=1, read_channels=4)
+    >>> out = m(torch.rand(3, 1, 28, 28))
+    >>> out.x_mean.shape, out.z.shape, m.latent_dim
+    (torch.Size([3, 1, 28, 28]), torch.Size([3, 98]), 98)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from geco_core.models.base import LatentVariableModel, VAEOutput
+from geco_core.models.layers import (
+    check_inputs,
+    check_shape,
+    diag_normal_kl,
+    diag_normal_log_prob,
+    downsampled_hw,
+)
+
+
+class ConvLSTMCell(nn.Module):
+    """Conv-LSTM cell (Shi et al. 2015) whose gates see the input *and* the hidden state.
+
+    [i, f, o, g] = conv([input, h]) (one conv over the channel concatenation, equal to
+    W_x * input + W_h * h + b); c' = σ(f) c + σ(i) tanh(g); h' = σ(o) tanh(c').
+
+    Example:
+        >>> cell = ConvLSTMCell(3, 4)
+        >>> x, h, c = torch.randn(2, 3, 5, 5), torch.zeros(2, 4, 5, 5), torch.zeros(2, 4, 5, 5)
+        >>> h2, c2 = cell(x, (h, c)); h2.shape
+        torch.Size([2, 4, 5, 5])
+    """
+
+    def __init__(
+        self, in_channels: int, hidden: int, kernel: int = 3, forget_bias: float = 1.0
+    ) -> None:
+        super().__init__()
+        if kernel % 2 != 1:
+            raise ValueError(f"kernel must be odd, got {kernel}")
+        self.hidden = hidden
+        self.conv = nn.Conv2d(in_channels + hidden, 4 * hidden, kernel, padding=kernel // 2)
+        with torch.no_grad():
+            self.conv.bias[hidden : 2 * hidden].add_(forget_bias)
+
+    def gates(self, inp: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Input, forget, output gates (sigmoid) and candidate (tanh), from [input, h]."""
+        i, f, o, g = self.conv(torch.cat([inp, h], dim=1)).chunk(4, dim=1)
+        return torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o), torch.tanh(g)
+
+    def forward(self, inp: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        h, c = state
+        i, f, o, g = self.gates(inp, h)
+        c = f * c + i * g
+        return o * torch.tanh(c), c
+
+
+def _down_stack(c_in: int, c_out: int, n_down: int) -> nn.Sequential:
+    """n_down stride-2 4×4 convs (ELU after each): image → latent resolution."""
+    layers: list[nn.Module] = []
+    for _ in range(n_down):
+        layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.ELU()]
+        c_in = c_out
+    return nn.Sequential(*layers) if layers else nn.Sequential(nn.Conv2d(c_in, c_out, 1), nn.ELU())
+
+
+def _up_stack(c_in: int, c_mid: int, c_out: int, n_up: int) -> nn.Sequential:
+    """n_up transposed stride-2 4×4 convs (ELU between): latent → image resolution."""
+    if n_up == 0:
+        return nn.Sequential(nn.Conv2d(c_in, c_out, 1))
+    layers: list[nn.Module] = []
+    for k in range(n_up):
+        last = k == n_up - 1
+        layers.append(nn.ConvTranspose2d(c_in, c_out if last else c_mid, 4, stride=2, padding=1))
+        if not last:
+            layers.append(nn.ELU())
+        c_in = c_mid
+    return nn.Sequential(*layers)
+
+
+@dataclass
+class DrawTrace:
+    """Everything one unroll of ConvDRAW produces (per step t = 0..T-1).
+
+    Attributes:
+        canvas: c_T, pre-sigmoid, ``[B, C, H, W]``.
+        z: list of T latent maps ``[B, Z, h, w]``.
+        q: list of (μ_q, log σ_q) per step (empty for a decoder-only run).
+        p: list of (μ_p, log σ_p) per step (the learned prior).
+    """
+
+    canvas: Tensor
+    z: list[Tensor]
+    q: list[tuple[Tensor, Tensor]]
+    p: list[tuple[Tensor, Tensor]]
+
+    def kl_steps(self) -> Tensor:
+        """KL[q_t ‖ p_t] per step in closed form, ``[B, T]`` (needs an encoder run)."""
+        return torch.stack(
+            [diag_normal_kl(mq, lq, mp, lp, dims=3) for (mq, lq), (mp, lp) in zip(self.q, self.p)],
+            dim=1,
+        )
+
+    def log_q(self) -> Tensor:
+        """Σ_t log q(z_t | h^enc_t), ``[B]``."""
+        return sum(diag_normal_log_prob(z, m, s, dims=3) for z, (m, s) in zip(self.z, self.q))
+
+    def log_p(self) -> Tensor:
+        """Σ_t log p(z_t | h^dec_{t-1}), ``[B]``."""
+        return sum(diag_normal_log_prob(z, m, s, dims=3) for z, (m, s) in zip(self.z, self.p))
+
+
+class ConvDRAW(LatentVariableModel):
+    """ConvDRAW with conv-LSTM encoder/decoder, learned prior and additive canvas.
+
+    Args:
+        image_shape: (C, H, W) of x; H and W divisible by ``2 ** n_down``.
+        context_shape: (C_ctx, H, W) of the context images for the conditional model, else None
+            (H, W must equal the image's).
+        steps: number of DRAW steps T.
+        hidden: channels of both conv-LSTM states.
+        z_channels: channels of each step's latent map.
+        read_channels: channels of the read network's output r_t.
+        n_down: stride-2 downsamplings from image to latent/LSTM resolution.
+        kernel: conv-LSTM / prior / posterior kernel size (odd).
+        context_channels: channels of the context embedding e (conditional only).
+
+    Example:
+        >>> m = ConvDRAW((1, 28, 28), context_shape=(2, 28, 28), steps=2, hidden=8)
+        >>> m.sample(4, context=torch.rand(4, 2, 28, 28)).shape
+        torch.Size([4, 1, 28, 28])
+    """
+
+    def __init__(
+        self,
+        image_shape: Sequence[int] = (1, 28, 28),
+        context_shape: Sequence[int] | None = None,
+        steps: int = 4,
+        hidden: int = 32,
+        z_channels: int = 2,
+        read_channels: int = 16,
+        n_down: int = 2,
+        kernel: int = 3,
+        context_channels: int = 16,
+    ) -> None:
+        super().__init__()
+        self.image_shape = check_shape("image_shape", image_shape)
+        self.context_shape = check_shape("context_shape", context_shape)
+        for name, v in (("steps", steps), ("hidden", hidden), ("z_channels", z_channels)):
+            if v < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        if n_down < 0:
+            raise ValueError(f"n_down must be >= 0, got {n_down}")
+        self.conditional = self.context_shape is not None
+        c, h, w = self.image_shape
+        self.latent_hw = downsampled_hw((h, w), n_down)
+        self.steps, self.hidden, self.z_channels = int(steps), int(hidden), int(z_channels)
+        self.step_dim = self.z_channels * self.latent_hw[0] * self.latent_hw[1]
+        self.latent_dim = self.steps * self.step_dim
+        c_ctx = 0
+        if self.conditional:
+            if self.context_shape[1:] != (h, w):
+                raise ValueError(
+                    f"context_shape H, W must equal image_shape H, W, got {self.context_shape}"
+                    f" vs {self.image_shape}"
+                )
+            c_ctx = context_channels
+            self.context_net = _down_stack(self.context_shape[0], context_channels, n_down)
+        pad = kernel // 2
+        self.read = _down_stack(2 * c, read_channels, n_down)
+        self.enc_cell = ConvLSTMCell(read_channels + hidden + c_ctx, hidden, kernel)
+        self.dec_cell = ConvLSTMCell(z_channels + c_ctx, hidden, kernel)
+        self.posterior_net = nn.Conv2d(hidden, 2 * z_channels, kernel, padding=pad)
+        self.prior_net = nn.Conv2d(hidden, 2 * z_channels, kernel, padding=pad)
+        self.write = _up_stack(hidden, hidden, c, n_down)
+
+    # -- latent layout ---------------------------------------------------------------------
+    def flatten_latents(self, zs: Sequence[Tensor]) -> Tensor:
+        """T maps ``[B, Z, h, w]`` → flat ``[B, latent_dim]`` (step-major)."""
+        return torch.stack(list(zs), dim=1).flatten(1)
+
+    def unflatten_latents(self, z: Tensor) -> list[Tensor]:
+        """Flat ``[B, latent_dim]`` → T maps ``[B, Z, h, w]``."""
+        if z.dim() != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"z must have shape [B, {self.latent_dim}], got {list(z.shape)}")
+        return list(z.view(z.shape[0], self.steps, self.z_channels, *self.latent_hw).unbind(1))
+
+    # -- the recurrence --------------------------------------------------------------------
+    def unroll(
+        self,
+        x: Tensor | None = None,
+        context: Tensor | None = None,
+        z: Tensor | None = None,
+        n: int | None = None,
+    ) -> DrawTrace:
+        """Run the T steps.
+
+        - ``x`` given, ``z`` None: encoder + decoder, z_t ~ q (reparameterised) — training.
+        - ``x`` and ``z`` given: the encoder reads x while the decoder is fed the given z's
+          (gives log q(z|x) for matched pairs).
+        - ``x`` None: decoder only; z_t = given, or ~ p(z_t | h^dec_{t-1}) for ``n`` samples.
+        """
+        check_inputs(self, x, context, batch=z.shape[0] if z is not None else n)
+        zs_given = self.unflatten_latents(z) if z is not None else None
+        if x is not None:
+            ref, batch = x, x.shape[0]
+        elif zs_given is not None:
+            ref, batch = z, z.shape[0]
+        elif n is not None:
+            ref, batch = next(self.parameters()), int(n)
+        else:
+            raise ValueError("unroll needs x, z or n")
+        if zs_given is not None and z.shape[0] != batch:
+            raise ValueError(f"z has {z.shape[0]} rows, expected {batch}")
+        e = self.context_net(context) if self.conditional else None
+        state_shape = (batch, self.hidden, *self.latent_hw)
+        h_enc = c_enc = h_dec = c_dec = ref.new_zeros(state_shape)
+        canvas = ref.new_zeros((batch, *self.image_shape))
+        zs: list[Tensor] = []
+        qs: list[tuple[Tensor, Tensor]] = []
+        ps: list[tuple[Tensor, Tensor]] = []
+        for t in range(self.steps):
+            mu_p, log_sigma_p = self.prior_net(h_dec).chunk(2, dim=1)
+            ps.append((mu_p, log_sigma_p))
+            if x is not None:
+                r = self.read(torch.cat([x, x - torch.sigmoid(canvas)], dim=1))
+                enc_in = [r, h_dec] + ([e] if e is not None else [])
+                h_enc, c_enc = self.enc_cell(torch.cat(enc_in, dim=1), (h_enc, c_enc))
+                mu, log_sigma = self.posterior_net(h_enc).chunk(2, dim=1)
+                qs.append((mu, log_sigma))
+            else:
+                mu, log_sigma = mu_p, log_sigma_p
+            if zs_given is not None:
+                z_t = zs_given[t]
+            else:
+                z_t = mu + torch.exp(log_sigma) * torch.randn_like(mu)
+            zs.append(z_t)
+            dec_in = torch.cat([z_t, e], dim=1) if e is not None else z_t
+            h_dec, c_dec = self.dec_cell(dec_in, (h_dec, c_dec))
+            canvas = canvas + self.write(h_dec)
+        return DrawTrace(canvas, zs, qs, ps)
+
+    # -- LatentVariableModel interface -----------------------------------------------------
+    def forward(self, x: Tensor, context: Tensor | None = None) -> VAEOutput:
+        tr = self.unroll(x, context)
+        return VAEOutput(
+            x_mean=torch.sigmoid(tr.canvas),
+            z=self.flatten_latents(tr.z),
+            kl=tr.kl_steps().sum(dim=1),
+            log_q=tr.log_q(),
+            log_prior=tr.log_p(),
+        )
+
+    def decode(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        return torch.sigmoid(self.unroll(None, context, z=z).canvas)
+
+    def log_q(self, z: Tensor, x: Tensor, context: Tensor | None = None) -> Tensor:
+        return self.unroll(x, context, z=z).log_q()
+
+    def log_prior(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        """log p(z) = Σ_t log p(z_t | h^dec_{t-1}) under the learned prior, ``[B]``."""
+        return self.unroll(None, context, z=z).log_p()
+
+    def sample_posterior(
+        self, x: Tensor, n: int = 1, context: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        check_inputs(self, x, context)
+        batch = x.shape[0]
+        xr = x.repeat(n, 1, 1, 1)
+        cr = context.repeat(n, 1, 1, 1) if context is not None else None
+        tr = self.unroll(xr, cr)
+        z = self.flatten_latents(tr.z).view(n, batch, self.latent_dim)
+        return z, tr.log_q().view(n, batch)
+
+    @torch.no_grad()
+    def sample(self, n: int, context: Tensor | None = None) -> Tensor:
+        return torch.sigmoid(self.unroll(None, context, n=n).canvas)

@@ -1,0 +1,74 @@
+"""Tests of build_model and of the interface all three models share (CPU, and CUDA if present)."""
+
+import pytest
+import torch
+
+from geco_core.models import MODELS, PROFILES, LatentVariableModel, build_model
+
+TINY = {
+    "conv_vae": dict(latent_dim=4, channels=(8, 8), hidden=16, context_embed=4),
+    "vae_nvp": dict(latent_dim=4, channels=(8, 8), context_dim=16, flow_hidden=8, context_embed=4),
+    "convdraw": dict(steps=2, hidden=8, z_channels=1, read_channels=4, context_channels=4),
+}
+
+
+def test_unknown_names_list_valid_choices():
+    with pytest.raises(ValueError, match="conv_vae, convdraw, vae_nvp"):
+        build_model("vae")
+    with pytest.raises(ValueError, match="profile"):
+        build_model("conv_vae", profile="tpu")
+    assert set(MODELS) == {"conv_vae", "vae_nvp", "convdraw"}
+
+
+def test_profiles_and_overrides():
+    for name in MODELS:
+        small = build_model(name)
+        big = build_model(name, profile="gpu")
+        n_small = sum(p.numel() for p in small.parameters())
+        n_big = sum(p.numel() for p in big.parameters())
+        assert n_big > 2 * n_small, name
+        assert set(PROFILES["gpu"][name]) <= set(type(big).__init__.__code__.co_varnames)
+    assert build_model("conv_vae", profile="gpu", latent_dim=3).latent_dim == 3
+
+
+def _interface_check(name, conditional, device):
+    torch.manual_seed(0)
+    ctx_shape = (2, 28, 28) if conditional else None
+    m = build_model(name, (1, 28, 28), context_shape=ctx_shape, **TINY[name]).to(device)
+    assert isinstance(m, LatentVariableModel) and m.conditional == conditional
+    x = torch.rand(3, 1, 28, 28, device=device)
+    ctx = torch.rand(3, 2, 28, 28, device=device) if conditional else None
+    out = m(x, ctx)
+    D = m.latent_dim
+    assert out.x_mean.shape == x.shape and out.x_mean.device == x.device
+    assert out.z.shape == (3, D)
+    assert out.kl.shape == out.log_q.shape == out.log_prior.shape == (3,)
+    assert 0 <= out.x_mean.min() and out.x_mean.max() <= 1
+    assert m.decode(out.z, ctx).shape == x.shape
+    torch.testing.assert_close(m.log_q(out.z, x, ctx), out.log_q, atol=1e-3, rtol=1e-4)
+    z, lq = m.sample_posterior(x, n=2, context=ctx)
+    assert z.shape == (2, 3, D) and lq.shape == (2, 3) and z.device == x.device
+    assert m.sample(3, ctx).shape == x.shape
+    ((out.x_mean - x).square().sum() + out.kl.sum()).backward()
+    assert all(p.grad is not None for p in m.parameters())
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_common_interface_cpu(name, conditional):
+    _interface_check(name, conditional, "cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("conditional", [False, True])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_common_interface_cuda(name, conditional):
+    _interface_check(name, conditional, "cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_pretrained_classifier_on_cuda():
+    from geco_core.models import load_pretrained_classifier
+
+    net = load_pretrained_classifier(device="cuda")
+    assert net.probs(torch.rand(2, 1, 28, 28, device="cuda")).device.type == "cuda"

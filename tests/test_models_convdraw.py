@@ -1,0 +1,135 @@
+"""Tests of ConvDRAW: per-step KLs, matched-pair log q, recurrent gates, gradients, seeds."""
+
+import pytest
+import torch
+from torch.distributions import Normal, kl_divergence
+
+from geco_core.models.convdraw import ConvDRAW
+
+SMALL = dict(steps=3, hidden=8, z_channels=2, read_channels=4, context_channels=4)
+
+
+def _model(seed=0, **kw):
+    torch.manual_seed(seed)
+    return ConvDRAW((1, 28, 28), **{**SMALL, **kw})
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_shapes_and_ranges(conditional):
+    m = _model(context_shape=(2, 28, 28) if conditional else None)
+    assert m.latent_dim == 3 * 2 * 7 * 7
+    x = torch.rand(4, 1, 28, 28)
+    ctx = torch.rand(4, 2, 28, 28) if conditional else None
+    out = m(x, ctx)
+    assert out.x_mean.shape == x.shape and 0 <= out.x_mean.min() and out.x_mean.max() <= 1
+    assert out.z.shape == (4, m.latent_dim)
+    for t in (out.kl, out.log_q, out.log_prior):
+        assert t.shape == (4,) and torch.isfinite(t).all()
+    z, lq = m.sample_posterior(x, n=2, context=ctx)
+    assert z.shape == (2, 4, m.latent_dim) and lq.shape == (2, 4)
+    s = m.sample(3, None if ctx is None else ctx[:3])
+    assert s.shape == (3, 1, 28, 28) and 0 <= s.min() and s.max() <= 1
+
+
+def test_kl_per_step_matches_torch_distributions():
+    m = _model(context_shape=(2, 28, 28))
+    x, ctx = torch.rand(3, 1, 28, 28), torch.rand(3, 2, 28, 28)
+    torch.manual_seed(1)
+    tr = m.unroll(x, ctx)
+    kl_steps = tr.kl_steps()
+    assert kl_steps.shape == (3, 3)
+    for t in range(3):
+        (mq, lq), (mp, lp) = tr.q[t], tr.p[t]
+        ref = kl_divergence(Normal(mq, lq.exp()), Normal(mp, lp.exp())).sum((1, 2, 3))
+        torch.testing.assert_close(kl_steps[:, t], ref)
+    # the priors of steps ≥ 2 depend on the decoder state, i.e. on the example
+    assert (tr.p[1][0][0] - tr.p[1][0][1]).abs().max() > 0
+    torch.manual_seed(1)
+    out = m(x, ctx)
+    torch.testing.assert_close(out.kl, kl_steps.sum(1))
+    torch.testing.assert_close(out.z, m.flatten_latents(tr.z))
+
+
+def test_log_q_log_prior_and_decode_match_the_sampled_pass():
+    m = _model()
+    x = torch.rand(4, 1, 28, 28)
+    out = m(x)
+    torch.testing.assert_close(m.log_q(out.z, x), out.log_q, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(m.log_prior(out.z), out.log_prior, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(m.decode(out.z), out.x_mean)  # the decoder sees only z
+    z, lq = m.sample_posterior(x, n=3)
+    for k in range(3):
+        torch.testing.assert_close(m.log_q(z[k], x), lq[k], atol=1e-4, rtol=1e-5)
+    # a different x gives a different density for the same z (the pairing matters)
+    assert (m.log_q(out.z, x.flip(0)) - out.log_q).abs().max() > 1e-3
+
+
+def test_monte_carlo_kl_agrees_with_summed_closed_form_step_kls():
+    m = _model()
+    x = torch.rand(1, 1, 28, 28).expand(2000, -1, -1, -1)
+    torch.manual_seed(2)
+    with torch.no_grad():
+        out = m(x)
+    mc = out.log_q - out.log_prior
+    se = (mc.std() ** 2 / len(mc) + out.kl.std() ** 2 / len(mc)).sqrt()
+    assert (mc.mean() - out.kl.mean()).abs() < 4 * se + 1e-3
+
+
+@pytest.mark.parametrize("cell_name", ["enc_cell", "dec_cell"])
+def test_gates_depend_on_hidden_state(cell_name):
+    m = _model()
+    cell = getattr(m, cell_name)
+    in_ch = cell.conv.in_channels - cell.hidden
+    inp = torch.randn(2, in_ch, 7, 7)
+    h1, h2 = torch.randn(2, 8, 7, 7), torch.randn(2, 8, 7, 7)
+    for g1, g2 in zip(cell.gates(inp, h1), cell.gates(inp, h2)):
+        assert (g1 - g2).abs().max() > 1e-3
+    h = h1.clone().requires_grad_(True)
+    for gate in cell.gates(inp, h):  # i, f, o, g each have a non-zero ∂/∂h
+        (grad,) = torch.autograd.grad(gate.sum(), h, retain_graph=True)
+        assert grad.abs().sum() > 0
+    # and the new state changes with h at fixed input and cell state
+    c = torch.randn(2, 8, 7, 7)
+    assert (cell(inp, (h1, c))[0] - cell(inp, (h2, c))[0]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_gradients_reach_all_parameters(conditional):
+    m = _model(context_shape=(2, 28, 28) if conditional else None)
+    x = torch.rand(3, 1, 28, 28)
+    ctx = torch.rand(3, 2, 28, 28) if conditional else None
+    out = m(x, ctx)
+    ((out.x_mean - x).square().sum() + out.kl.sum()).backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_same_seed_same_numbers():
+    x = torch.rand(2, 1, 28, 28)
+    res = []
+    for _ in range(2):
+        m = _model(seed=4)
+        torch.manual_seed(8)
+        res.append((m(x), m.sample(2)))
+    for a, b in zip(vars(res[0][0]).values(), vars(res[1][0]).values()):
+        assert torch.equal(a, b)
+    assert torch.equal(res[0][1], res[1][1])
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="steps"):
+        ConvDRAW((1, 28, 28), steps=0)
+    with pytest.raises(ValueError, match="kernel"):
+        ConvDRAW((1, 28, 28), kernel=4)
+    with pytest.raises(ValueError, match="divisible"):
+        ConvDRAW((1, 28, 28), n_down=3)
+    m = _model()
+    with pytest.raises(ValueError, match="z must have shape"):
+        m.decode(torch.randn(2, 10))
+    with pytest.raises(ValueError, match="unconditional"):
+        m(torch.rand(2, 1, 28, 28), torch.rand(2, 2, 28, 28))
+    mc = _model(context_shape=(2, 28, 28))
+    with pytest.raises(ValueError, match="context is required"):
+        mc.sample(2)
+    with pytest.raises(ValueError, match="rows"):
+        mc.sample(3, torch.rand(2, 2, 28, 28))
