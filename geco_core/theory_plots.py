@@ -1,0 +1,338 @@
+"""Matplotlib figures of the theory chapter (Figs. 1, 2 and 7 of "Taming VAEs", recomputed).
+
+Every function takes results computed by :mod:`geco_core.theory` and returns a
+``matplotlib.figure.Figure`` (nothing is shown or saved here), so the notebook, the tests and
+scripts can all call them. Colours follow the paper: data in blue, trajectories of ψ in grey,
+fixed points in red.
+
+References:
+    Rezende & Viola (2018), "Taming VAEs": Fig. 1 (tilings, blur and holes), Fig. 2
+    (fixed points and phase transitions, Appendix A), Fig. 7 (Lipschitz constraints,
+    Appendix B).
+
+Example:
+    >>> import numpy as np
+    >>> from geco_core import theory
+    >>> b = np.geomspace(1e-3, 1.0, 12)
+    >>> u = np.minimum(b, 0.1)
+    >>> fig = plot_phase_transitions(b, u, theory.critical_betas(b, u))
+    >>> len(fig.axes)
+    2
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.collections import LineCollection
+from matplotlib.colors import ListedColormap, to_rgb
+from matplotlib.figure import Figure
+
+from geco_core import theory
+
+__all__ = [
+    "plot_equipartition",
+    "plot_fig2",
+    "plot_fixed_points",
+    "plot_lipschitz_panels",
+    "plot_phase_transitions",
+    "plot_tiling",
+]
+
+DATA_COLOUR = "tab:blue"
+FIXED_POINT_COLOUR = "tab:red"
+TRAJECTORY_COLOUR = "0.55"
+
+
+def _palette(n: int) -> list[tuple[float, float, float]]:
+    base = plt.get_cmap("tab10").colors if n <= 10 else plt.get_cmap("tab20").colors
+    return [to_rgb(c) for c in base[:n]]
+
+
+def _tile_image(grid: theory.LatentGrid, values: np.ndarray) -> np.ndarray:
+    """Reshape per-tile values (row-major, x fastest) to an image with y as rows."""
+    return np.asarray(values).reshape((grid.size, grid.size) + np.shape(values)[1:])
+
+
+def plot_tiling(example: theory.TilingExample) -> Figure:
+    """Fig. 1-style picture, drawn from computed tilings (Props. 2–3, Eq. 17).
+
+    Left: the partition that the ELBO fixed-point equations (Eqs. 3–4, σ from Eq. 15) reach
+    from a random smooth decoder. Middle: the equiprobable partition (Prop. 2), with an overlap
+    between the supports of x₀ and x₁ (hatched blend) and a hole (black). Right: the data
+    images, then the optimal reconstruction inside Ω₀ alone, inside the overlap (the blur of
+    Eq. 17) and in the hole (undefined).
+
+    Returns:
+        A figure with ``2 + n + 3`` axes (two latent panels, n data, three reconstructions).
+    """
+    grid, n = example.grid, example.images.shape[0]
+    colours = _palette(n)
+    cmap = ListedColormap(colours)
+    extent = (-grid.half_width, grid.half_width, -grid.half_width, grid.half_width)
+
+    fig = plt.figure(figsize=(13, 4.6), layout="constrained")
+    outer = fig.add_gridspec(1, 3, width_ratios=[1, 1, 1.25])
+    ax_learned = fig.add_subplot(outer[0])
+    ax_equi = fig.add_subplot(outer[1])
+    right = outer[2].subgridspec(2, max(n, 3))
+
+    ax_learned.imshow(
+        _tile_image(grid, example.learned_labels),
+        origin="lower",
+        extent=extent,
+        cmap=cmap,
+        vmin=-0.5,
+        vmax=n - 0.5,
+        interpolation="nearest",
+    )
+    masses = np.bincount(example.learned_labels, weights=grid.prior, minlength=n)
+    ax_learned.set_title(
+        f"Eqs. 3–4 fixed point: cell masses {np.round(masses, 2).tolist()}\n"
+        f"avg KL = {example.kl_learned:.3f} > ln n = {np.log(n):.3f}",
+        fontsize=9,
+    )
+
+    rgb = np.array(colours)[example.labels]
+    i, j = example.overlap_pair
+    rgb[example.overlap] = 0.5 * (np.array(colours[i]) + np.array(colours[j]))
+    rgb[example.hole] = 0.0
+    ax_equi.imshow(_tile_image(grid, rgb), origin="lower", extent=extent, interpolation="nearest")
+    ax_equi.contourf(
+        *np.meshgrid(np.linspace(*extent[:2], grid.size), np.linspace(*extent[2:], grid.size)),
+        _tile_image(grid, example.overlap.astype(float)),
+        levels=[0.5, 1.5],
+        colors="none",
+        hatches=["////"],
+    )
+    ax_equi.set_title(
+        f"equiprobable partition (Prop. 2): avg KL = {example.kl_equiprobable:.3f} ≈ ln n\n"
+        f"hatched: Ω{i} ∩ Ω{j} (blur, Prop. 3); black: a hole",
+        fontsize=9,
+    )
+    for ax in (ax_learned, ax_equi):
+        for radius in (1.0, 2.0):
+            ax.add_patch(plt.Circle((0, 0), radius, fill=False, ls="--", lw=0.8, color="w"))
+        ax.set_xlabel("$z_1$")
+        ax.set_ylabel("$z_2$")
+
+    for k in range(n):
+        ax = fig.add_subplot(right[0, k])
+        ax.imshow(example.images[k], cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title(f"$x_{k}$", color=colours[k], fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_edgecolor(colours[k])
+            spine.set_linewidth(2)
+
+    only_i = example.supports[i] & ~example.overlap
+    pick = {
+        f"z ∈ Ω{i}\nonly": np.flatnonzero(only_i)[0],
+        f"z ∈ Ω{i} ∩ Ω{j}\n(blur)": np.flatnonzero(example.overlap)[0],
+        "z in the hole": np.flatnonzero(example.hole)[0] if example.hole.any() else None,
+    }
+    for k, (title, tile) in enumerate(pick.items()):
+        ax = fig.add_subplot(right[1, k])
+        if tile is None or np.isnan(example.decoded[tile]).any():
+            ax.imshow(np.zeros_like(example.images[0]), cmap="gray", vmin=0, vmax=1)
+            ax.text(
+                0.5,
+                0.5,
+                "?",
+                color="w",
+                fontsize=22,
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+            )
+            title += "\n(undefined)"
+        else:
+            ax.imshow(example.decoded[tile], cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title(title, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if k == 0:
+            ax.set_ylabel("optimal g(z)\n(Eq. 17)", fontsize=8)
+    return fig
+
+
+def plot_fixed_points(
+    ax: plt.Axes,
+    x: np.ndarray,
+    psi: np.ndarray,
+    trajectory: np.ndarray | None = None,
+    title: str | None = None,
+    max_lines: int = 1024,
+) -> plt.Axes:
+    """Draw one Fig. 2 / Fig. 7 panel: grey trajectories of ψ, red fixed points, blue data.
+
+    Args:
+        ax: target axes.
+        x: ``[n, 2]`` data.
+        psi: ``[B, 2]`` final reconstruction vectors.
+        trajectory: optional ``[T + 1, B, 2]`` iterates of ψ.
+        title: panel title.
+        max_lines: draw at most this many trajectories (evenly sub-sampled).
+    """
+    if trajectory is not None:
+        step = max(1, trajectory.shape[1] // max_lines)
+        lines = np.transpose(trajectory[:, ::step], (1, 0, 2))
+        ax.add_collection(
+            LineCollection(lines, colors=TRAJECTORY_COLOUR, linewidths=0.4, alpha=0.5, zorder=1)
+        )
+    ax.scatter(x[:, 0], x[:, 1], s=6, c=DATA_COLOUR, zorder=2, label="data")
+    ax.scatter(psi[:, 0], psi[:, 1], s=8, c=FIXED_POINT_COLOUR, zorder=3, label="ψ (fixed points)")
+    ax.set_xlim(-0.55, 0.55)
+    ax.set_ylim(-0.55, 0.55)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def plot_phase_transitions(
+    betas: np.ndarray,
+    u: np.ndarray,
+    crit: theory.CriticalBetas,
+    axes: Sequence[plt.Axes] | None = None,
+) -> Figure:
+    """Fig. 2 bottom row: u(β) with grey lines at β_c (left) and |∂²u/∂β²| with the top-k
+    maxima marked (right). Both on a log β axis.
+
+    Returns:
+        The figure holding the two axes (a new one unless ``axes`` is given).
+    """
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
+    else:
+        fig = axes[0].figure
+    ax_u, ax_c = axes
+    ax_u.plot(betas, u, "-o", ms=2.5, color="k", lw=1)
+    ax_u.set_xscale("log")
+    ax_u.set_xlabel("β")
+    ax_u.set_ylabel("u(β) = E‖x − g(z)‖²")
+    ax_u.set_title("expected reconstruction error", fontsize=9)
+    ax_c.plot(betas, crit.curvature, "-", color="k", lw=1)
+    ax_c.set_xscale("log")
+    ax_c.set_yscale("log")
+    ax_c.set_xlabel("β")
+    ax_c.set_ylabel("|∂²u/∂β²|")
+    ax_c.set_title("curvature; top local maxima = critical β_c", fontsize=9)
+    for rank, (beta_c, height) in enumerate(zip(crit.beta_c, crit.height), start=1):
+        ax_u.axvline(beta_c, color="0.6", lw=1.2, zorder=0)
+        ax_c.axvline(beta_c, color="0.6", lw=1.2, zorder=0)
+        ax_c.plot([beta_c], [height], "o", color=FIXED_POINT_COLOUR, ms=6)
+        ax_c.annotate(
+            f"$β_c^{{{rank}}}$={beta_c:.3g}",
+            (beta_c, height),
+            fontsize=8,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
+    return fig
+
+
+def plot_fig2(
+    sweep: theory.FixedPointSweep,
+    u: np.ndarray,
+    crit: theory.CriticalBetas,
+    panels: theory.FixedPointSweep,
+) -> Figure:
+    """Fig. 2: top row, trajectories and fixed points for the β values of ``panels`` (a sweep
+    run with ``record=True``); bottom row, u(β) and |u''| of ``sweep`` with β_c marked.
+
+    Returns:
+        A figure with ``len(panels.betas) + 2`` axes.
+    """
+    n_panels = panels.betas.size
+    fig = plt.figure(figsize=(max(10, 2.6 * n_panels), 6.4), layout="constrained")
+    spec = fig.add_gridspec(2, 2 * n_panels, height_ratios=[1, 0.9])
+    for k in range(n_panels):
+        ax = fig.add_subplot(spec[0, 2 * k : 2 * k + 2])
+        n_fixed = theory.cluster_counts(panels.psi[k : k + 1])[0]
+        plot_fixed_points(
+            ax,
+            panels.x,
+            panels.psi[k],
+            None if panels.trajectory is None else panels.trajectory[:, k],
+            title=f"β = {panels.betas[k]:.3g}: {n_fixed} fixed point(s)",
+        )
+    ax_u = fig.add_subplot(spec[1, :n_panels])
+    ax_c = fig.add_subplot(spec[1, n_panels:])
+    plot_phase_transitions(sweep.betas, u, crit, axes=(ax_u, ax_c))
+    return fig
+
+
+def plot_equipartition(
+    gamma_fixed_point: np.ndarray,
+    gamma_direct: np.ndarray,
+    gamma_empirical: np.ndarray | None = None,
+    residual: np.ndarray | None = None,
+) -> Figure:
+    """Prop. 5 check: γ from the fixed-point solver, from direct maximisation (scipy) and,
+    optionally, the prior mass of the tiles that Eq. 20 sent to each fixed point.
+
+    Returns:
+        A figure with one axes.
+    """
+    m = len(gamma_fixed_point)
+    fig, ax = plt.subplots(figsize=(7, 3.2), layout="constrained")
+    width = 0.27
+    pos = np.arange(m)
+    ax.bar(pos - width, gamma_fixed_point, width, label="Prop. 5, fixed-point solver")
+    ax.bar(pos, gamma_direct, width, label="direct maximisation (scipy)")
+    if gamma_empirical is not None:
+        ax.bar(pos + width, gamma_empirical, width, label="tile mass per fixed point (Eq. 20)")
+    ax.set_xticks(pos, [f"ψ cluster {a}" for a in range(m)], fontsize=8)
+    ax.set_ylabel("γ_a")
+    title = "equipartition of energy (Prop. 5)"
+    if residual is not None:
+        title += f": max |Σ_i e^(-H_ia/β)/Z_i − n| = {np.max(np.abs(residual)):.1e}"
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_lipschitz_panels(
+    x: np.ndarray,
+    rows: dict[str, Sequence[theory.FixedPointSweep]],
+    column_titles: dict[str, Sequence[str]],
+) -> Figure:
+    """Fig. 7 for one data set: one row per setting (β sweep, local, global constraints), one
+    column per strength; grey trajectories (when recorded), red fixed points, blue data.
+
+    Args:
+        x: ``[n, 2]`` data.
+        rows: row label → single-β sweeps, left to right.
+        column_titles: row label → one title per panel.
+
+    Returns:
+        A figure with ``sum(len(r) for r in rows.values())`` axes.
+    """
+    n_rows = len(rows)
+    n_cols = max(len(r) for r in rows.values())
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(2.6 * n_cols, 2.7 * n_rows), layout="constrained", squeeze=False
+    )
+    for r, (label, sweeps) in enumerate(rows.items()):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            if c >= len(sweeps):
+                ax.remove()
+                continue
+            res = sweeps[c]
+            plot_fixed_points(
+                ax,
+                x,
+                res.psi[0],
+                None if res.trajectory is None else res.trajectory[:, 0],
+                title=column_titles[label][c],
+            )
+            if c == 0:
+                ax.set_ylabel(label, fontsize=9)
+    return fig
