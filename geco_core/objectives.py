@@ -1,0 +1,471 @@
+"""Training objectives: ELBO (Eq. 1), GECO (Eq. 2, Algorithm 1), hand-annealed β, fixed-β β-VAE.
+
+Each objective is a small callable ``objective(out, x, context=..., labels=..., step=...)`` that
+takes a model's :class:`~geco_core.models.base.VAEOutput` for the batch ``x`` and returns
+``(loss, metrics)``: the scalar to minimise (a batch mean of per-example terms, in nats) and a
+dict of detached tensors for the log (what Figure 3 plots).
+
+One scale for β and λ
+---------------------
+The paper relates GECO's Lagrange multiplier to the β of a β-VAE by λ = 1/β (§3.2), for the RE
+constraint C = ‖x − g(z)‖² − κ². Our RE constraint (:mod:`geco_core.constraints`) is the
+*per-pixel mean* of (x − g(z))² minus κ², so every objective here reports
+
+    λ  = the weight of the per-pixel MSE in the loss, once the loss is scaled so that the KL
+         has weight 1, and β = 1/λ,
+
+which makes GECO+RE's λ (and ``geco.beta``) and the baselines' λ directly comparable on one
+axis (Figure 3's β curve). A Gaussian likelihood N(x | g(z), σ²I) over D pixels contributes
+‖x − g(z)‖²/(2σ²) = D·MSE/(2σ²), hence the map used throughout (:func:`sigma_to_lambda`):
+
+    λ = D / (2σ²),   β = 2σ² / D.
+
+Metrics (every objective)
+-------------------------
+``kl`` (nats per example), ``mse`` (per pixel), ``nll`` (Gaussian negative log-likelihood in
+nats per pixel at the objective's current σ; for GECO, which has no likelihood, at the batch's
+σ_opt of Appendix D), ``sigma``, ``beta``, ``lambda``, ``loss``; GECO adds ``c_hat`` (the batch
+constraint) and ``c_ma`` (its moving average).
+
+References:
+    Rezende & Viola, "Taming VAEs", 2018: Eq. (1), Eq. (2), §3.2, §3.4, Algorithm 1, App. D.
+    Eslami et al., "Neural scene representation and rendering" (GQN), Science 2018,
+    supplementary: pixel σ annealed linearly from 2.0 to 0.7 over 2·10⁵ steps.
+    Higgins et al., "β-VAE", ICLR 2017.
+
+Example:
+    >>> import torch
+    >>> from types import SimpleNamespace
+    >>> x = torch.rand(4, 1, 8, 8)
+    >>> out = SimpleNamespace(x_mean=torch.full_like(x, 0.5), kl=torch.ones(4))
+    >>> loss, m = ELBO(sigma=0.5, learn_sigma=False)(out, x)
+    >>> sorted(m)[:4]
+    ['beta', 'kl', 'lambda', 'loss']
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "Objective",
+    "ELBO",
+    "GECOObjective",
+    "AnnealedBeta",
+    "BetaVAE",
+    "OBJECTIVES",
+    "gaussian_nll",
+    "negative_elbo",
+    "gqn_sigma",
+    "sigma_to_lambda",
+]
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+# --------------------------------------------------------------------------------------------
+# Equations, one function each
+# --------------------------------------------------------------------------------------------
+
+
+def gaussian_nll(sse: Tensor, n_dims: int, sigma: Tensor | float) -> Tensor:
+    """−ln N(x | g(z), σ²I) from the squared error, the likelihood term of Eq. (1).
+
+    ``sse`` is ‖x − g(z)‖² summed over ``n_dims`` dimensions (any shape, e.g. ``[B]``):
+
+        −ln N = sse / (2σ²) + n_dims · (ln σ + ½ ln 2π).
+
+    With ``sse = MSE`` and ``n_dims = 1`` this is the NLL per pixel.
+
+    Example:
+        >>> round(float(gaussian_nll(torch.tensor(0.0), 1, 1.0)), 4)  # ½ ln 2π
+        0.9189
+    """
+    sigma = torch.as_tensor(sigma, dtype=sse.dtype, device=sse.device)
+    return sse / (2.0 * sigma**2) + n_dims * (torch.log(sigma) + _HALF_LOG_2PI)
+
+
+def negative_elbo(nll: Tensor, kl: Tensor) -> Tensor:
+    """−F of Eq. (1) per example: E_q[−ln p(x|z)] + KL[q(z|x); π(z)] (one-sample estimate)."""
+    return nll + kl
+
+
+def gqn_sigma(
+    step: int, sigma_start: float = 2.0, sigma_end: float = 0.7, n_steps: int = 200_000
+) -> float:
+    """The GQN pixel-σ schedule (Eslami et al. 2018, supplementary), used by the paper's
+    "hand-crafted β ∈ [2.0, 0.7]" baseline (Figs. 4, 9–11, "the same annealing scheme reported
+    in [16]"):
+
+        σ_t = max(σ_end + (σ_start − σ_end)(1 − t/n), σ_end),
+
+    linear from ``sigma_start`` at t = 0 to ``sigma_end`` at t = n, constant afterwards.
+
+    Example:
+        >>> [round(gqn_sigma(t, 2.0, 0.7, 100), 3) for t in (0, 50, 100, 500)]
+        [2.0, 1.35, 0.7, 0.7]
+    """
+    if n_steps <= 0:
+        raise ValueError(f"n_steps must be > 0, got {n_steps}")
+    frac = min(max(step, 0) / n_steps, 1.0)
+    return sigma_end + (sigma_start - sigma_end) * (1.0 - frac)
+
+
+def sigma_to_lambda(sigma: Tensor | float, n_dims: int) -> Tensor | float:
+    """λ = D/(2σ²): the weight a Gaussian likelihood N(x|g(z), σ²I) puts on the per-pixel MSE
+    relative to the KL (see the module docstring); β = 1/λ = 2σ²/D (§3.2: λ = 1/β).
+
+    Example:
+        >>> sigma_to_lambda(0.5, 2)
+        4.0
+    """
+    return n_dims / (2.0 * sigma**2)
+
+
+# --------------------------------------------------------------------------------------------
+# Objectives
+# --------------------------------------------------------------------------------------------
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def _batch_stats(out: Any, x: Tensor) -> tuple[Tensor, Tensor, int]:
+    """Per-example squared error ``[B]``, per-example KL ``[B]`` and D (pixels per example)."""
+    if out.x_mean.shape != x.shape:
+        raise ValueError(f"x_mean has shape {tuple(out.x_mean.shape)}, x has {tuple(x.shape)}")
+    n_dims = x[0].numel()
+    sse = (x - out.x_mean).pow(2).flatten(1).sum(1)
+    return sse, out.kl, n_dims
+
+
+class Objective:
+    """Base class: a loss with (possibly) trainable parameters and a resumable state."""
+
+    name: str = "objective"
+
+    def __call__(
+        self,
+        out: Any,
+        x: Tensor,
+        *,
+        context: Tensor | None = None,
+        labels: Tensor | None = None,
+        step: int = 0,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters the optimizer updates together with the model's (e.g. a learned σ)."""
+        return iter(())
+
+    def to(self, device: torch.device | str) -> Objective:
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state:
+            raise ValueError(f"{self.name} has no state, got keys {sorted(state)}")
+
+    @staticmethod
+    def _gaussian_metrics(
+        sse: Tensor, kl: Tensor, n_dims: int, sigma: Tensor, loss: Tensor
+    ) -> dict[str, Tensor]:
+        with torch.no_grad():
+            mse = sse.detach().mean() / n_dims
+            sigma = sigma.detach()
+            lam = sigma_to_lambda(sigma, n_dims)
+            return {
+                "loss": loss.detach(),
+                "kl": kl.detach().mean(),
+                "mse": mse,
+                "nll": gaussian_nll(mse, 1, sigma),
+                "sigma": sigma,
+                "lambda": lam,
+                "beta": 1.0 / lam,
+            }
+
+
+class ELBO(Objective):
+    """Negative ELBO, Eq. (1), with the Gaussian likelihood p(x|z) = N(x | g(z), σ²I).
+
+    Loss = batch mean of ‖x − g(z)‖²/(2σ²) + D ln σ + (D/2) ln 2π + KL[q(z|x); π(z)].
+
+    Args:
+        sigma: the global pixel σ (fixed), or its initial value when ``learn_sigma``.
+        learn_sigma: learn a global σ jointly with the model (parameterised as ln σ). §3.1:
+            the ELBO drives it to σ_opt (→ 0 for a high-capacity model).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> x = torch.zeros(2, 1, 2, 2)
+        >>> out = SimpleNamespace(x_mean=torch.zeros_like(x), kl=torch.zeros(2))
+        >>> loss, _ = ELBO(sigma=1.0, learn_sigma=False)(out, x)
+        >>> round(float(loss), 4)  # 4 pixels · ½ ln 2π
+        3.6758
+    """
+
+    name = "elbo"
+
+    def __init__(self, sigma: float = 0.1, learn_sigma: bool = True) -> None:
+        _check_positive("sigma", sigma)
+        self.learn_sigma = bool(learn_sigma)
+        log_sigma = torch.tensor(math.log(sigma))
+        self.log_sigma = nn.Parameter(log_sigma) if self.learn_sigma else log_sigma
+
+    @property
+    def sigma(self) -> Tensor:
+        return self.log_sigma.exp()
+
+    def __call__(self, out, x, *, context=None, labels=None, step=0):
+        sse, kl, n_dims = _batch_stats(out, x)
+        sigma = self.sigma
+        loss = negative_elbo(gaussian_nll(sse, n_dims, sigma), kl).mean()
+        return loss, self._gaussian_metrics(sse, kl, n_dims, sigma, loss)
+
+    def parameters(self):
+        return iter([self.log_sigma] if self.learn_sigma else [])
+
+    def to(self, device):
+        if self.learn_sigma:
+            self.log_sigma.data = self.log_sigma.data.to(device)
+        else:
+            self.log_sigma = self.log_sigma.to(device)
+        return self
+
+    def state_dict(self):
+        return {"log_sigma": self.log_sigma.detach().clone()}
+
+    def load_state_dict(self, state):
+        with torch.no_grad():
+            self.log_sigma.copy_(state["log_sigma"])
+
+
+class AnnealedBeta(Objective):
+    """The hand-annealed baseline: negative ELBO (Eq. 1) with the GQN σ schedule.
+
+    The paper calls it "ELBO + hand crafted β ∈ [2.0, 0.7] annealing" (Figs. 9–11) and "the same
+    annealing scheme reported in [16]" (GQN, Fig. 4). GQN anneals the *pixel standard deviation*
+    σ of N(x | g(z), σ²I) linearly from 2.0 to 0.7 over 2·10⁵ steps (:func:`gqn_sigma`); the
+    paper's numbers are these σ endpoints, not a KL weight. Annealing σ is annealing β:
+    ‖x−g‖²/(2σ²) + KL has the minimisers of ‖x−g‖²/2 + σ²·KL (KL weight σ² relative to a unit-σ
+    likelihood), i.e. β ∈ [4.0, 0.49] in that convention. On the scale of this module
+    (λ = D/(2σ²) on the per-pixel MSE, β = 1/λ) we report β_t = 2σ_t²/D.
+
+    Args:
+        sigma_start, sigma_end: σ at step 0 and after ``n_steps`` (GQN: 2.0, 0.7).
+        n_steps: length of the linear ramp (GQN: 200 000; scale it with your run length).
+    """
+
+    name = "annealed"
+
+    def __init__(
+        self, sigma_start: float = 2.0, sigma_end: float = 0.7, n_steps: int = 200_000
+    ) -> None:
+        _check_positive("sigma_start", sigma_start)
+        _check_positive("sigma_end", sigma_end)
+        if not (isinstance(n_steps, int) and n_steps > 0):
+            raise ValueError(f"n_steps must be an int > 0, got {n_steps!r}")
+        self.sigma_start, self.sigma_end, self.n_steps = sigma_start, sigma_end, n_steps
+
+    def sigma_at(self, step: int) -> float:
+        return gqn_sigma(step, self.sigma_start, self.sigma_end, self.n_steps)
+
+    def __call__(self, out, x, *, context=None, labels=None, step=0):
+        sse, kl, n_dims = _batch_stats(out, x)
+        sigma = torch.tensor(self.sigma_at(step), dtype=sse.dtype, device=sse.device)
+        loss = negative_elbo(gaussian_nll(sse, n_dims, sigma), kl).mean()
+        return loss, self._gaussian_metrics(sse, kl, n_dims, sigma, loss)
+
+
+class BetaVAE(Objective):
+    """Fixed-β β-VAE (Higgins et al. 2017) on the λ = 1/β scale of the paper (§3.2, §3.4).
+
+    Loss = batch mean of KL[q(z|x); π(z)] + MSE(x, g(z)) / β, MSE per pixel: GECO+RE's loss with
+    λ frozen at 1/β (up to the constant κ²/β), so a sweep over β is the "many runs" that one
+    GECO run replaces, and GECO's final ``geco.beta`` reads off which β it found. In the usual
+    Gaussian form −ln N(x|g(z), σ²I) + β_H·KL this is σ² = βD/2 at β_H = 1, or any (σ, β_H)
+    with β_H/σ² = 2/(βD); ``nll`` is reported at σ = sqrt(βD/2).
+
+    Args:
+        beta: the KL weight relative to the per-pixel MSE (> 0).
+    """
+
+    name = "beta_vae"
+
+    def __init__(self, beta: float = 1e-3) -> None:
+        _check_positive("beta", beta)
+        self.beta = float(beta)
+
+    def __call__(self, out, x, *, context=None, labels=None, step=0):
+        sse, kl, n_dims = _batch_stats(out, x)
+        loss = (kl + sse / (n_dims * self.beta)).mean()
+        sigma = torch.tensor(math.sqrt(self.beta * n_dims / 2.0), device=sse.device)
+        return loss, self._gaussian_metrics(sse, kl, n_dims, sigma, loss)
+
+
+class GECOObjective(Objective):
+    """GECO: minimise KL subject to E[C(x, g(z))] ≤ 0 via the Lagrangian of Eq. (2),
+
+        L_λ = E[KL[q(z|x); π(z)]] + λᵀ E[C(x, g(z))],
+
+    with λ updated by :class:`geco_core.GECO` (Algorithm 1: moving average C_ma of the batch
+    constraint Ĉ, gradients through the last step only, λ ← λ·exp(ν·C_ma)).
+
+    Args:
+        constraints: one constraint module or a list; each returns per-example values ``[B]``
+            (one constraint) or ``[B, L]`` (L constraints, e.g. per-channel RE). They are
+            concatenated into Ĉ of length ``n_constraints`` (the batch mean).
+        alpha, nu, lambda_init, **geco_kwargs: passed to :class:`geco_core.GECO`.
+        n_constraints: total length of Ĉ; when ``None``, the sum of the constraints'
+            ``n_constraints`` attributes, or inferred from the first batch.
+
+    Metrics: ``lambda`` and ``c_ma`` (vectors when n_constraints > 1), ``c_hat``, ``beta`` (= 1/λ
+    for a single constraint), ``kl``, ``mse``, and ``nll`` per pixel at σ = σ_opt of the batch
+    (Appendix D, Eq. 26; GECO itself has no likelihood and no σ).
+    """
+
+    name = "geco"
+
+    def __init__(
+        self,
+        constraints: nn.Module | Sequence[nn.Module],
+        alpha: float = 0.99,
+        nu: float = 1.0,
+        lambda_init: float = 1.0,
+        n_constraints: int | None = None,
+        **geco_kwargs: Any,
+    ) -> None:
+        if isinstance(constraints, nn.Module):
+            constraints = [constraints]
+        self.constraints = list(constraints)
+        if not self.constraints:
+            raise ValueError("constraints must hold at least one constraint module")
+        self._geco_args = dict(alpha=alpha, nu=nu, lambda_init=lambda_init, **geco_kwargs)
+        self._accepts = [_accepted_kwargs(c) for c in self.constraints]
+        self._device: torch.device | None = None
+        self.geco = None
+        if n_constraints is None and all(hasattr(c, "n_constraints") for c in self.constraints):
+            n_constraints = sum(int(c.n_constraints) for c in self.constraints)
+        if n_constraints is not None:
+            self._build(n_constraints)
+
+    def _build(self, n_constraints: int) -> None:
+        from geco_core.geco import GECO
+
+        self.geco = GECO(n_constraints=n_constraints, **self._geco_args)
+        if self._device is not None and hasattr(self.geco, "to"):
+            self.geco.to(self._device)
+
+    def constraint_values(self, x: Tensor, x_hat: Tensor, **kw: Any) -> Tensor:
+        """All constraints' per-example values, ``[B, n_constraints]``."""
+        cols = []
+        for c, accepts in zip(self.constraints, self._accepts):
+            kwargs = {k: v for k, v in kw.items() if v is not None and accepts(k)}
+            v = c(x, x_hat, **kwargs)
+            if v.dim() == 1:
+                v = v.unsqueeze(1)
+            if v.dim() != 2 or v.shape[0] != x.shape[0]:
+                raise ValueError(
+                    f"constraint {type(c).__name__} returned shape {tuple(v.shape)}; "
+                    f"expected [B] or [B, L] with B={x.shape[0]}"
+                )
+            cols.append(v)
+        return torch.cat(cols, dim=1)
+
+    def __call__(self, out, x, *, context=None, labels=None, step=0):
+        values = self.constraint_values(x, out.x_mean, labels=labels, context=context)
+        if self.geco is None:
+            self._build(values.shape[1])
+        c_hat = values.mean(0)
+        kl = out.kl.mean()
+        loss = self.geco.loss(kl, c_hat)
+        with torch.no_grad():
+            mse = (x - out.x_mean.detach()).pow(2).mean()
+            # σ_opt of Appendix D (Eq. 26, geco_core.metrics.optimal_sigma) on this batch,
+            # kept as a tensor: no host synchronisation inside a training step.
+            s_opt = mse.clamp_min(torch.finfo(mse.dtype).tiny).sqrt()
+            lam = self.geco.lambdas.detach()
+            metrics = {
+                "loss": loss.detach(),
+                "kl": kl.detach(),
+                "mse": mse,
+                "nll": gaussian_nll(mse, 1, s_opt),
+                "sigma": s_opt,
+                "lambda": lam,
+                "beta": 1.0 / lam if lam.numel() == 1 else torch.full_like(lam[:1], math.nan),
+                "c_hat": c_hat.detach(),
+                "c_ma": _moving_average(self.geco),
+            }
+        return loss, metrics
+
+    def to(self, device):
+        self._device = torch.device(device)
+        for c in self.constraints:
+            c.to(device)
+        if self.geco is not None and hasattr(self.geco, "to"):
+            self.geco.to(device)
+        return self
+
+    def state_dict(self):
+        if self.geco is None:
+            return {}
+        return {"geco": self.geco.state_dict()}
+
+    def load_state_dict(self, state):
+        if not state:
+            return
+        sd = state["geco"]
+        if self.geco is None:
+            self._build(_n_from_state(sd))
+        self.geco.load_state_dict(sd)
+
+
+def _moving_average(geco: Any) -> Tensor:
+    """C_ma of a GECO instance (NaN before its first update)."""
+    for name in ("c_ma", "constraint_ma", "ma"):
+        v = getattr(geco, name, None)
+        if isinstance(v, Tensor):
+            return v.detach().clone()
+    sd = geco.state_dict()
+    for k, v in sd.items():
+        if isinstance(v, Tensor) and "ma" in k.lower():
+            return v.detach().clone()
+    return torch.full_like(geco.lambdas.detach(), math.nan)
+
+
+def _n_from_state(sd: Mapping[str, Any]) -> int:
+    for k, v in sd.items():
+        if isinstance(v, Tensor) and "lambda" in k.lower():
+            return int(v.numel())
+    raise ValueError(f"cannot infer n_constraints from a GECO state with keys {sorted(sd)}")
+
+
+def _accepted_kwargs(module: nn.Module):
+    """Which optional keyword arguments (``labels``, ``context``) a constraint's forward takes."""
+    try:
+        params = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return lambda name: False
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return lambda name: True
+    names = {p.name for p in params}
+    return lambda name: name in names
+
+
+OBJECTIVES: dict[str, type[Objective]] = {
+    "elbo": ELBO,
+    "geco": GECOObjective,
+    "annealed": AnnealedBeta,
+    "beta_vae": BetaVAE,
+}

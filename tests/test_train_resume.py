@@ -1,0 +1,99 @@
+"""A run killed with SIGKILL and resumed ends bit-for-bit where an uninterrupted run ends.
+
+The victim is the CLI entry point (``geco_core.train.main``) in a child process forked from the
+test process, which has already imported torch and run one training (a fresh interpreter spends
+~5 s of CPU importing torch and torch._dynamo, too slow for a shared 2-core machine); it is
+killed from outside with ``os.kill(pid, SIGKILL)``, as a pre-empted job would be.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import signal
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from geco_core.train import main, read_log
+
+STEPS = 80
+ARGS = [
+    "--model", "conv_vae", "--dataset", "mnist", "--dataset-kwargs", "n=96",
+    "--model-kwargs", '{"latent_dim": 2, "channels": [4, 8], "hidden": 16}',
+    "--objective", "geco", "--constraint", "re", "--kappa", "0.15", "--nu", "0.5",
+    "--steps", str(STEPS), "--batch-size", "8", "--log-every", "2", "--ckpt-every", "5",
+    "--seed", "11", "--device", "cpu", "--no-progress", "--download", "false",
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+    torch.set_num_threads(n)
+
+
+def _child(argv: list[str]) -> None:
+    warnings.simplefilter("ignore")
+    main(argv)
+
+
+def _logged_steps(log: Path) -> list[int]:
+    if not log.exists():
+        return []
+    steps = []
+    for line in log.read_text().splitlines():
+        try:
+            steps.append(json.loads(line)["step"])
+        except (ValueError, KeyError):
+            pass  # a line being written
+    return steps
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
+    ref_dir, run_dir = tmp_path / "uninterrupted", tmp_path / "killed"
+    main([*ARGS, "--out", str(ref_dir)])  # also warms up the imports the child inherits
+
+    victim = mp.get_context("fork").Process(target=_child, args=([*ARGS, "--out", str(run_dir)],))
+    victim.start()
+    log = run_dir / "metrics.jsonl"
+    deadline = time.monotonic() + 60
+    # kill between two checkpoints, once the log has run ahead of the last one
+    while not any(s >= 7 for s in _logged_steps(log)):
+        assert victim.exitcode is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "the run made no progress"
+        time.sleep(0.002)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.join(30)
+    assert victim.exitcode == -signal.SIGKILL
+    killed_at = torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"]
+    assert 5 <= killed_at < STEPS and killed_at % 5 == 0
+    assert max(_logged_steps(log)) >= killed_at  # rows past the checkpoint, to be redone
+
+    main([*ARGS, "--out", str(run_dir), "--resume"])
+
+    a = torch.load(ref_dir / "checkpoint.pt", weights_only=True)
+    b = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert a["step"] == b["step"] == STEPS
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for k, v in a["objective"]["geco"].items():
+        assert torch.equal(v, b["objective"]["geco"][k]), k
+    assert a["objective"]["geco"]["lambdas"].item() != 1.0  # λ moved
+    for pa, pb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        for k in pa:
+            assert torch.equal(pa[k], pb[k]), k
+    la, lb = read_log(ref_dir), read_log(run_dir)
+    assert la["step"].tolist() == lb["step"].tolist()  # rows after the checkpoint were redone
+    cols = ["kl", "mse", "nll", "lambda", "c_ma", "loss"]
+    assert la[cols].equals(lb[cols])
