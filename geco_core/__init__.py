@@ -5,9 +5,13 @@ Submodules (import them explicitly):
 - :mod:`geco_core.geco` — the GECO optimizer, Algorithm 1 (re-exported here as :class:`GECO`).
 - :mod:`geco_core.constraints` — reconstruction constraints of Table 1 (RE, FRE, CLA, pNCC).
 - :mod:`geco_core.models` — conv VAE, VAE + conditional RealNVP posterior, ConvDRAW, classifier.
-- :mod:`geco_core.train` — objectives and the training engine (``python -m geco_core.train``).
+- :mod:`geco_core.objectives` — ELBO, GECO, hand-annealed β and fixed-β objectives.
+- :mod:`geco_core.train` — the training engine and CLI (``python -m geco_core.train``);
+  :mod:`geco_core.checkpoint` — atomic checkpoints loaded with ``weights_only=True``.
 - :mod:`geco_core.metrics` — σ_opt, quantized-normal NLL, average and marginal KL.
 - :mod:`geco_core.theory` — fixed-point equations of Propositions 1–6 and Appendices A–B.
+- :mod:`geco_core.micro_mnist`, :mod:`geco_core.plots`, :mod:`geco_core.theory_plots` — the
+  chapters' experiments and figures; :mod:`geco_core.profiles` — smoke/cpu/gpu profiles.
 """
 
 __all__ = ["GECO"]
