@@ -1,0 +1,291 @@
+"""Figures of the book: posterior samples in a 2-D latent space, reconstructions, κ sweeps.
+
+Every function returns a :class:`matplotlib.figure.Figure` (and shows nothing itself), so the
+notebooks display it and the tests count its axes. Arrays are numpy or torch; images are
+``[N, H, W]`` (or ``[N, 1, H, W]``) with values in [0, 1] or uint8 0–255.
+
+- :func:`posterior_panels` — Fig. 8: 100 posterior samples per data point in the 2-D latent
+  space, coloured by data point, one panel per model, with the data digits as a legend strip.
+- :func:`reconstruction_grid` — the data and, per model, reconstructions g(z), z ~ q(z|x).
+- :func:`training_curves` — KL, MSE and λ during training (what Fig. 3 plots).
+- :func:`sweep_summary` — a tiling measure against κ, one panel per constraint.
+
+References:
+    Rezende & Viola, "Taming VAEs", 2018: Fig. 3, Fig. 8, Appendix E.1.
+
+Example:
+    >>> import numpy as np
+    >>> z = np.random.default_rng(0).normal(size=(7, 100, 2))
+    >>> digits = np.zeros((7, 28, 28))
+    >>> fig = posterior_panels([("prior", z)], digits)
+    >>> len(fig.axes)  # one panel + 7 legend images
+    8
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Circle
+
+__all__ = [
+    "point_colors",
+    "posterior_panels",
+    "reconstruction_grid",
+    "sweep_summary",
+    "training_curves",
+]
+
+
+def _np(a: Any) -> np.ndarray:
+    if hasattr(a, "detach"):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def _images(images: Any) -> np.ndarray:
+    """``[N, H, W]`` float in [0, 1] from ``[N, H, W]`` / ``[N, 1, H, W]``, float or uint8."""
+    a = _np(images)
+    if a.ndim == 4 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 3:
+        raise ValueError(f"images must be [N, H, W] or [N, 1, H, W], got shape {a.shape}")
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0
+    return np.clip(a.astype(np.float32), 0.0, 1.0)
+
+
+def point_colors(n: int) -> list[tuple[float, float, float]]:
+    """``n`` distinguishable colours (seaborn's colour-blind palette, then ``husl``).
+
+    Example:
+        >>> len(point_colors(7))
+        7
+    """
+    import seaborn as sns
+
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    pal = sns.color_palette("colorblind", n) if n <= 10 else sns.color_palette("husl", n)
+    return [tuple(c) for c in pal]
+
+
+def _latent_limit(zs: Sequence[np.ndarray], floor: float = 3.0) -> float:
+    """A symmetric axis limit holding ≥ 99.5 % of all samples, at least ``floor``."""
+    allz = np.concatenate([np.abs(z.reshape(-1, 2)) for z in zs])
+    finite = allz[np.isfinite(allz)]
+    q = float(np.quantile(finite, 0.995)) if finite.size else floor
+    return float(np.ceil(max(floor, q * 1.05) * 2) / 2)
+
+
+def posterior_panels(
+    panels: Sequence[tuple[str, Any]],
+    images: Any,
+    labels: Sequence[int] | None = None,
+    ncols: int | None = None,
+    panel_size: float = 3.2,
+    limit: float | None = None,
+    prior_circles: Sequence[float] = (1.0, 2.0),
+    point_size: float = 6.0,
+    suptitle: str | None = None,
+) -> Figure:
+    """Posterior samples in a 2-D latent space, coloured by data point (the layout of Fig. 8).
+
+    Args:
+        panels: ``(title, z)`` per panel, ``z`` ``[N, S, 2]``: S posterior samples for each of
+            the N data points.
+        images: the N data points (``[N, H, W]``), drawn in a strip under the panels with a
+            frame of their colour: the legend.
+        labels: class labels written under the legend images (optional).
+        ncols: panels per row (default: all in one row).
+        panel_size: inches per panel.
+        limit: half-width of the latent axes (default: common, from the samples, ≥ 3).
+        prior_circles: radii of dashed circles marking the prior N(0, I)'s 1σ, 2σ contours.
+        point_size: scatter marker size.
+        suptitle: optional figure title.
+
+    Returns:
+        A figure with ``len(panels)`` scatter axes followed by N image axes.
+    """
+    if not panels:
+        raise ValueError("panels must hold at least one (title, z) pair")
+    zs = [_np(z).astype(np.float64) for _, z in panels]
+    imgs = _images(images)
+    n = imgs.shape[0]
+    for (title, _), z in zip(panels, zs):
+        if z.ndim != 3 or z.shape[0] != n or z.shape[2] != 2:
+            raise ValueError(f"panel {title!r}: z must be [{n}, S, 2], got shape {z.shape}")
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"labels must have {n} entries, got {len(labels)}")
+    k = len(panels)
+    ncols = k if ncols is None else max(1, min(int(ncols), k))
+    nrows = -(-k // ncols)
+    lim = _latent_limit(zs) if limit is None else float(limit)
+    colors = point_colors(n)
+
+    strip_h = 0.75
+    fig = plt.figure(
+        figsize=(panel_size * ncols, panel_size * nrows + strip_h + (0.4 if suptitle else 0)),
+        layout="constrained",
+    )
+    outer = fig.add_gridspec(2, 1, height_ratios=[panel_size * nrows, strip_h])
+    grid = outer[0].subgridspec(nrows, ncols)
+    for p, ((title, _), z) in enumerate(zip(panels, zs)):
+        ax = fig.add_subplot(grid[p // ncols, p % ncols])
+        for r in prior_circles:
+            ax.add_patch(Circle((0, 0), r, fill=False, ls="--", lw=0.6, color="0.6"))
+        for i in range(n):
+            ax.scatter(z[i, :, 0], z[i, :, 1], s=point_size, color=colors[i], alpha=0.7, lw=0)
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(labelsize=7)
+        if p % ncols == 0:
+            ax.set_ylabel("$z_2$", fontsize=9)
+        if p // ncols == nrows - 1:
+            ax.set_xlabel("$z_1$", fontsize=9)
+    strip = outer[1].subgridspec(1, max(n, 1) + 2, width_ratios=[1] + [0.9] * n + [1])
+    for i in range(n):
+        ax = fig.add_subplot(strip[0, i + 1])
+        ax.imshow(imgs[i], cmap="gray_r", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for s in ax.spines.values():
+            s.set_edgecolor(colors[i])
+            s.set_linewidth(3)
+        if labels is not None:
+            ax.set_xlabel(str(int(labels[i])), fontsize=8, labelpad=1)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=11)
+    return fig
+
+
+def reconstruction_grid(
+    images: Any,
+    recons: Mapping[str, Any],
+    n_samples: int = 1,
+    cell: float = 0.62,
+) -> Figure:
+    """The data (top row) and, per model, reconstructions g(z) with z ~ q(z|x).
+
+    Args:
+        images: the N data points ``[N, H, W]``.
+        recons: model title → ``[N, R, H, W]`` (R reconstructions per point) or ``[N, H, W]``.
+        n_samples: reconstructions shown per point and model (≤ R), side by side.
+        cell: inches per image.
+
+    Returns:
+        A figure with one axes per row, titled on the left: 1 + len(recons).
+    """
+    imgs = _images(images)
+    n, h, w = imgs.shape
+    rows = [("data", np.repeat(imgs[:, None], n_samples, axis=1))]
+    for title, r in recons.items():
+        a = _np(r)
+        if a.ndim == 3:
+            a = a[:, None]
+        if a.ndim != 4 or a.shape[0] != n or a.shape[2:] != (h, w):
+            raise ValueError(f"recons[{title!r}] must be [{n}, R, {h}, {w}], got {a.shape}")
+        if a.shape[1] < n_samples:
+            raise ValueError(f"recons[{title!r}] has {a.shape[1]} < n_samples={n_samples}")
+        a = _images(a[:, :n_samples].reshape(-1, h, w)).reshape(n, n_samples, h, w)
+        rows.append((title, a))
+    fig, axes = plt.subplots(
+        len(rows),
+        1,
+        figsize=(cell * n * n_samples + 0.4, (cell + 0.22) * len(rows) + 0.2),
+        layout="constrained",
+        squeeze=False,
+    )
+    pad = 2
+    for ax, (title, a) in zip(axes[:, 0], rows):
+        canvas = np.ones((h, n * (n_samples * w) + (n - 1) * pad))
+        for i in range(n):
+            for j in range(n_samples):
+                x0 = i * (n_samples * w + pad) + j * w
+                canvas[:, x0 : x0 + w] = 1.0 - a[i, j]
+        ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(title, loc="left", fontsize=9, pad=2)
+        for s in ax.spines.values():
+            s.set_visible(False)
+    return fig
+
+
+def training_curves(
+    curves: Mapping[str, Mapping[str, Any]],
+    keys: Sequence[tuple[str, str]] = (("kl", "KL [nats]"), ("mse", "MSE"), ("lambda", "λ")),
+    hlines: Mapping[str, float] | None = None,
+) -> Figure:
+    """Training curves, one panel per quantity (log-scale y), one line per run.
+
+    Args:
+        curves: run title → columns (``step`` and the ``keys``), e.g. ``RunResult.curves``.
+        keys: ``(column, axis label)`` per panel.
+        hlines: column → a reference value drawn as a dotted line (e.g. ``{"kl": ln 7}``).
+
+    Returns:
+        A figure with ``len(keys)`` axes.
+    """
+    fig, axes = plt.subplots(
+        1, len(keys), figsize=(4.0 * len(keys), 3.0), layout="constrained", squeeze=False
+    )
+    for ax, (col, label) in zip(axes[0], keys):
+        for title, c in curves.items():
+            if col not in c or "step" not in c:
+                continue
+            y = np.asarray(c[col], dtype=float)
+            ax.plot(np.asarray(c["step"]), np.where(y > 0, y, np.nan), label=title, lw=1.2)
+        if hlines and col in hlines:
+            ax.axhline(hlines[col], ls=":", color="k", lw=1)
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    if handles:
+        axes[0, -1].legend(handles, names, fontsize=8, loc="best")
+    return fig
+
+
+def sweep_summary(
+    table: Any,
+    columns: Sequence[tuple[str, str]] = (("e^I (eff. tiles)", "e^{I(n;z)}"),),
+    reference: Mapping[str, float] | None = None,
+) -> Figure:
+    """Tiling measures against κ, one panel per constraint (from :func:`sweep_table`).
+
+    Args:
+        table: a DataFrame indexed by (constraint, κ).
+        columns: ``(column, label)`` pairs plotted in each panel.
+        reference: column → reference value (dotted line), e.g. ``{"e^I (eff. tiles)": 7}``.
+
+    Returns:
+        A figure with one axes per constraint in the table.
+    """
+    constraints = list(dict.fromkeys(table.index.get_level_values(0)))
+    fig, axes = plt.subplots(
+        1,
+        len(constraints),
+        figsize=(4.2 * len(constraints), 3.0),
+        layout="constrained",
+        squeeze=False,
+    )
+    for ax, c in zip(axes[0], constraints):
+        sub = table.xs(c, level=0).sort_index()
+        for col, label in columns:
+            ax.plot(sub.index.to_numpy(), sub[col].to_numpy(), "o-", label=label)
+            if reference and col in reference:
+                ax.axhline(reference[col], ls=":", color="k", lw=1)
+        weaker = "larger κ = weaker" if c.upper() == "RE" else "smaller κ = weaker"
+        ax.set_title(f"GECO + {c} ({weaker})", fontsize=10)
+        ax.set_xlabel("κ")
+        if c.upper() == "CLA":
+            ax.invert_xaxis()
+        ax.legend(fontsize=8)
+    return fig
