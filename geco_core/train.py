@@ -143,8 +143,9 @@ def default_lr(model: str, profile: str) -> float:
 # model changes slowly and a ~100-step memory (α = 0.99) is fine, but at the CPU lr (1e-3) the
 # reconstruction error of a fresh model halves within ~50 steps, so C_ma at α = 0.99 lags far
 # behind Ĉ and keeps growing λ long after the constraint is met. Measured (conv VAE, MNIST,
-# κ = 0.1, batch 32, ν = 1): α = 0.99 drove λ to 1e12 in 300 steps (ConvDRAW overflowed to
-# NaN); α = 0.9 let λ follow the constraint (≈ 3e5 at step 600 with MSE still above κ²).
+# κ = 0.1, batch 32, ν = 1): α = 0.99 drove λ to 1e12 in 300 steps (a ConvDRAW measured before its
+# canvas-initialisation fix overflowed to NaN); α = 0.9 let λ follow the constraint (≈ 3e5 at step
+# 600 with MSE still above κ²).
 _DEFAULT_GECO: dict[str, dict[str, float]] = {
     "gpu": {"alpha": 0.99, "nu": 1.0},
     "cpu": {"alpha": 0.9, "nu": 1.0},
