@@ -31,6 +31,7 @@ from geco_core.models.base import LatentVariableModel, VAEOutput
 from geco_core.models.layers import (
     ConvDecoder,
     ConvEncoder,
+    check_context_shape,
     check_inputs,
     check_shape,
     diag_normal_kl,
@@ -66,7 +67,7 @@ class ConvVAE(LatentVariableModel):
     ) -> None:
         super().__init__()
         self.image_shape = check_shape("image_shape", image_shape)
-        self.context_shape = check_shape("context_shape", context_shape)
+        self.context_shape = check_context_shape(self.image_shape, context_shape)
         if latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
         self.latent_dim = int(latent_dim)
@@ -74,11 +75,6 @@ class ConvVAE(LatentVariableModel):
         c, h, w = self.image_shape
         c_ctx = 0
         if self.conditional:
-            if self.context_shape[1:] != (h, w):
-                raise ValueError(
-                    f"context_shape H, W must equal image_shape H, W, got {self.context_shape}"
-                    f" vs {self.image_shape}"
-                )
             c_ctx = self.context_shape[0]
             self.context_net = ConvEncoder(c_ctx, (h, w), channels, context_embed)
         self.encoder = ConvEncoder(c + c_ctx, (h, w), channels, hidden)

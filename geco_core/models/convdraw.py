@@ -60,6 +60,7 @@ from torch import Tensor, nn
 
 from geco_core.models.base import LatentVariableModel, VAEOutput
 from geco_core.models.layers import (
+    check_context_shape,
     check_inputs,
     check_shape,
     diag_normal_kl,
@@ -211,7 +212,7 @@ class ConvDRAW(LatentVariableModel):
     ) -> None:
         super().__init__()
         self.image_shape = check_shape("image_shape", image_shape)
-        self.context_shape = check_shape("context_shape", context_shape)
+        self.context_shape = check_context_shape(self.image_shape, context_shape)
         for name, v in (("steps", steps), ("hidden", hidden), ("z_channels", z_channels)):
             if v < 1:
                 raise ValueError(f"{name} must be >= 1, got {v}")
@@ -225,11 +226,6 @@ class ConvDRAW(LatentVariableModel):
         self.latent_dim = self.steps * self.step_dim
         c_ctx = 0
         if self.conditional:
-            if self.context_shape[1:] != (h, w):
-                raise ValueError(
-                    f"context_shape H, W must equal image_shape H, W, got {self.context_shape}"
-                    f" vs {self.image_shape}"
-                )
             c_ctx = context_channels
             self.context_net = _down_stack(self.context_shape[0], context_channels, n_down)
         pad = kernel // 2

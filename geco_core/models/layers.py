@@ -89,6 +89,23 @@ def check_shape(name: str, shape: Sequence[int] | None, ndim: int = 3) -> tuple[
     return shape
 
 
+def check_context_shape(
+    image_shape: tuple[int, ...], context_shape: Sequence[int] | None
+) -> tuple[int, ...] | None:
+    """Validate a conditional model's ``context_shape`` against its ``image_shape``.
+
+    The context images must be ``(C_ctx, H, W)`` with the target's H and W (they are stacked
+    with, or read beside, the target). Returns the normalised shape, or None when unconditional.
+    """
+    context_shape = check_shape("context_shape", context_shape)
+    if context_shape is not None and context_shape[1:] != tuple(image_shape[1:]):
+        raise ValueError(
+            f"context_shape H, W must equal image_shape H, W, got {context_shape}"
+            f" vs {tuple(image_shape)}"
+        )
+    return context_shape
+
+
 def check_inputs(
     model: nn.Module,
     x: Tensor | None,

@@ -57,6 +57,7 @@ from geco_core.models.base import LatentVariableModel, VAEOutput
 from geco_core.models.layers import (
     ConvDecoder,
     ConvEncoder,
+    check_context_shape,
     check_inputs,
     check_shape,
     diag_normal_log_prob,
@@ -182,7 +183,7 @@ class VAENVP(LatentVariableModel):
     ) -> None:
         super().__init__()
         self.image_shape = check_shape("image_shape", image_shape)
-        self.context_shape = check_shape("context_shape", context_shape)
+        self.context_shape = check_context_shape(self.image_shape, context_shape)
         if latent_dim < 2:
             raise ValueError(f"latent_dim must be >= 2 for coupling layers, got {latent_dim}")
         if n_flows < 1:
@@ -195,11 +196,6 @@ class VAENVP(LatentVariableModel):
         c, h, w = self.image_shape
         c_ctx = 0
         if self.conditional:
-            if self.context_shape[1:] != (h, w):
-                raise ValueError(
-                    f"context_shape H, W must equal image_shape H, W, got {self.context_shape}"
-                    f" vs {self.image_shape}"
-                )
             c_ctx = self.context_shape[0]
             self.context_net = ConvEncoder(c_ctx, (h, w), channels, context_embed)
         self.encoder = ConvEncoder(c + c_ctx, (h, w), channels, self.context_dim)
