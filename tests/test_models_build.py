@@ -31,6 +31,14 @@ def test_profiles_and_overrides():
     assert build_model("conv_vae", profile="gpu", latent_dim=3).latent_dim == 3
 
 
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_context_of_another_size_is_refused(name):
+    with pytest.raises(ValueError, match="context_shape H, W must equal image_shape H, W"):
+        build_model(name, (1, 28, 28), context_shape=(2, 14, 28), **TINY[name])
+    with pytest.raises(ValueError, match="context_shape must be 3 positive ints"):
+        build_model(name, (1, 28, 28), context_shape=(2, 28), **TINY[name])
+
+
 def _interface_check(name, conditional, device):
     torch.manual_seed(0)
     ctx_shape = (2, 28, 28) if conditional else None
