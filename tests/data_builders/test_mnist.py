@@ -27,18 +27,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::data_builders.DataFallbackWarni
 VENDOR = Path(mnist_mod.__file__).parent / "_vendor" / "mnist"
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    """No network, no user environment: empty cache, no $GECO_DATA, downloads refused."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.delenv("GECO_DATA", raising=False)
-    monkeypatch.setenv("GECO_DOWNLOAD", "0")
-
-    def no_network(*a, **k):
-        raise AssertionError("a test tried to use the network")
-
-    monkeypatch.setattr(core_mod, "urlopen", no_network)
-    monkeypatch.setattr(core_mod, "network_available", no_network)
 
 
 def write_idx(path: Path, arr: np.ndarray) -> Path:

@@ -12,25 +12,12 @@ import torch
 from scipy import ndimage
 
 from data_builders import DATASETS, ImageDataset, load_dataset, load_mnist, rotate_images
-from data_builders import core as core_mod
 
 pytestmark = pytest.mark.filterwarnings("ignore::data_builders.DataFallbackWarning")
 MNIST_VARIANTS = [n for n in DATASETS if n not in ("cifar10", "celeba")]
 N = 400
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    """No network, no user environment: the vendored 10k split is the only MNIST."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.delenv("GECO_DATA", raising=False)
-    monkeypatch.setenv("GECO_DOWNLOAD", "0")
-
-    def no_network(*a, **k):
-        raise AssertionError("a test tried to use the network")
-
-    monkeypatch.setattr(core_mod, "urlopen", no_network)
-    monkeypatch.setattr(core_mod, "network_available", no_network)
 
 
 @pytest.fixture(scope="module")

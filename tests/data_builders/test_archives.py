@@ -27,20 +27,6 @@ from data_builders.celeba import CELEBA_FILES
 from data_builders.cifar import CIFAR10_MD5
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    """No network, no user environment, an empty user cache."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.delenv("GECO_DATA", raising=False)
-    monkeypatch.setenv("GECO_DOWNLOAD", "0")
-
-    def no_network(*a, **k):
-        raise AssertionError("a test tried to use the network")
-
-    monkeypatch.setattr(core_mod, "urlopen", no_network)
-    monkeypatch.setattr(core_mod, "network_available", no_network)
-
-
 def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location(
     "check_notebooks", REPO / "ci" / "check_notebooks.py"
 )

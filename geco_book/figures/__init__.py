@@ -1,0 +1,1 @@
+"""The chapters' figures: one module per chapter; tests run every function."""

@@ -1,0 +1,22 @@
+"""Fixtures shared by the data_builders tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from data_builders import core as core_mod
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path):
+    """No network, no user environment: an empty user cache, no $GECO_DATA, downloads refused
+    (the vendored 10k split is the only MNIST)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.delenv("GECO_DATA", raising=False)
+    monkeypatch.setenv("GECO_DOWNLOAD", "0")
+
+    def no_network(*a, **k):
+        raise AssertionError("a test tried to use the network")
+
+    monkeypatch.setattr(core_mod, "urlopen", no_network)
+    monkeypatch.setattr(core_mod, "network_available", no_network)
