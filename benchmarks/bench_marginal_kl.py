@@ -3,7 +3,7 @@
 Measures, in one run:
 
 1. Diagonal-Gaussian marginal KL with N = S = 10,000 and d = 32
-   (:func:`geco_core.marginal_kl.marginal_kl_gaussian`): wall time, and its ratio to a single
+   (:func:`geco_core.metrics.marginal_kl_gaussian`): wall time, and its ratio to a single
    matmul of the same FLOPs, ``[S, 2d+1] @ [2d+1, N]`` (target ≤ 3×), both timed in this run,
    interleaved, minimum over ``--reps`` (the minimum is the least disturbed by other processes).
    Each is timed with torch's default thread count and with one thread, and both wall and CPU
@@ -24,8 +24,7 @@ Measures, in one run:
 
 3. Pairs/s of the VAE + NVP estimator (encoder context once per x, all (z, x) pairs through
    the inverse flow, ``method="context"``) against the naive matched-row path
-   (``method="pairs"``: one encoder pass per pair), if :mod:`geco_core.models` provides
-   ``vae_nvp``.
+   (``method="pairs"``: one encoder pass per pair).
 
 4. The bias of the subsampled-N estimator (for ConvDRAW) against the full-N value, on
    Gaussian posteriors (where full N is cheap) and on a small ConvDRAW if available; its
@@ -51,7 +50,7 @@ import time
 
 import torch
 
-from geco_core.marginal_kl import (
+from geco_core.metrics import (
     draw_sources,
     gaussian_log_q_pairs_fn,
     marginal_kl_from_log_q,
@@ -217,27 +216,20 @@ def bench_memory(what: str, N: int, S: int, d: int, dtype_name: str, cs: int, cn
 # 3. NVP pairs/s, 4. subsampled bias
 # --------------------------------------------------------------------------------------------
 def build(name: str, **kw):
-    try:
-        from geco_core.models import build_model
-    except ImportError as e:
-        return None, f"geco_core.models unavailable ({e})"
-    try:
-        return build_model(name, (1, 28, 28), **kw), ""
-    except (ValueError, TypeError, NotImplementedError) as e:
-        return None, f"{name} not buildable ({e})"
+    from geco_core.models import build_model
+
+    return build_model(name, (1, 28, 28), **kw)
 
 
 def bench_nvp(N: int, S: int, N_naive: int, S_naive: int, threads: list[int]):
     from geco_core.metrics import marginal_kl
 
-    model, why = build("vae_nvp")
-    if model is None:
-        return {"skipped": why}
+    model = build("vae_nvp")
     x = torch.rand(N, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     out = {
         "latent_dim": model.latent_dim,
-        "context_dim": getattr(model, "context_dim", None),
-        "n_flows": len(getattr(model, "flows", [])),
+        "context_dim": model.context_dim,
+        "n_flows": len(model.flows),
         "n_params": sum(p.numel() for p in model.parameters()),
         "context_N_S": [N, S],
         "naive_N_S": [N_naive, S_naive],
@@ -295,9 +287,7 @@ def bias_gaussian(N: int, S: int, d: int, Ms: list[int], spread: float):
 def bias_convdraw(N: int, S: int, M: int):
     from geco_core.metrics import marginal_kl
 
-    model, why = build("convdraw")
-    if model is None:
-        return {"skipped": why}
+    model = build("convdraw")
     x = torch.rand(N, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     t0 = time.perf_counter()
     full = marginal_kl(model, x, S=S, method="pairs", progress=False)
@@ -399,25 +389,22 @@ def main() -> None:
             threads=threads,
         )
         res["nvp"] = nvp
-        print("\n[VAE + NVP, cpu profile, untrained]")
-        if "skipped" in nvp:
-            print(f"  skipped: {nvp['skipped']}")
-        else:
+        print("\n[VAE + NVP, small size, untrained]")
+        print(
+            f"  latent {nvp['latent_dim']}, h {nvp['context_dim']}, {nvp['n_flows']} "
+            f"couplings; context path N = {nvp['context_N_S'][0]}, S = "
+            f"{nvp['context_N_S'][1]}; naive matched-row path N = {nvp['naive_N_S'][0]}, "
+            f"S = {nvp['naive_N_S'][1]}"
+        )
+        for nt in threads:
+            t = nvp[f"threads_{nt}"]
+            full_h = 10_000 * 10_000 / t["context_pairs_per_s"] / 3600
             print(
-                f"  latent {nvp['latent_dim']}, h {nvp['context_dim']}, {nvp['n_flows']} "
-                f"couplings; context path N = {nvp['context_N_S'][0]}, S = "
-                f"{nvp['context_N_S'][1]}; naive matched-row path N = {nvp['naive_N_S'][0]}, "
-                f"S = {nvp['naive_N_S'][1]}"
+                f"  {nt} thread(s): context path {t['context_pairs_per_s']:,.0f} pairs/s "
+                f"({t['context_seconds']:.1f} s), naive {t['naive_pairs_per_s']:,.0f} "
+                f"pairs/s -> {t['context_pairs_per_s'] / t['naive_pairs_per_s']:.0f}x; "
+                f"N = S = 10,000 would take {full_h:.1f} h"
             )
-            for nt in threads:
-                t = nvp[f"threads_{nt}"]
-                full_h = 10_000 * 10_000 / t["context_pairs_per_s"] / 3600
-                print(
-                    f"  {nt} thread(s): context path {t['context_pairs_per_s']:,.0f} pairs/s "
-                    f"({t['context_seconds']:.1f} s), naive {t['naive_pairs_per_s']:,.0f} "
-                    f"pairs/s -> {t['context_pairs_per_s'] / t['naive_pairs_per_s']:.0f}x; "
-                    f"N = S = 10,000 would take {full_h:.1f} h"
-                )
 
     bias = bias_gaussian(N=400 if a.quick else 2000, S=2000, d=4, Ms=[10, 50, 200], spread=1.0)
     res["bias_gaussian"] = bias
@@ -433,16 +420,13 @@ def main() -> None:
     if not a.skip_models:
         cd = bias_convdraw(N=24 if a.quick else 48, S=24 if a.quick else 48, M=6)
         res["bias_convdraw"] = cd
-        print("\n[subsampled-N bias, ConvDRAW cpu profile, untrained]")
-        if "skipped" in cd:
-            print(f"  skipped: {cd['skipped']}")
-        else:
-            print(
-                f"  N = {cd['N']}, S = {cd['S']}, M = {cd['M']}: full {cd['full']:.3f}, "
-                f"subsampled {cd['subsampled']:.3f}, bias {cd['bias']:+.3f} ± "
-                f"{cd['bias_se']:.3f} (bound [0, {cd['bound_log_N_over_M']:.3f}]); full-N pairs "
-                f"{cd['full_pairs_per_s']:,.0f}/s"
-            )
+        print("\n[subsampled-N bias, ConvDRAW small size, untrained]")
+        print(
+            f"  N = {cd['N']}, S = {cd['S']}, M = {cd['M']}: full {cd['full']:.3f}, "
+            f"subsampled {cd['subsampled']:.3f}, bias {cd['bias']:+.3f} ± "
+            f"{cd['bias_se']:.3f} (bound [0, {cd['bound_log_N_over_M']:.3f}]); full-N pairs "
+            f"{cd['full_pairs_per_s']:,.0f}/s"
+        )
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=2, default=float)

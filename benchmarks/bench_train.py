@@ -1,6 +1,6 @@
 """Training-step speed of every model: images/s, GECO-vs-ELBO step ratio, achieved GFLOP/s.
 
-For each model (``conv_vae``, ``vae_nvp``, ``convdraw``) at the chosen profile's sizes, on one
+For each model (``conv_vae``, ``vae_nvp``, ``convdraw``) at the chosen model size, on one
 batch of MNIST-shaped images, this script measures in one run:
 
 1. **images/s** of a full GECO+RE training step as the engine runs it (forward, objective,
@@ -20,8 +20,8 @@ batch of MNIST-shaped images, this script measures in one run:
 
 Usage::
 
-    python benchmarks/bench_train.py                 # CPU profile sizes, batch 64
-    python benchmarks/bench_train.py --device cuda --profile gpu --batch-size 128
+    python benchmarks/bench_train.py                 # small models, batch 64
+    python benchmarks/bench_train.py --device cuda --size paper --batch-size 128
     python benchmarks/bench_train.py --models convdraw --rounds 50 --json out.json
 
 Timings on a shared machine are noisy: read the ratios, which are measured side by side.
@@ -43,9 +43,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from geco_core.constraints import RE  # noqa: E402
-from geco_core.models import build_model  # noqa: E402
+from geco_core.models import MODEL_SIZES, build_model  # noqa: E402
 from geco_core.objectives import ELBO, GECOObjective  # noqa: E402
-from geco_core.train import default_lr, resolve_device  # noqa: E402
+from geco_core.train import resolve_device  # noqa: E402
 
 MODELS = ("conv_vae", "vae_nvp", "convdraw")
 
@@ -135,14 +135,14 @@ def objective_times(model, objectives: dict, x, device, reps: int) -> dict[str, 
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def bench_model(name: str, args, device: torch.device, profile: str) -> dict:
+def bench_model(name: str, args, device: torch.device) -> dict:
     torch.manual_seed(0)
     x = load_batch(args.batch_size, device)
-    model = build_model(name, tuple(x.shape[1:]), profile=profile).to(device)
+    model = build_model(name, tuple(x.shape[1:]), size=args.size).to(device)
     elbo = ELBO(sigma=0.1, learn_sigma=True).to(device)
     geco = GECOObjective(RE(0.1), alpha=0.99, nu=1.0).to(device)
     params = list(model.parameters()) + list(elbo.parameters())
-    optimizer = torch.optim.Adam(params, lr=default_lr(name, profile))
+    optimizer = torch.optim.Adam(params, lr=args.lr)
     steps = {
         "elbo": make_step(model, elbo, optimizer, params, x),
         "geco": make_step(model, geco, optimizer, params, x),
@@ -187,7 +187,13 @@ def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     p.add_argument("--device", default="auto")
-    p.add_argument("--profile", default="auto", choices=("auto", "cpu", "gpu"))
+    p.add_argument("--size", default="small", choices=tuple(MODEL_SIZES), help="model size")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=1e-3,
+        help="Adam learning rate (the book's cpu policy; the step's cost does not depend on it)",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--rounds", type=int, default=20, help="ABBA rounds (2 steps of each)")
     p.add_argument("--warmup", type=int, default=3)
@@ -199,14 +205,11 @@ def main(argv=None) -> list[dict]:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    profile = (
-        args.profile if args.profile != "auto" else ("gpu" if device.type == "cuda" else "cpu")
-    )
     n = args.matmul_n or (8192 if device.type == "cuda" else 2048)
     what = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(
         f"device={device} ({what}), torch {torch.__version__}, threads={torch.get_num_threads()}, "
-        f"profile={profile}, batch={args.batch_size}, rounds={args.rounds}"
+        f"size={args.size}, batch={args.batch_size}, rounds={args.rounds}"
     )
     print(
         "GECO/ELBO: median full-step times, ABBA-alternated; obj. Δms: GECO minus ELBO objective "
@@ -222,7 +225,7 @@ def main(argv=None) -> list[dict]:
     print(header)
     rows = []
     for name in args.models:
-        r = bench_model(name, args, device, profile)
+        r = bench_model(name, args, device)
         r["matmul_gflops"] = peak
         r["fraction_of_matmul"] = r["gflops"] / peak
         rows.append(r)

@@ -8,9 +8,9 @@ every notebook (``"mnist-test-10k"`` means only the official 10k test split was 
 
 Example:
     >>> from data_builders import load_dataset, iterate_minibatches
-    >>> ds = load_dataset("mnist-sum", split="test", n=64, download=False)  # doctest: +SKIP
-    >>> batch = next(iterate_minibatches(ds, batch_size=16, seed=0))  # doctest: +SKIP
-    >>> batch["context"].shape, batch["x"].shape  # doctest: +SKIP
+    >>> ds = load_dataset("mnist-sum", split="test", n=64, download=False)
+    >>> batch = next(iterate_minibatches(ds, batch_size=16, seed=0))
+    >>> batch["context"].shape, batch["x"].shape
     (torch.Size([16, 2, 28, 28]), torch.Size([16, 1, 28, 28]))
 """
 

@@ -24,10 +24,16 @@ References:
     Liu et al. (2015), "Deep learning face attributes in the wild" (the paper's ref. [60]);
     Rezende & Viola (2018), §4.1, Figs. 6 and 9.
 
+Usage, with the files in ``GECO_DATA`` or the cache (not run here: CelebA is 1.4 GB)::
+
+    ds = load_celeba("valid", n=16, download=False)
+    ds.x.shape  # torch.Size([16, 3, 64, 64])
+
 Example:
-    >>> ds = load_celeba("valid", n=16, download=False)  # doctest: +SKIP
-    >>> ds.x.shape  # doctest: +SKIP
-    torch.Size([16, 3, 64, 64])
+    >>> load_celeba("validation")
+    Traceback (most recent call last):
+    ...
+    ValueError: split must be one of ['test', 'train', 'valid'], got 'validation'
 """
 
 from __future__ import annotations
@@ -35,7 +41,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -51,6 +56,7 @@ from data_builders.core import (
     download_allowed,
     download_file,
 )
+from geco_core.io import atomic_write, write_text
 
 __all__ = ["CELEBA_FILES", "CELEBA_SPLITS", "load_celeba"]
 
@@ -165,20 +171,9 @@ def _build(images: Path, names: list[str], crop: int | None, size: int) -> np.nd
 
 
 def _save_atomic(path: Path, arr: np.ndarray, info: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for target, write in (
-        (path, lambda f: np.save(f, arr)),
-        (path.with_suffix(".json"), lambda f: f.write(json.dumps(info, indent=1).encode())),
-    ):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{target.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                write(f)
-            os.replace(tmp, target)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+    with atomic_write(path) as f:
+        np.save(f, arr)
+    write_text(path.with_suffix(".json"), json.dumps(info, indent=1))
 
 
 def load_celeba(

@@ -31,7 +31,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -41,6 +40,8 @@ from urllib.request import Request, urlopen
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
+
+from geco_core.io import atomic_write
 
 __all__ = [
     "DataFallbackWarning",
@@ -205,12 +206,10 @@ def download_allowed(download: bool | None) -> tuple[bool, str]:
 
 
 def _download_one(url: str, dest: Path, md5: str, timeout: float) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
+    with atomic_write(dest) as f:  # dest appears only if the whole body succeeds
         h = hashlib.md5()
         req = Request(url, headers={"User-Agent": "geco-book-data-builders"})
-        with os.fdopen(fd, "wb") as f, urlopen(req, timeout=timeout) as resp:
+        with urlopen(req, timeout=timeout) as resp:
             total = resp.headers.get("Content-Length") if resp.headers else None
             with tqdm(
                 total=int(total) if total else None,
@@ -229,11 +228,6 @@ def _download_one(url: str, dest: Path, md5: str, timeout: float) -> None:
                 f"checksum mismatch for {dest.name} downloaded from {url}: expected md5 {md5}, "
                 f"got {actual}; nothing was written to {dest}"
             )
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def download_file(
@@ -241,9 +235,9 @@ def download_file(
 ) -> Path:
     """Download ``dest`` from the first of ``urls`` that serves it with the right md5.
 
-    The bytes go to a temporary file beside ``dest`` and are moved into place with
-    ``os.replace`` only after the checksum matched, so an interrupted or corrupt download never
-    leaves a half-written ``dest``.
+    The bytes go to a temporary file beside ``dest`` (:func:`geco_core.io.atomic_write`) and
+    are moved into place only after the checksum matched, so an interrupted or corrupt
+    download never leaves a half-written ``dest``.
 
     Raises:
         ValueError: every mirror served bytes with the wrong md5 (message names the file and

@@ -31,6 +31,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from geco_core.checks import check_int, check_nonnegative
+
 __all__ = [
     "FIG2_CENTRES",
     "fig2_blobs",
@@ -52,19 +54,6 @@ FIG2_CENTRES: tuple[tuple[float, float], ...] = (
 )
 
 _BOX = 0.5
-
-
-def _check_positive_int(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_nonnegative(value: float, name: str) -> float:
-    value = float(value)
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return value
 
 
 def gaussian_blobs(
@@ -97,8 +86,8 @@ def gaussian_blobs(
     centres = np.asarray(centres, dtype=np.float64)
     if centres.ndim != 2 or centres.shape[1] != 2 or centres.shape[0] < 1:
         raise ValueError(f"centres must have shape [k, 2] with k >= 1, got {centres.shape}")
-    n_per_blob = _check_positive_int(n_per_blob, "n_per_blob")
-    std = _check_nonnegative(std, "std")
+    n_per_blob = check_int(n_per_blob, "n_per_blob")
+    std = check_nonnegative(std, "std")
     rng = np.random.default_rng(seed)
     noise = rng.normal(0.0, 1.0, size=(centres.shape[0], n_per_blob, 2)) * std
     x = (centres[:, None, :] + noise).reshape(-1, 2)
@@ -133,7 +122,7 @@ def two_blobs(
         >>> sorted(set(x[:, 0].tolist()))
         [-0.2, 0.2]
     """
-    separation = _check_nonnegative(separation, "separation")
+    separation = check_nonnegative(separation, "separation")
     centres = [[-separation / 2, 0.0], [separation / 2, 0.0]]
     return gaussian_blobs(centres, n_per_blob=n_per_blob, std=std, seed=seed)
 
@@ -169,10 +158,10 @@ def mixture_of_lines(
         >>> x.shape, labels.tolist()
         ((10, 2), [0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
     """
-    n_lines = _check_positive_int(n_lines, "n_lines")
-    n_per_line = _check_positive_int(n_per_line, "n_per_line")
-    noise = _check_nonnegative(noise, "noise")
-    min_length = _check_nonnegative(min_length, "min_length")
+    n_lines = check_int(n_lines, "n_lines")
+    n_per_line = check_int(n_per_line, "n_per_line")
+    noise = check_nonnegative(noise, "noise")
+    min_length = check_nonnegative(min_length, "min_length")
     if min_length > 1.1:
         raise ValueError(f"min_length must be at most 1.1, got {min_length}")
     rng = np.random.default_rng(seed)
@@ -218,11 +207,11 @@ def mixture_of_circles(
         >>> x.shape
         (8, 2)
     """
-    n_circles = _check_positive_int(n_circles, "n_circles")
+    n_circles = check_int(n_circles, "n_circles")
     if n_circles > 6:
         raise ValueError(f"n_circles must be at most 6, got {n_circles}")
-    n_per_circle = _check_positive_int(n_per_circle, "n_per_circle")
-    noise = _check_nonnegative(noise, "noise")
+    n_per_circle = check_int(n_per_circle, "n_per_circle")
+    noise = check_nonnegative(noise, "noise")
     low, high = (float(r) for r in radius_range)
     if not 0 < low <= high <= 0.25:
         raise ValueError(f"radius_range must satisfy 0 < low <= high <= 0.25, got {radius_range}")
@@ -261,9 +250,7 @@ def tiny_glyphs(size: int = 8) -> np.ndarray:
         >>> g.shape, float(g.max()), float(g.min())
         ((5, 8, 8), 1.0, 0.0)
     """
-    size = _check_positive_int(size, "size")
-    if size < 4:
-        raise ValueError(f"size must be at least 4, got {size}")
+    size = check_int(size, "size", minimum=4)
     mid, width = size // 2, max(1, size // 4)
     lo = mid - width // 2
     hi = lo + width

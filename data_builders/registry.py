@@ -1,8 +1,8 @@
 """Every dataset of the book by name: :func:`load_dataset`.
 
 Example:
-    >>> ds = load_dataset("micro-mnist", seed=0, download=False)  # doctest: +SKIP
-    >>> len(ds), ds.labels.shape  # doctest: +SKIP
+    >>> ds = load_dataset("micro-mnist", seed=0, download=False)
+    >>> len(ds), ds.labels.shape
     (7, torch.Size([7]))
 """
 

@@ -40,6 +40,7 @@ from torch import Tensor
 
 from data_builders.core import ImageDataset
 from data_builders.mnist import load_mnist
+from geco_core.checks import check_int
 
 __all__ = [
     "ROTATE_DEG_PER_LABEL",
@@ -95,11 +96,7 @@ def rotate_images(images: Tensor, angles_deg: Tensor | float) -> Tensor:
 
 
 def _check_n(n: int | None, default: int) -> int:
-    if n is None:
-        return default
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    return n
+    return default if n is None else check_int(n, "n")
 
 
 def _sample_with_labels(

@@ -11,7 +11,7 @@ wrong scale.
 - ``gpu``: the paper's scale, meant for Colab or a workstation with a GPU.
 
 Example:
-    >>> from geco_core.profiles import resolve_profile
+    >>> from geco_book.profiles import resolve_profile
     >>> table = {"smoke": {"steps": 10}, "cpu": {"steps": 2_000}, "gpu": {"steps": 100_000}}
     >>> resolve_profile("cpu", table)
     {'steps': 2000}

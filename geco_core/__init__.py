@@ -10,8 +10,11 @@ Submodules (import them explicitly):
   :mod:`geco_core.checkpoint` — atomic checkpoints loaded with ``weights_only=True``.
 - :mod:`geco_core.metrics` — σ_opt, quantized-normal NLL, average and marginal KL.
 - :mod:`geco_core.theory` — fixed-point equations of Propositions 1–6 and Appendices A–B.
-- :mod:`geco_core.micro_mnist`, :mod:`geco_core.plots`, :mod:`geco_core.theory_plots` — the
-  chapters' experiments and figures; :mod:`geco_core.profiles` — smoke/cpu/gpu profiles.
+- :mod:`geco_core.checks`, :mod:`geco_core.io` — the argument checks and the atomic writer
+  every module uses.
+
+The book's chapters, figures and run profiles live in the separate package ``geco_book``,
+which this library never imports.
 """
 
 __all__ = ["GECO"]

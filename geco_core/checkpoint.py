@@ -10,9 +10,14 @@ A checkpoint is one ``dict`` of tensors, numbers, strings, lists and dicts only,
 - ``config``: the run's configuration as a plain ``dict``, checked on resume by
   :func:`check_config` so that a run never silently continues with other settings.
 
-Writes go to ``path + ".tmp"`` first, are flushed to disk, then renamed over ``path`` with
-``os.replace`` (atomic on POSIX): a run killed mid-write (SIGKILL, pre-emption) leaves the
-previous checkpoint intact.
+Writes go through :func:`geco_core.io.atomic_write` (a temporary file beside ``path``, flushed,
+fsync'ed, then renamed over it with ``os.replace``): a run killed mid-write (SIGKILL,
+pre-emption) leaves the previous checkpoint intact.
+
+Integrity: the file is a one-line header ``GECO-CHECKPOINT 2 <sha256>`` followed by the
+``torch.save`` payload; :func:`load_checkpoint` verifies the sha256 before unpickling anything
+and refuses a truncated, edited, foreign or older (unchecksummed) file with a
+:class:`CheckpointError` whose one-line message names the file and what to do.
 
 Example:
     >>> import tempfile, os, torch
@@ -24,6 +29,8 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import random
 from collections.abc import Iterable, Mapping
@@ -32,7 +39,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from geco_core.io import atomic_write
+
 __all__ = [
+    "CheckpointError",
     "FORMAT_VERSION",
     "save_checkpoint",
     "load_checkpoint",
@@ -41,32 +51,64 @@ __all__ = [
     "check_config",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_MAGIC = b"GECO-CHECKPOINT"
+_REMEDY = "start again with --overwrite (fit(..., overwrite=True)) or restore a good copy"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be trusted: unreadable, truncated, edited or foreign."""
 
 
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
-    """Write ``state`` (stamped with ``format_version``) to ``path`` atomically: a tmp file,
-    flushed and fsync'ed, then ``os.replace``."""
-    path = os.fspath(path)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        torch.save({"format_version": FORMAT_VERSION, **state}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write ``state`` (stamped with ``format_version``) to ``path`` atomically
+    (:func:`geco_core.io.atomic_write`), behind a header holding its sha256."""
+    buf = io.BytesIO()
+    torch.save({"format_version": FORMAT_VERSION, **state}, buf)
+    payload = buf.getvalue()
+    digest = hashlib.sha256(payload).hexdigest().encode()
+    with atomic_write(path) as f:
+        f.write(_MAGIC + b" %d " % FORMAT_VERSION + digest + b"\n")
+        f.write(payload)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint with ``torch.load(..., weights_only=True)``; no code is unpickled."""
+    """Verify and read a checkpoint: the sha256 of the payload must match its header, then
+    ``torch.load(..., weights_only=True)`` (no code is unpickled).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CheckpointError: the file is empty, truncated, edited, not a geco_core checkpoint, or of
+            another format version; the message is one line naming the file and the remedy.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no checkpoint at {path!r}")
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path!r} is not a geco_core training checkpoint (format_version "
-            f"{FORMAT_VERSION} expected)"
+    with open(path, "rb") as f:
+        blob = f.read()
+    head, sep, payload = blob.partition(b"\n")
+    parts = head.split(b" ")
+    if not sep or len(parts) != 3 or parts[0] != _MAGIC:
+        what = "is empty" if not blob else "is not a geco_core checkpoint (no header)"
+        raise CheckpointError(f"checkpoint {path} {what}; {_REMEDY}")
+    if parts[1] != str(FORMAT_VERSION).encode():
+        raise CheckpointError(
+            f"checkpoint {path} has format {parts[1].decode(errors='replace')!r}, this "
+            f"geco_core reads {FORMAT_VERSION}; {_REMEDY}"
         )
+    if hashlib.sha256(payload).hexdigest().encode() != parts[2]:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt (sha256 of its content differs from its header); "
+            f"{_REMEDY}"
+        )
+    try:
+        state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
+    except Exception as e:  # verified bytes that torch cannot read: still one line
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}); "
+                              f"{_REMEDY}") from None
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path} is not a geco_core training checkpoint; "
+                              f"{_REMEDY}")
     return state
 
 

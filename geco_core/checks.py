@@ -21,6 +21,11 @@ Example:
     Traceback (most recent call last):
     ...
     TypeError: steps must be an int, got True
+    >>> import torch
+    >>> check_unit_interval(torch.tensor([0.0, 255.0]), "x")
+    Traceback (most recent call last):
+    ...
+    ValueError: x must hold values in [0, 1] (images scaled to [0, 1]), got min 0, max 255; divide 0..255 images by 255
 """
 
 from __future__ import annotations
@@ -30,13 +35,19 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
+import torch
+from torch import Tensor
+
 __all__ = [
     "check_choice",
+    "check_class_labels",
     "check_finite",
+    "check_float_tensor",
     "check_fraction",
     "check_int",
     "check_nonnegative",
     "check_positive",
+    "check_unit_interval",
 ]
 
 
@@ -106,3 +117,76 @@ def check_choice(value: Any, name: str, valid: Iterable[str]) -> str:
     if not isinstance(value, str) or value not in valid:
         raise ValueError(f"{name}: unknown value {value!r}; valid choices: {', '.join(valid)}")
     return value
+
+
+def check_float_tensor(value: Any, name: str, dtype: torch.dtype | None = None) -> Tensor:
+    """``value`` if it is a floating-point tensor (of ``dtype`` when given), else a TypeError.
+
+    Integer tensors are refused rather than cast: an image tensor of dtype uint8 holds 0..255,
+    and a silent ``.float()`` would hand the model values 255 times too large.
+
+    Example:
+        >>> check_float_tensor(torch.zeros(2), "x").dtype
+        torch.float32
+        >>> check_float_tensor(torch.zeros(2, dtype=torch.uint8), "x")
+        Traceback (most recent call last):
+        ...
+        TypeError: x must be a floating-point tensor, got dtype torch.uint8 (images are floats in [0, 1]: use x.float() / 255)
+    """
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating-point tensor, got dtype {value.dtype} (images are floats "
+            f"in [0, 1]: use {name}.float() / 255)"
+        )
+    if dtype is not None and value.dtype != dtype:
+        raise TypeError(
+            f"{name} has dtype {value.dtype}, expected {dtype}: pass {name}.to({dtype})"
+        )
+    return value
+
+
+def check_unit_interval(t: Tensor, name: str) -> Tensor:
+    """``t`` if every value lies in [0, 1] (the images convention of the whole library).
+
+    One ``aminmax`` pass over ``t`` (on an accelerator it waits for ``t``: one host
+    synchronisation per call). NaN fails the check. Empty tensors pass.
+    """
+    if t.numel() == 0:
+        return t
+    lo, hi = (float(v) for v in torch.aminmax(t.detach()))
+    if not (lo >= 0.0 and hi <= 1.0):
+        raise ValueError(
+            f"{name} must hold values in [0, 1] (images scaled to [0, 1]), got min {lo:.4g}, "
+            f"max {hi:.4g}; divide 0..255 images by 255"
+        )
+    return t
+
+
+def check_class_labels(labels: Any, name: str, n: int, n_classes: int) -> Tensor:
+    """``labels`` if it is an integer tensor ``[n]`` of class indices in ``0..n_classes-1``.
+
+    Example:
+        >>> check_class_labels(torch.tensor([3, 12]), "labels", 2, 10)
+        Traceback (most recent call last):
+        ...
+        ValueError: labels must be class indices in 0..9, got values in 3..12
+    """
+    if not isinstance(labels, Tensor):
+        raise TypeError(
+            f"{name} must be an integer tensor of shape [{n}] (true classes), got "
+            f"{type(labels).__name__}"
+        )
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor (class indices), got {labels.dtype}")
+    if tuple(labels.shape) != (n,):
+        raise ValueError(f"{name} must have shape [{n}] (one class per example), got "
+                         f"{list(labels.shape)}")
+    if labels.numel():
+        lo, hi = (int(v) for v in torch.aminmax(labels))
+        if lo < 0 or hi >= n_classes:
+            raise ValueError(
+                f"{name} must be class indices in 0..{n_classes - 1}, got values in {lo}..{hi}"
+            )
+    return labels

@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from geco_core.checks import check_int, check_positive
+
 __all__ = [
     "CLA",
     "CONSTRAINTS",
@@ -57,29 +59,12 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------------- validation
-def _check_kappa(kappa: object, upper: float | None = None) -> float:
-    if isinstance(kappa, bool) or not isinstance(kappa, numbers.Real):
-        raise ValueError(f"kappa must be a number > 0, got {kappa!r}")
-    value = float(kappa)
-    if not (math.isfinite(value) and value > 0.0):
-        raise ValueError(f"kappa must be finite and > 0, got {kappa!r}")
-    if upper is not None and value > upper:
-        raise ValueError(f"kappa must be <= {upper} for this constraint, got {kappa!r}")
-    return value
-
-
 def _check_pair(x: Tensor, x_hat: Tensor, min_dim: int = 2) -> None:
     if not isinstance(x, Tensor) or x.dim() < min_dim:
         raise ValueError(f"x must be a tensor [B, ...] with >= {min_dim} dims, got {x!r:.60}")
     if not isinstance(x_hat, Tensor) or x_hat.shape != x.shape:
         shape = list(x_hat.shape) if isinstance(x_hat, Tensor) else type(x_hat).__name__
         raise ValueError(f"x_hat must have the shape of x {list(x.shape)}, got {shape}")
-
-
-def _check_int(value: object, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 # -------------------------------------------------------------------------------- formulas
@@ -203,7 +188,7 @@ class Constraint(nn.Module):
 
     def __init__(self, kappa: float) -> None:
         super().__init__()
-        self.kappa = _check_kappa(kappa)
+        self.kappa = check_positive(kappa, "kappa")
 
     def forward(self, x: Tensor, x_hat: Tensor, **kwargs) -> Tensor:
         raise NotImplementedError
@@ -276,7 +261,7 @@ class GroupedRE(Constraint):
         kappas = [kappa] if isinstance(kappa, numbers.Real) else list(kappa)
         if len(kappas) not in (1, n):
             raise ValueError(f"kappa must be a number or {n} numbers (one per group), got {kappa}")
-        kappas = [_check_kappa(k) for k in kappas]
+        kappas = [check_positive(k, "kappa") for k in kappas]
         super().__init__(kappas[0])
         self.kappa = kappas[0] if len(kappas) == 1 else tuple(kappas)
         self.data_shape, self.groups, self.n_constraints = shape, groups, n
@@ -341,11 +326,9 @@ class FRE(Constraint):
         elif not callable(features):
             raise ValueError(f"features must be a callable or 'local_stats', got {features!r}")
         self.features = features
-        self.window = _check_int(window, "window")
-        self.stride = _check_int(stride, "stride")
-        if not eps > 0:
-            raise ValueError(f"eps must be > 0, got {eps!r}")
-        self.eps = float(eps)
+        self.window = check_int(window, "window")
+        self.stride = check_int(stride, "stride")
+        self.eps = check_positive(eps, "eps")
 
     def feature_map(self, x: Tensor) -> Tensor:
         """f(x): the configured features of ``x``."""
@@ -399,7 +382,7 @@ class CLA(Constraint):
     def __init__(
         self, kappa: float, classifier: Callable[[Tensor], Tensor], outputs: str = "logits"
     ) -> None:
-        super().__init__(_check_kappa(kappa, upper=1.0))
+        super().__init__(check_positive(kappa, "kappa", upper=1.0))
         if not callable(classifier):
             raise ValueError(f"classifier must be callable, got {classifier!r}")
         if outputs not in self.OUTPUTS:
@@ -456,12 +439,10 @@ class PNCC(Constraint):
     def __init__(
         self, kappa: float, patch_size: int = 5, stride: int = 1, eps: float = 1e-6
     ) -> None:
-        super().__init__(_check_kappa(kappa, upper=1.0))
-        self.patch_size = _check_int(patch_size, "patch_size")
-        self.stride = _check_int(stride, "stride")
-        if not eps > 0:
-            raise ValueError(f"eps must be > 0, got {eps!r}")
-        self.eps = float(eps)
+        super().__init__(check_positive(kappa, "kappa", upper=1.0))
+        self.patch_size = check_int(patch_size, "patch_size")
+        self.stride = check_int(stride, "stride")
+        self.eps = check_positive(eps, "eps")
 
     def forward(self, x: Tensor, x_hat: Tensor, **kwargs) -> Tensor:
         _check_pair(x, x_hat, min_dim=4)
@@ -497,5 +478,5 @@ def build_constraint(name: str, kappa: float, **kwargs) -> Constraint:
     if key not in CONSTRAINTS:
         raise ValueError(f"unknown constraint name {name!r}; valid names: {sorted(CONSTRAINTS)}")
     if isinstance(kappa, numbers.Real):
-        _check_kappa(kappa)
+        check_positive(kappa, "kappa")
     return CONSTRAINTS[key](kappa, **kwargs)

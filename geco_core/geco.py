@@ -49,6 +49,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from geco_core.checks import check_fraction, check_int, check_positive
+
 __all__ = [
     "GECO",
     "GECOState",
@@ -201,12 +203,6 @@ def _interval(
     return lo, hi
 
 
-def _int_option(value: int, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
 class GECO:
     """Lagrange multipliers for constrained VAE training, exactly Algorithm 1 by default.
 
@@ -305,17 +301,13 @@ class GECO:
         warmup_steps: int = 0,
         max_bad_steps: int = 10,
     ) -> None:
-        self.n_constraints = _int_option(n_constraints, "n_constraints", 1)
-        if not 0.0 <= float(alpha) < 1.0:
-            raise ValueError(f"alpha must be in [0, 1), got {alpha!r}")
-        if not (math.isfinite(float(nu)) and float(nu) > 0.0):
-            raise ValueError(f"nu must be finite and > 0, got {nu!r}")
-        self.alpha = float(alpha)
-        self.nu = float(nu)
+        self.n_constraints = check_int(n_constraints, "n_constraints")
+        self.alpha = check_fraction(alpha, "alpha")
+        self.nu = check_positive(nu, "nu")
         init = _positive_vector(lambda_init, self.n_constraints, "lambda_init")
-        self.update_every = _int_option(update_every, "update_every", 1)
-        self.warmup_steps = _int_option(warmup_steps, "warmup_steps", 0)
-        self.max_bad_steps = _int_option(max_bad_steps, "max_bad_steps", 1)
+        self.update_every = check_int(update_every, "update_every")
+        self.warmup_steps = check_int(warmup_steps, "warmup_steps", minimum=0)
+        self.max_bad_steps = check_int(max_bad_steps, "max_bad_steps")
         self.factor_clamp = _interval(factor_clamp, "factor_clamp", 0.0)
         if self.factor_clamp is not None and not (
             0.0 < self.factor_clamp[0] <= 1.0 <= self.factor_clamp[1]

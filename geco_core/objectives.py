@@ -53,6 +53,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from geco_core.checks import check_int, check_positive
+from geco_core.geco import GECO
+
 __all__ = [
     "Objective",
     "ELBO",
@@ -111,8 +114,7 @@ def gqn_sigma(
         >>> [round(gqn_sigma(t, 2.0, 0.7, 100), 3) for t in (0, 50, 100, 500)]
         [2.0, 1.35, 0.7, 0.7]
     """
-    if n_steps <= 0:
-        raise ValueError(f"n_steps must be > 0, got {n_steps}")
+    check_positive(n_steps, "n_steps")
     frac = min(max(step, 0) / n_steps, 1.0)
     return sigma_end + (sigma_start - sigma_end) * (1.0 - frac)
 
@@ -131,11 +133,6 @@ def sigma_to_lambda(sigma: Tensor | float, n_dims: int) -> Tensor | float:
 # --------------------------------------------------------------------------------------------
 # Objectives
 # --------------------------------------------------------------------------------------------
-
-
-def _check_positive(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
 def _batch_stats(out: Any, x: Tensor) -> tuple[Tensor, Tensor, int]:
@@ -218,7 +215,7 @@ class ELBO(Objective):
     name = "elbo"
 
     def __init__(self, sigma: float = 0.1, learn_sigma: bool = True) -> None:
-        _check_positive("sigma", sigma)
+        check_positive(sigma, "sigma")
         self.learn_sigma = bool(learn_sigma)
         log_sigma = torch.tensor(math.log(sigma))
         self.log_sigma = nn.Parameter(log_sigma) if self.learn_sigma else log_sigma
@@ -272,10 +269,9 @@ class AnnealedBeta(Objective):
     def __init__(
         self, sigma_start: float = 2.0, sigma_end: float = 0.7, n_steps: int = 200_000
     ) -> None:
-        _check_positive("sigma_start", sigma_start)
-        _check_positive("sigma_end", sigma_end)
-        if not (isinstance(n_steps, int) and n_steps > 0):
-            raise ValueError(f"n_steps must be an int > 0, got {n_steps!r}")
+        check_positive(sigma_start, "sigma_start")
+        check_positive(sigma_end, "sigma_end")
+        check_int(n_steps, "n_steps")
         self.sigma_start, self.sigma_end, self.n_steps = sigma_start, sigma_end, n_steps
 
     def sigma_at(self, step: int) -> float:
@@ -304,7 +300,7 @@ class BetaVAE(Objective):
     name = "beta_vae"
 
     def __init__(self, beta: float = 1e-3) -> None:
-        _check_positive("beta", beta)
+        check_positive(beta, "beta")
         self.beta = float(beta)
 
     def __call__(self, out, x, *, context=None, labels=None, step=0):
@@ -354,17 +350,15 @@ class GECOObjective(Objective):
         self._geco_args = dict(alpha=alpha, nu=nu, lambda_init=lambda_init, **geco_kwargs)
         self._accepts = [_accepted_kwargs(c) for c in self.constraints]
         self._device: torch.device | None = None
-        self.geco = None
+        self.geco: GECO | None = None
         if n_constraints is None and all(hasattr(c, "n_constraints") for c in self.constraints):
             n_constraints = sum(int(c.n_constraints) for c in self.constraints)
         if n_constraints is not None:
             self._build(n_constraints)
 
     def _build(self, n_constraints: int) -> None:
-        from geco_core.geco import GECO
-
         self.geco = GECO(n_constraints=n_constraints, **self._geco_args)
-        if self._device is not None and hasattr(self.geco, "to"):
+        if self._device is not None:
             self.geco.to(self._device)
 
     def constraint_values(self, x: Tensor, x_hat: Tensor, **kw: Any) -> Tensor:
@@ -405,7 +399,7 @@ class GECOObjective(Objective):
                 "lambda": lam,
                 "beta": 1.0 / lam if lam.numel() == 1 else torch.full_like(lam[:1], math.nan),
                 "c_hat": c_hat.detach(),
-                "c_ma": _moving_average(self.geco),
+                "c_ma": self.geco.c_ma.detach().clone(),
             }
         return loss, metrics
 
@@ -413,7 +407,7 @@ class GECOObjective(Objective):
         self._device = torch.device(device)
         for c in self.constraints:
             c.to(device)
-        if self.geco is not None and hasattr(self.geco, "to"):
+        if self.geco is not None:
             self.geco.to(device)
         return self
 
@@ -427,28 +421,8 @@ class GECOObjective(Objective):
             return
         sd = state["geco"]
         if self.geco is None:
-            self._build(_n_from_state(sd))
+            self._build(int(sd["lambdas"].numel()))
         self.geco.load_state_dict(sd)
-
-
-def _moving_average(geco: Any) -> Tensor:
-    """C_ma of a GECO instance (NaN before its first update)."""
-    for name in ("c_ma", "constraint_ma", "ma"):
-        v = getattr(geco, name, None)
-        if isinstance(v, Tensor):
-            return v.detach().clone()
-    sd = geco.state_dict()
-    for k, v in sd.items():
-        if isinstance(v, Tensor) and "ma" in k.lower():
-            return v.detach().clone()
-    return torch.full_like(geco.lambdas.detach(), math.nan)
-
-
-def _n_from_state(sd: Mapping[str, Any]) -> int:
-    for k, v in sd.items():
-        if isinstance(v, Tensor) and "lambda" in k.lower():
-            return int(v.numel())
-    raise ValueError(f"cannot infer n_constraints from a GECO state with keys {sorted(sd)}")
 
 
 def _accepted_kwargs(module: nn.Module):

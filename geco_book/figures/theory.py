@@ -1,6 +1,7 @@
 """Matplotlib figures of the theory chapter (Figs. 1, 2 and 7 of "Taming VAEs", recomputed).
 
-Every function takes results computed by :mod:`geco_core.theory` and returns a
+Every function takes results computed by :mod:`geco_core.theory` (Fig. 1's ingredients by
+:func:`geco_book.chapters.theory.fig1_tiling_example`) and returns a
 ``matplotlib.figure.Figure`` (nothing is shown or saved here), so the notebook, the tests and
 scripts can all call them. Colours follow the paper: data in blue, trajectories of ψ in grey,
 fixed points in red.
@@ -30,6 +31,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import ListedColormap, to_rgb
 from matplotlib.figure import Figure
 
+from geco_book.chapters.theory import TilingExample
 from geco_core import theory
 
 __all__ = [
@@ -56,7 +58,7 @@ def _tile_image(grid: theory.LatentGrid, values: np.ndarray) -> np.ndarray:
     return np.asarray(values).reshape((grid.size, grid.size) + np.shape(values)[1:])
 
 
-def plot_tiling(example: theory.TilingExample) -> Figure:
+def plot_tiling(example: TilingExample) -> Figure:
     """Fig. 1-style picture, drawn from computed tilings (Props. 2–3, Eq. 17).
 
     Left: the partition that the ELBO fixed-point equations (Eqs. 3–4, σ from Eq. 15) reach

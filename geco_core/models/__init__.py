@@ -10,10 +10,10 @@
 All models implement :class:`~geco_core.models.base.LatentVariableModel` and run on whatever
 device their parameters and inputs live on.
 
-Profiles: the paper does not list layer sizes, so ``profile="cpu"`` (the constructors'
-defaults; ``"smoke"`` is the same) is sized to train on 28×28 MNIST on a laptop CPU in
-minutes, and ``profile="gpu"`` is a larger configuration for Colab-class GPUs. Explicit keyword
-arguments override either.
+Model sizes (:data:`MODEL_SIZES`): the paper does not list layer sizes, so ``size="small"``
+(the constructors' defaults) is sized to train on 28×28 MNIST on a laptop CPU in minutes, and
+``size="paper"`` is a larger configuration for the paper's scale of training (10⁵–10⁶ steps on
+a GPU). Explicit keyword arguments override either.
 
 Example:
     >>> m = build_model("conv_vae", image_shape=(1, 28, 28), latent_dim=8)
@@ -22,7 +22,7 @@ Example:
     >>> build_model("vae", image_shape=(1, 28, 28))
     Traceback (most recent call last):
     ...
-    ValueError: unknown model name 'vae'; valid choices: conv_vae, convdraw, vae_nvp
+    ValueError: name: unknown value 'vae'; valid choices: conv_vae, convdraw, vae_nvp
 """
 
 from __future__ import annotations
@@ -30,14 +30,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from geco_core.models.base import LatentVariableModel, VAEOutput
+from geco_core.checks import check_choice
+from geco_core.models.base import POSTERIOR_KINDS, LatentVariableModel, VAEOutput
 from geco_core.models.conv_vae import ConvVAE
 from geco_core.models.convdraw import ConvDRAW, ConvLSTMCell
 from geco_core.models.nvp import VAENVP, ConditionalAffineCoupling
 
 __all__ = [
     "MODELS",
-    "PROFILES",
+    "MODEL_SIZES",
+    "POSTERIOR_KINDS",
     "ConditionalAffineCoupling",
     "ConvDRAW",
     "ConvLSTMCell",
@@ -56,10 +58,12 @@ MODELS: dict[str, type[LatentVariableModel]] = {
     "vae_nvp": VAENVP,
 }
 
-PROFILES: dict[str, dict[str, dict[str, Any]]] = {
-    "smoke": {"conv_vae": {}, "convdraw": {}, "vae_nvp": {}},  # = cpu (see geco_core.profiles)
-    "cpu": {"conv_vae": {}, "convdraw": {}, "vae_nvp": {}},
-    "gpu": {
+#: Constructor arguments per model size and model. "small": the constructors' defaults (trains
+#: on two CPU cores in minutes); "paper": wider and deeper, for GPU runs at the paper's scale
+#: (the paper gives no layer sizes; these are ours).
+MODEL_SIZES: dict[str, dict[str, dict[str, Any]]] = {
+    "small": {"conv_vae": {}, "convdraw": {}, "vae_nvp": {}},
+    "paper": {
         "conv_vae": {"latent_dim": 64, "channels": (64, 128), "hidden": 512},
         "vae_nvp": {
             "latent_dim": 64,
@@ -93,28 +97,26 @@ def build_model(
     name: str,
     image_shape: Sequence[int] = (1, 28, 28),
     context_shape: Sequence[int] | None = None,
-    profile: str = "cpu",
+    size: str = "small",
     **kw: Any,
 ) -> LatentVariableModel:
     """Build a model by name: ``"conv_vae"``, ``"vae_nvp"`` or ``"convdraw"``.
 
     Args:
-        name: model name (unknown → ValueError listing the valid choices).
+        name: a key of :data:`MODELS` (unknown → ValueError listing the valid choices).
         image_shape: (C, H, W) of x.
         context_shape: (C_ctx, H, W) of the context image for a conditional model, else None.
-        profile: ``"cpu"``/``"smoke"`` (small defaults) or ``"gpu"`` (larger), see
-            :data:`PROFILES`.
-        **kw: constructor arguments, overriding the profile's.
+        size: ``"small"`` (the constructors' defaults) or ``"paper"`` (larger), see
+            :data:`MODEL_SIZES`.
+        **kw: constructor arguments, overriding the size's.
 
     Example:
         >>> build_model("convdraw", (1, 28, 28), context_shape=(2, 28, 28), steps=2).conditional
         True
+        >>> build_model("conv_vae", size="paper").latent_dim
+        64
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model name {name!r}; valid choices: {', '.join(sorted(MODELS))}")
-    if profile not in PROFILES:
-        raise ValueError(
-            f"unknown profile {profile!r}; valid choices: {', '.join(sorted(PROFILES))}"
-        )
-    kwargs = {**PROFILES[profile][name], **kw}
+    check_choice(name, "name", sorted(MODELS))
+    check_choice(size, "size", MODEL_SIZES)
+    kwargs = {**MODEL_SIZES[size].get(name, {}), **kw}
     return MODELS[name](image_shape=image_shape, context_shape=context_shape, **kwargs)

@@ -1,6 +1,6 @@
 """The interface every latent-variable model of the book implements.
 
-Objectives (:mod:`geco_core.train`), metrics (:mod:`geco_core.metrics`) and the notebooks treat
+The engine (:mod:`geco_core.train`), metrics (:mod:`geco_core.metrics`) and the notebooks treat
 the conv VAE, the VAE + conditional RealNVP posterior and ConvDRAW alike through this surface.
 
 Conventions
@@ -41,20 +41,31 @@ class VAEOutput:
     log_prior: Tensor
 
 
+#: Values of :attr:`LatentVariableModel.posterior_kind`.
+POSTERIOR_KINDS: tuple[str, ...] = ("gaussian", "context", "generic")
+
+
 class LatentVariableModel(nn.Module):
     """Base class. Subclasses set ``latent_dim`` and ``conditional`` and implement the methods.
 
-    Optional fast paths used by :mod:`geco_core.metrics` (implement when they exist):
+    ``posterior_kind`` declares which fast path of :mod:`geco_core.metrics` the posterior
+    supports (the metrics dispatch on it, never on which methods happen to exist):
 
-    - ``posterior_params(x, context=None) -> (mu, log_sigma)``, each ``[B, latent_dim]``, for
-      diagonal-Gaussian posteriors (closed-form marginal KL in a matmul formulation).
-    - ``posterior_context(x, context=None) -> h`` ``[B, H]`` and
-      ``log_q_from_context(z, h) -> [B]``, for posteriors whose encoder network runs once per x
-      and whose density is cheap to evaluate for many z (the conditional RealNVP).
+    - ``"gaussian"``: q(z|x) = N(μ(x), diag σ(x)²) and π = N(0, I); implement
+      :meth:`posterior_params`. Average KL in closed form, marginal KL in the matmul
+      formulation (paper §4.1.1).
+    - ``"context"``: an encoder context h(x), computed once per x, from which log q(z|x) is
+      cheap to evaluate for many z (the conditional RealNVP); implement
+      :meth:`posterior_context` and :meth:`log_q_from_context`, and set
+      ``context_broadcasts = True`` when the latter broadcasts leading dimensions
+      (``log_q_from_context(z[:, None], h[None])`` → all pairs).
+    - ``"generic"`` (default): only :meth:`log_q` on matched rows (e.g. ConvDRAW).
     """
 
     latent_dim: int
     conditional: bool = False
+    posterior_kind: str = "generic"
+    context_broadcasts: bool = False
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> VAEOutput:
         raise NotImplementedError
@@ -84,3 +95,16 @@ class LatentVariableModel(nn.Module):
     def sample(self, n: int, context: Tensor | None = None) -> Tensor:
         """Decoder means g(z) of ``n`` prior samples (``context`` has ``n`` rows if given)."""
         raise NotImplementedError
+
+    # -- fast paths, declared by posterior_kind ---------------------------------------------
+    def posterior_params(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(mu, log_sigma)``, each ``[B, latent_dim]`` (``posterior_kind == "gaussian"``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no diagonal-Gaussian posterior")
+
+    def posterior_context(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """The encoder context h(x) ``[B, H]`` (``posterior_kind == "context"``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no encoder-context posterior")
+
+    def log_q_from_context(self, z: Tensor, h: Tensor) -> Tensor:
+        """log q(z|x) from the context h(x) of :meth:`posterior_context`, ``[B]``."""
+        raise NotImplementedError(f"{type(self).__name__} has no encoder-context posterior")

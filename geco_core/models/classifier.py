@@ -45,6 +45,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import geco_core
+from geco_core.io import atomic_write, write_text
+
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 WEIGHTS_PATH = ASSETS_DIR / "mnist_classifier.pt"
 TRAIN_HINT = "train it with: python -m geco_core.models.classifier --train"
@@ -133,9 +136,9 @@ def load_pretrained_classifier(
         RuntimeError: sha256 mismatch (corrupted or replaced file) or unloadable weights.
 
     Example:
-        >>> clf = load_pretrained_classifier()  # doctest: +SKIP
-        >>> clf.probs(torch.rand(1, 1, 28, 28)).shape  # doctest: +SKIP
-        torch.Size([1, 10])
+        >>> clf = load_pretrained_classifier()
+        >>> clf.probs(torch.rand(1, 1, 28, 28)).shape, clf.training
+        (torch.Size([1, 10]), False)
     """
     weights = Path(path) if path is not None else WEIGHTS_PATH
     meta_file = _meta_path(weights)
@@ -187,17 +190,9 @@ def accuracy(net: nn.Module, x: Tensor, labels: Tensor, batch: int = 1000) -> fl
 
 
 def _load_splits():
-    try:
-        from data_builders import load_mnist
-    except ImportError:  # older data_builders without the re-export
-        from data_builders.mnist import load_mnist
+    from data_builders import load_mnist
+
     return load_mnist("train"), load_mnist("test")
-
-
-def _atomic_write_bytes(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def train_classifier(
@@ -248,7 +243,8 @@ def train_classifier(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
-    _atomic_write_bytes(out, lambda p: torch.save(state, p))
+    with atomic_write(out) as f:
+        torch.save(state, f)
     meta = {
         "file": out.name,
         "sha256": sha256_file(out),
@@ -277,22 +273,13 @@ def train_classifier(
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
-            "geco_core": _geco_version(),
+            "geco_core": geco_core.__version__,
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     text = json.dumps(meta, indent=2) + "\n"
-    _atomic_write_bytes(_meta_path(out), lambda p: p.write_text(text))
+    write_text(_meta_path(out), text)
     return meta
-
-
-def _geco_version() -> str:
-    try:
-        import geco_core
-
-        return geco_core.__version__
-    except Exception:  # pragma: no cover - version is informational only
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

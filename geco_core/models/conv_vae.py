@@ -56,6 +56,8 @@ class ConvVAE(LatentVariableModel):
         torch.Size([5, 1, 28, 28])
     """
 
+    posterior_kind = "gaussian"  # posterior_params: the closed-form marginal-KL path
+
     def __init__(
         self,
         image_shape: Sequence[int] = (1, 28, 28),

@@ -263,7 +263,7 @@ class ConvDRAW(LatentVariableModel):
 
         Example:
             >>> m = ConvDRAW((1, 28, 28), steps=2, hidden=8)
-            >>> m.init_canvas_(torch.full((4, 1, 28, 28), 0.5)); float(m.canvas0.abs().max())
+            >>> m.init_canvas_(torch.full((4, 1, 28, 28), 0.5)); m.canvas0.abs().max().item()
             0.0
         """
         if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:

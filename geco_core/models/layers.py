@@ -7,7 +7,9 @@ The three latent-variable models (:mod:`~geco_core.models.conv_vae`,
   needs (written out so that tests can check them against :mod:`torch.distributions`);
 - :class:`ConvEncoder` / :class:`ConvDecoder`, stride-2 conv stacks that map an image to a
   vector and back (the "convolutional decoder similar to [28]" of the paper's §4.1);
-- :func:`check_inputs`, the argument checks every ``forward`` runs (wrong shapes → ValueError).
+- :func:`check_inputs`, the argument checks every public method runs on ``x``/``context``:
+  a wrong shape → ValueError; an integer tensor (uint8 pixels) or a floating dtype other than
+  the model's → TypeError; values outside [0, 1] (e.g. images left in 0..255) → ValueError.
 
 References:
     Rezende & Viola, "Taming VAEs" (2018), §4.1.
@@ -28,6 +30,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+
+from geco_core.checks import check_float_tensor, check_unit_interval
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -106,35 +110,78 @@ def check_context_shape(
     return context_shape
 
 
+def _model_dtype(model: nn.Module) -> torch.dtype | None:
+    for p in model.parameters():
+        return p.dtype
+    return None
+
+
+def _check_images(model: nn.Module, t: Tensor, name: str) -> None:
+    """Floating dtype of the model's parameters and values in [0, 1]."""
+    check_float_tensor(t, name)
+    dtype = _model_dtype(model)
+    if dtype is not None and t.dtype != dtype:
+        raise TypeError(
+            f"{name} has dtype {t.dtype} but the model computes in {dtype}: pass "
+            f"{name}.to({dtype}) (or convert the model with .to({t.dtype}))"
+        )
+    check_unit_interval(t, name)
+
+
 def check_inputs(
     model: nn.Module,
     x: Tensor | None,
     context: Tensor | None,
     batch: int | None = None,
 ) -> None:
-    """Raise ValueError when ``x``/``context`` do not match the model's declared shapes.
+    """Validate ``x``/``context`` against the model (every public method of the models runs it).
+
+    - shapes: ``[B, *model.image_shape]`` / ``[B, *model.context_shape]`` (ValueError);
+    - dtype: a floating tensor of the dtype of the model's parameters (TypeError: uint8 pixels
+      or float64 data for a float32 model fail here, not deep inside a convolution);
+    - values: within [0, 1], the images convention of the library (ValueError: images left in
+      0..255 would otherwise train silently at 255² the intended squared error). A min/max pass
+      over the tensor; on an accelerator one host synchronisation per call.
 
     ``model`` must have ``image_shape``, ``context_shape`` and ``conditional`` attributes.
     """
     if x is not None:
-        if x.dim() != 4 or tuple(x.shape[1:]) != tuple(model.image_shape):
+        if not isinstance(x, Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != tuple(
+            model.image_shape
+        ):
+            got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(
-                f"x must have shape [B, {', '.join(map(str, model.image_shape))}], "
-                f"got {list(x.shape)}"
+                f"x must have shape [B, {', '.join(map(str, model.image_shape))}], got {got}"
             )
+        _check_images(model, x, "x")
         batch = x.shape[0]
     if model.conditional:
         if context is None:
             raise ValueError("context is required: this model was built with context_shape")
-        if context.dim() != 4 or tuple(context.shape[1:]) != tuple(model.context_shape):
+        if (
+            not isinstance(context, Tensor)
+            or context.dim() != 4
+            or tuple(context.shape[1:]) != tuple(model.context_shape)
+        ):
+            got = list(context.shape) if isinstance(context, Tensor) else type(context).__name__
             raise ValueError(
                 f"context must have shape [B, {', '.join(map(str, model.context_shape))}], "
-                f"got {list(context.shape)}"
+                f"got {got}"
             )
         if batch is not None and context.shape[0] != batch:
             raise ValueError(f"context has {context.shape[0]} rows, expected {batch}")
+        _check_images(model, context, "context")
     elif context is not None:
         raise ValueError("context must be None: this model is unconditional (no context_shape)")
+
+
+def check_latents(model: nn.Module, z: Tensor, latent_dim: int) -> Tensor:
+    """``z`` if it is a floating tensor ``[B, latent_dim]`` of the model's dtype."""
+    if not isinstance(z, Tensor) or z.dim() != 2 or z.shape[1] != latent_dim:
+        got = list(z.shape) if isinstance(z, Tensor) else type(z).__name__
+        raise ValueError(f"z must have shape [B, {latent_dim}], got {got}")
+    check_float_tensor(z, "z", _model_dtype(model))
+    return z
 
 
 def downsampled_hw(hw: tuple[int, int], n_down: int, name: str = "image_shape") -> tuple[int, int]:

@@ -169,6 +169,9 @@ class VAENVP(LatentVariableModel):
         (torch.Size([10, 4, 2]), torch.Size([10, 4]))
     """
 
+    posterior_kind = "context"  # h(x) once per x, then the inverse flow for many z
+    context_broadcasts = True  # log_q_from_context(z[:, None], h[None]) gives all pairs
+
     def __init__(
         self,
         image_shape: Sequence[int] = (1, 28, 28),

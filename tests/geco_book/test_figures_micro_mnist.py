@@ -1,4 +1,4 @@
-"""Figure functions of geco_core.plots: they return Figures with the expected axes, draw what
+"""Figure functions of geco_book.figures.micro_mnist: they return Figures with the expected axes, draw what
 they are given, and refuse malformed input."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from geco_core import plots  # noqa: E402
+from geco_book.figures import micro_mnist as plots  # noqa: E402
 
 RNG = np.random.default_rng(0)
 N = 7

@@ -1,4 +1,4 @@
-"""Tests for geco_core.profiles.resolve_profile (the notebooks' profile switch)."""
+"""Tests for geco_book.profiles.resolve_profile (the notebooks' profile switch)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import doctest
 
 import pytest
 
-import geco_core.profiles as profiles_module
-from geco_core.profiles import PROFILES, resolve_profile
+import geco_book.profiles as profiles_module
+from geco_book.profiles import PROFILES, resolve_profile
 
 TABLE = {
     "smoke": {"steps": 5, "kappas": [0.1]},

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from geco_core.models import MODELS, PROFILES, LatentVariableModel, build_model
+from geco_core.models import MODEL_SIZES, MODELS, LatentVariableModel, build_model
 
 TINY = {
     "conv_vae": dict(latent_dim=4, channels=(8, 8), hidden=16, context_embed=4),
@@ -15,20 +15,24 @@ TINY = {
 def test_unknown_names_list_valid_choices():
     with pytest.raises(ValueError, match="conv_vae, convdraw, vae_nvp"):
         build_model("vae")
-    with pytest.raises(ValueError, match="profile"):
-        build_model("conv_vae", profile="tpu")
+    with pytest.raises(ValueError, match="size"):
+        build_model("conv_vae", size="tpu")
     assert set(MODELS) == {"conv_vae", "vae_nvp", "convdraw"}
 
 
-def test_profiles_and_overrides():
+def test_sizes_and_overrides():
+    assert set(MODEL_SIZES) == {"small", "paper"} and set(MODEL_SIZES["paper"]) == set(MODELS)
     for name in MODELS:
         small = build_model(name)
-        big = build_model(name, profile="gpu")
+        assert sum(p.numel() for p in small.parameters()) == sum(
+            p.numel() for p in build_model(name, size="small").parameters()
+        )
+        big = build_model(name, size="paper")
         n_small = sum(p.numel() for p in small.parameters())
         n_big = sum(p.numel() for p in big.parameters())
         assert n_big > 2 * n_small, name
-        assert set(PROFILES["gpu"][name]) <= set(type(big).__init__.__code__.co_varnames)
-    assert build_model("conv_vae", profile="gpu", latent_dim=3).latent_dim == 3
+        assert set(MODEL_SIZES["paper"][name]) <= set(type(big).__init__.__code__.co_varnames)
+    assert build_model("conv_vae", size="paper", latent_dim=3).latent_dim == 3
 
 
 @pytest.mark.parametrize("name", sorted(TINY))

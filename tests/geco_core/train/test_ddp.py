@@ -20,6 +20,7 @@ import warnings
 import pytest
 import torch
 
+from geco_core.checkpoint import load_checkpoint
 from geco_core.train import TrainConfig, fit, read_log
 
 pytestmark = pytest.mark.skipif(
@@ -35,6 +36,8 @@ def _config(out_dir, steps: int, **kw) -> dict:
         constraint="re",
         kappa=0.15,
         nu=0.5,
+        lr=1e-3,  # the book's cpu policy (the paper's defaults barely move a model in 6 steps)
+        alpha=0.9,
         steps=steps,
         batch_size=8,
         log_every=2,
@@ -152,7 +155,7 @@ def test_two_gloo_ranks_share_lambda_and_weights(straight):
     # only rank 0 wrote, once
     assert sorted(os.listdir(out_dir)) == ["checkpoint.pt", "config.json", "metrics.jsonl"]
     assert read_log(out_dir)["step"].tolist() == [0, 1, 3, 5]
-    state = torch.load(out_dir / "checkpoint.pt", weights_only=True)
+    state = load_checkpoint(out_dir / "checkpoint.pt")
     assert state["world_size"] == 2 and len(state["rng"]) == 2
     assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])  # own streams
     _assert_same_weights(state["model"], r0["model"])
@@ -199,6 +202,7 @@ def test_torchrun_command_line(tmp_path):
         "--model", "conv_vae", "--dataset", "mnist", "--dataset-kwargs", "n=64",
         "--model-kwargs", "latent_dim=2,hidden=16", "--objective", "geco", "--constraint", "re",
         "--kappa", "0.15", "--steps", "4", "--batch-size", "8", "--log-every", "1",
+        "--lr", "1e-3", "--alpha", "0.9",
         "--device", "cpu", "--no-progress", "--download", "false", "--out", str(tmp_path),
     ]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, timeout=180)
@@ -206,4 +210,4 @@ def test_torchrun_command_line(tmp_path):
     assert proc.stderr.decode().count("done: step=4") == 1  # rank 0 reports, rank 1 does not
     df = read_log(tmp_path)
     assert df["step"].tolist() == [0, 1, 2, 3]
-    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["world_size"] == 2
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["world_size"] == 2

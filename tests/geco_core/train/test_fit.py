@@ -9,10 +9,13 @@ import pytest
 import torch
 
 from geco_core import checkpoint as ckpt
+from geco_core.checkpoint import load_checkpoint
+from geco_core.models import MODEL_SIZES, MODELS
 from geco_core.train import (
+    ENGINE_VERSION,
+    PAPER_LR,
     TrainConfig,
     batch_indices,
-    default_lr,
     fit,
     load_run,
     main,
@@ -43,6 +46,8 @@ def tiny(**kw) -> TrainConfig:
         kappa=0.1,
         steps=8,
         batch_size=8,
+        lr=1e-3,  # the book's cpu policy (geco_book.policy): the paper's rates barely move
+        alpha=0.9,  # a model in 8 steps
         log_every=3,
         ckpt_every=4,
         device="cpu",
@@ -72,7 +77,7 @@ def _one_thread():
         ("dataset", "mnist-plus", "mnist-rotate"),
         ("objective", "iwae", "beta_vae"),
         ("constraint", "ssim", "pncc"),
-        ("profile", "tpu", "gpu"),
+        ("model_size", "tpu", "paper"),
     ],
 )
 def test_unknown_names_list_the_valid_choices(field, value, valid):
@@ -103,27 +108,48 @@ def test_bad_config_values_name_the_argument(kw, name):
         tiny(**kw)
 
 
-def test_geco_defaults_follow_the_paper_on_gpu(tmp_path):
-    from geco_core.train import default_geco_settings
-
-    assert default_geco_settings("gpu")["alpha"] == 0.99  # §4.1
-    assert default_geco_settings("cpu")["alpha"] < 0.99
-    res = fit(tiny(steps=1))
-    assert (res.profile, res.lr) == ("cpu", default_lr("conv_vae", "cpu"))
-    assert res.objective.geco.alpha == default_geco_settings("cpu")["alpha"]
+def test_defaults_are_the_papers():
+    cfg = TrainConfig(progress=False)
+    assert (cfg.lr, cfg.alpha, cfg.nu, cfg.lambda_init, cfg.model_size) == (
+        None,
+        0.99,  # §4.1
+        1.0,
+        1.0,  # Algorithm 1
+        "small",
+    )
+    assert PAPER_LR == {"convdraw": 1e-5, "vae_nvp": 1e-6, "conv_vae": 1e-5}  # §4.1
+    assert set(PAPER_LR) == set(MODELS)
+    for model, lr in PAPER_LR.items():
+        assert TrainConfig(model=model, progress=False).learning_rate == lr
+    res = fit(tiny(steps=1, lr=None, alpha=0.99))
+    assert res.lr == PAPER_LR["conv_vae"] and res.objective.geco.alpha == 0.99
+    assert (res.objective.geco.nu, res.objective.geco.lambdas.item() != 1.0) == (1.0, True)
     res = fit(tiny(steps=1, alpha=0.5, nu=0.25, lr=1e-4))
     assert (res.objective.geco.alpha, res.objective.geco.nu, res.lr) == (0.5, 0.25, 1e-4)
 
 
-def test_default_lr_follows_the_paper_on_gpu():
-    assert default_lr("convdraw", "gpu") == 1e-5  # §4.1
-    assert default_lr("vae_nvp", "gpu") == 1e-6  # §4.1
-    assert default_lr("conv_vae", "cpu") > default_lr("conv_vae", "gpu")
-    assert default_lr("convdraw", "smoke") == default_lr("convdraw", "cpu")
-    with pytest.raises(ValueError, match="profile"):
-        default_lr("convdraw", "tpu")
-    with pytest.raises(ValueError, match="model"):
-        default_lr("draw", "gpu")
+def test_model_size_picks_the_constructor_arguments():
+    assert set(MODEL_SIZES) == {"small", "paper"}
+    assert all(set(table) <= set(MODELS) for table in MODEL_SIZES.values())
+    small = fit(tiny(steps=1, model_kwargs={}))
+    paper = fit(tiny(steps=1, model_kwargs={}, model_size="paper"))
+    assert small.model.latent_dim == type(small.model)().latent_dim
+    assert paper.model.latent_dim == MODEL_SIZES["paper"]["conv_vae"]["latent_dim"]
+    # model_kwargs override the size's arguments
+    assert fit(tiny(steps=1, model_size="paper")).model.latent_dim == TINY["conv_vae"]["latent_dim"]
+
+
+def test_a_newly_registered_model_is_accepted(monkeypatch):
+    from geco_core.models import ConvVAE
+
+    class Renamed(ConvVAE):
+        pass
+
+    monkeypatch.setitem(MODELS, "renamed_vae", Renamed)
+    with pytest.raises(ValueError, match="lr"):  # no paper learning rate for it
+        tiny(model="renamed_vae", lr=None)
+    res = fit(tiny(model="renamed_vae", steps=1, model_kwargs=TINY["conv_vae"]))
+    assert type(res.model) is Renamed
 
 
 def test_resolve_device():
@@ -167,8 +193,9 @@ def test_fit_writes_log_and_weights_only_checkpoint(tmp_path):
     # the last row is the result, λ is GECO's
     assert res.metrics["lambda"] == pytest.approx(res.objective.geco.lambdas.item())
     assert res.metrics["step"] == 7 and res.step == 8
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
     assert state["step"] == 8 and state["model_name"] == "conv_vae"
+    assert state["engine_version"] == ENGINE_VERSION
     assert state["config"] == cfg.to_dict()
     assert torch.equal(state["objective"]["geco"]["lambdas"], res.objective.geco.lambdas)
     for k, v in res.model.state_dict().items():
@@ -235,11 +262,16 @@ def test_resume_refuses_other_config_and_other_model(tmp_path):
     ckpt.save_checkpoint(tmp_path / "checkpoint.pt", state)
     with pytest.raises(ValueError, match="do not fit"):
         fit(tiny(steps=8, out_dir=str(tmp_path)), resume=True)
+    # a checkpoint of another engine version is refused: its numbers differ
+    state["engine_version"] = ENGINE_VERSION - 1
+    ckpt.save_checkpoint(tmp_path / "checkpoint.pt", state)
+    with pytest.raises(ValueError, match="engine version"):
+        fit(tiny(steps=8, out_dir=str(tmp_path)), resume=True)
 
 
 def test_resume_without_checkpoint_starts_fresh(tmp_path):
     res = fit(tiny(steps=2, out_dir=str(tmp_path)), resume=True)
-    assert res.step == 2 and torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 2
+    assert res.step == 2 and load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2
 
 
 def test_resume_in_process_equals_uninterrupted(tmp_path):
@@ -259,7 +291,9 @@ def test_cli(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["--help"])
     assert e.value.code == 0
-    assert "--kappa" in capsys.readouterr().out
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--kappa" in help_text and "--model-size" in help_text
+    assert "defaults are the paper's" in help_text and "--lr 1e-3 --alpha 0.9" in help_text
     res = main(
         [
             "--model", "conv_vae", "--dataset", "mnist", "--objective", "geco",

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from geco_core.checkpoint import load_checkpoint
 from geco_core.train import main, read_log
 
 STEPS = 80
@@ -26,6 +27,7 @@ ARGS = [
     "--model", "conv_vae", "--dataset", "mnist", "--dataset-kwargs", "n=96",
     "--model-kwargs", '{"latent_dim": 2, "channels": [4, 8], "hidden": 16}',
     "--objective", "geco", "--constraint", "re", "--kappa", "0.15", "--nu", "0.5",
+    "--lr", "1e-3", "--alpha", "0.9",  # the book's cpu policy: λ and the weights move in 80 steps
     "--steps", str(STEPS), "--batch-size", "8", "--log-every", "2", "--ckpt-every", "5",
     "--seed", "11", "--device", "cpu", "--no-progress", "--download", "false",
 ]  # fmt: skip
@@ -75,14 +77,14 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     os.kill(victim.pid, signal.SIGKILL)
     victim.join(30)
     assert victim.exitcode == -signal.SIGKILL
-    killed_at = torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"]
+    killed_at = load_checkpoint(run_dir / "checkpoint.pt")["step"]
     assert 5 <= killed_at < STEPS and killed_at % 5 == 0
     assert max(_logged_steps(log)) >= killed_at  # rows past the checkpoint, to be redone
 
     main([*ARGS, "--out", str(run_dir), "--resume"])
 
-    a = torch.load(ref_dir / "checkpoint.pt", weights_only=True)
-    b = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    a = load_checkpoint(ref_dir / "checkpoint.pt")
+    b = load_checkpoint(run_dir / "checkpoint.pt")
     assert a["step"] == b["step"] == STEPS
     assert a["model"].keys() == b["model"].keys()
     for k in a["model"]:

@@ -1,0 +1,435 @@
+"""The run store: every chapter trains through :func:`get_or_train` (train-or-load by a key).
+
+A run is keyed by :func:`run_key`: the sha256 of the training config (the fields that change
+the numbers), the data source actually used, the classifier asset when a constraint reads it,
+and :data:`geco_core.train.ENGINE_VERSION`, which the library bumps whenever a change alters
+the numbers a config produces. Nothing else makes a stored run stale: editing a comment, a
+docstring, the CLI or a figure keeps every result (a smoke-scale regression test pins the
+engine's numbers so that a numerical change without a version bump fails the tests).
+
+Two places per run:
+
+- the **record**, small and committed, under ``cache_root()/runs/<key>/``: ``record.json``
+  (key, engine version, config, data, final metrics, wall time, provenance, file sha256s),
+  ``metrics.jsonl`` (the training log) and ``eval/`` (the chapters' evaluations of the run,
+  each keyed by its own settings: :meth:`Run.evaluation`);
+- the **checkpoint**, large and never committed, under ``runs_root()/<key>/`` (the engine's
+  ``out_dir``). A chapter that finds every evaluation it needs in the record never loads it.
+
+A run killed mid-training resumes from its last checkpoint on the next call; a record is
+written last, atomically, so a run is either stored whole or not at all.
+
+CLI::
+
+    python -m geco_book.store list            # stored runs, one line each
+    python -m geco_book.store train KEY [...]  # (re)train stored runs, e.g. to get checkpoints
+
+Example:
+    >>> import tempfile
+    >>> from geco_core.train import TrainConfig
+    >>> cfg = TrainConfig(model="conv_vae", dataset="micro-mnist", steps=2, batch_size=7,
+    ...                   lr=1e-3, progress=False, dataset_kwargs={"n": 7},
+    ...                   model_kwargs={"latent_dim": 2, "channels": [4, 8], "hidden": 16})
+    >>> store = RunStore(tempfile.mkdtemp(), tempfile.mkdtemp())
+    >>> run = store.get_or_train(cfg)
+    >>> run.trained, store.get_or_train(cfg).trained, run.step
+    (True, False, 2)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import hashlib
+import io
+import json
+import shutil
+import sys
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geco_book.paths import cache_root, runs_root
+from geco_book.provenance import provenance
+from geco_core.checks import check_choice
+from geco_core.io import write_bytes, write_text
+
+__all__ = [
+    "MissingCheckpointError",
+    "NON_KEY_FIELDS",
+    "Run",
+    "RunStore",
+    "default_store",
+    "get_or_train",
+    "run_key",
+    "store_for",
+]
+
+#: TrainConfig fields that do not change a run's numbers, left out of :func:`run_key`: where
+#: files go, progress bars, the checkpoint period (resumes are bitwise exact), the device
+#: choice, and how the data is found (the data *source* that was found is in the key).
+NON_KEY_FIELDS: tuple[str, ...] = (
+    "out_dir",
+    "progress",
+    "ckpt_every",
+    "device",
+    "data_root",
+    "download",
+)
+
+#: Constraints that read the pretrained MNIST classifier (its sha256 joins their key).
+_CLASSIFIER_CONSTRAINTS = ("cla", "fre")
+_MNIST_DATASETS = ("mnist", "micro-mnist", "mnist-triplets", "mnist-sum", "mnist-sum-hard",
+                   "mnist-rotate", "color-mnist")
+
+
+class MissingCheckpointError(FileNotFoundError):
+    """A stored run's checkpoint is needed but absent (it lives outside the repository)."""
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _mnist_source(data_root: str | None, download: bool | None) -> str:
+    from data_builders import load_mnist
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_mnist(split="test", root=data_root, download=download).source
+
+
+@functools.lru_cache(maxsize=1)
+def _classifier_sha256() -> str:
+    from geco_core.models import classifier
+
+    meta = Path(classifier.__file__).resolve().parents[1] / "assets" / "mnist_classifier.json"
+    return json.loads(meta.read_text())["sha256"]
+
+
+def _as_config(config: Any):
+    from geco_core.train import TrainConfig
+
+    if isinstance(config, TrainConfig):
+        return config
+    if isinstance(config, Mapping):
+        return TrainConfig.from_dict(config)
+    raise TypeError(f"config must be a TrainConfig or a mapping, got {type(config).__name__}")
+
+
+@functools.lru_cache(maxsize=1)
+def _defaults() -> dict[str, Any]:
+    from geco_core.train import TrainConfig
+
+    out = {}
+    for f in dataclasses.fields(TrainConfig):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = json.loads(json.dumps(f.default))
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = json.loads(json.dumps(f.default_factory()))
+    return out
+
+
+def key_fields(config: Any) -> dict[str, Any]:
+    """What :func:`run_key` hashes: the config's fields that differ from their defaults,
+    without :data:`NON_KEY_FIELDS`; the data source; the classifier's sha256 (CLA/FRE runs);
+    and the engine version.
+
+    Leaving default-valued fields out keeps every stored key when the engine gains a field
+    with a default. Changing the *value* of an existing default changes the numbers of the
+    configs that rely on it, so it is a numerical change of the engine: bump
+    :data:`geco_core.train.ENGINE_VERSION` with it.
+    """
+    from geco_core.train import ENGINE_VERSION
+
+    cfg = _as_config(config)
+    defaults = _defaults()
+    d = {k: v for k, v in cfg.to_dict().items()
+         if k not in NON_KEY_FIELDS and not (k in defaults and v == defaults[k])}
+    if cfg.dataset in _MNIST_DATASETS:
+        d["data_source"] = _mnist_source(cfg.data_root, cfg.download)
+    else:
+        d["data_source"] = cfg.dataset
+    if cfg.objective == "geco" and any(c in _CLASSIFIER_CONSTRAINTS for c in cfg.constraints):
+        d["classifier_sha256"] = _classifier_sha256()
+    d["engine_version"] = ENGINE_VERSION
+    return d
+
+
+def run_key(config: Any) -> str:
+    """The store key of a training config: 16 hex digits of a sha256 (see :func:`key_fields`).
+
+    Example:
+        >>> from geco_core.train import TrainConfig
+        >>> a = TrainConfig(dataset="micro-mnist", progress=False)
+        >>> b = TrainConfig(dataset="micro-mnist", progress=True, out_dir="/elsewhere")
+        >>> run_key(a) == run_key(b), run_key(a) == run_key(TrainConfig(dataset="micro-mnist",
+        ...                                                              seed=1))
+        (True, False)
+    """
+    return _sha256_bytes(_canonical(key_fields(config)).encode())[:16]
+
+
+@dataclass
+class Run:
+    """One stored run: its record (always) and its checkpoint (when present).
+
+    Attributes:
+        key: :func:`run_key`; record_dir: the committed folder; run_dir: the checkpoint folder.
+        record: the parsed ``record.json``; trained: whether this call trained it.
+    """
+
+    key: str
+    record_dir: Path
+    run_dir: Path
+    record: dict[str, Any]
+    trained: bool = False
+
+    @property
+    def config(self):
+        """The run's :class:`geco_core.train.TrainConfig`."""
+        from geco_core.train import TrainConfig
+
+        return TrainConfig.from_dict(self.record["config"])
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The last training step's metrics."""
+        return dict(self.record["final"])
+
+    @property
+    def step(self) -> int:
+        return int(self.record["step"])
+
+    @property
+    def wall_time(self) -> float:
+        return float(self.record["wall_time_s"])
+
+    def log(self):
+        """The training log (a DataFrame, one row every ``log_every`` steps)."""
+        from geco_core.train import read_log
+
+        return read_log(self.record_dir / "metrics.jsonl")
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    def load_model(self, device: str = "cpu"):
+        """The trained model from the checkpoint; :class:`MissingCheckpointError` names the
+        command that recreates it when it is absent (e.g. on a fresh clone)."""
+        from geco_core.train import load_run
+
+        if not self.checkpoint_path.is_file():
+            raise MissingCheckpointError(
+                f"run {self.key}: no checkpoint at {self.checkpoint_path} (checkpoints are not "
+                f"committed); recreate it with: python -m geco_book.store train {self.key}"
+            )
+        model, _objective, _config, _step = load_run(self.run_dir, device=device)
+        return model
+
+    def evaluation(
+        self,
+        name: str,
+        settings: Mapping[str, Any],
+        compute: Callable[[Run], tuple[dict[str, Any], dict[str, np.ndarray]]],
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """An evaluation of this run, cached in the record under ``eval/``.
+
+        Keyed by ``name`` and the canonical JSON of ``settings`` (include an evaluation
+        version there). ``compute(run)`` returns ``(metrics, arrays)``: JSON-able numbers and
+        numpy arrays; it is called only when the cache lacks this evaluation.
+        """
+        tag = _sha256_bytes(_canonical({"name": name, **dict(settings)}).encode())[:12]
+        base = self.record_dir / "eval" / f"{name}-{tag}"
+        jpath, npath = base.with_suffix(".json"), base.with_suffix(".npz")
+        if jpath.is_file():
+            entry = json.loads(jpath.read_text())
+            arrays: dict[str, np.ndarray] = {}
+            if entry.get("npz_sha256"):
+                blob = npath.read_bytes()
+                if _sha256_bytes(blob) != entry["npz_sha256"]:
+                    raise ValueError(f"{npath}: sha256 differs from {jpath.name}; delete both")
+                with np.load(io.BytesIO(blob)) as npz:
+                    arrays = {k: npz[k] for k in npz.files}
+            return entry["metrics"], arrays
+        metrics, arrays = compute(self)
+        entry = {"name": name, "settings": dict(settings), "metrics": metrics, "npz_sha256": None}
+        if arrays:
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **arrays)
+            write_bytes(npath, buf.getvalue())
+            entry["npz_sha256"] = _sha256_bytes(buf.getvalue())
+        write_text(jpath, json.dumps(entry, indent=1, default=float) + "\n")
+        return json.loads(json.dumps(metrics, default=float)), arrays
+
+
+class RunStore:
+    """Records under ``records`` (committed) and checkpoints under ``checkpoints``.
+
+    Args:
+        records: default ``cache_root()/runs``; checkpoints: default :func:`runs_root`.
+    """
+
+    def __init__(self, records: str | Path | None = None, checkpoints: str | Path | None = None):
+        self.records = Path(records) if records is not None else cache_root() / "runs"
+        self.checkpoints = Path(checkpoints) if checkpoints is not None else runs_root()
+
+    def __repr__(self) -> str:
+        return f"RunStore(records={str(self.records)!r}, checkpoints={str(self.checkpoints)!r})"
+
+    def _run(self, key: str, record: dict[str, Any], trained: bool = False) -> Run:
+        return Run(key, self.records / key, self.checkpoints / key, record, trained)
+
+    def get(self, config: Any) -> Run | None:
+        """The stored run of ``config``, or None when it has none (or a damaged one)."""
+        key = run_key(config)
+        return self._load(key)
+
+    def _load(self, key: str) -> Run | None:
+        d = self.records / key
+        try:
+            record = json.loads((d / "record.json").read_text())
+            log = (d / "metrics.jsonl").read_bytes()
+        except (OSError, ValueError):
+            return None
+        if record.get("key") != key or record.get("files", {}).get("metrics.jsonl") != (
+            _sha256_bytes(log)
+        ):
+            return None
+        return self._run(key, record)
+
+    def keys(self) -> list[str]:
+        """Keys of every stored run."""
+        if not self.records.is_dir():
+            return []
+        return sorted(p.name for p in self.records.iterdir() if (p / "record.json").is_file())
+
+    def get_or_train(self, config: Any, *, command: str | None = None) -> Run:
+        """The stored run of ``config``, training it first when the store has none.
+
+        Training resumes from the run's checkpoint when a killed attempt left one, writes the
+        checkpoint under :attr:`checkpoints` and the record (last, atomically) under
+        :attr:`records`. ``command`` is kept in the provenance.
+        """
+        cfg = _as_config(config)
+        key = run_key(cfg)
+        run = self._load(key)
+        if run is not None:
+            return run
+        return self._train(key, cfg, command)
+
+    def forget(self, config: Any) -> None:
+        """Delete the record and the checkpoint of ``config``'s run (if any)."""
+        key = run_key(config)
+        shutil.rmtree(self.records / key, ignore_errors=True)
+        shutil.rmtree(self.checkpoints / key, ignore_errors=True)
+
+    def retrain(self, key: str) -> Run:
+        """Train the stored run ``key`` again from its recorded config (e.g. to recreate its
+        checkpoint); the record is rewritten."""
+        run = self._load(key)
+        if run is None:
+            raise ValueError(f"key: no stored run {key!r} in {self.records}")
+        shutil.rmtree(self.checkpoints / key, ignore_errors=True)
+        return self._train(key, run.config, f"python -m geco_book.store train {key}")
+
+    def _train(self, key: str, cfg: Any, command: str | None) -> Run:
+        from geco_core.train import fit
+
+        out = self.checkpoints / key
+        cfg = dataclasses.replace(cfg, out_dir=str(out))
+        resume = (out / "checkpoint.pt").is_file()
+        with warnings.catch_warnings():
+            # The fallback to the vendored MNIST split is recorded as the run's data source.
+            warnings.simplefilter("ignore", UserWarning)
+            res = fit(cfg, resume=resume, overwrite=not resume)
+        log = Path(res.log_path).read_bytes()
+        fields = key_fields(cfg)
+        record = {
+            "key": key,
+            "engine_version": fields["engine_version"],
+            "config": {k: v for k, v in cfg.to_dict().items() if k != "out_dir"},
+            "data": {"dataset": cfg.dataset, "source": fields["data_source"]},
+            "final": {k: float(v) for k, v in res.metrics.items()},
+            "step": int(res.step),
+            "wall_time_s": round(float(res.wall_time), 3),
+            "resumed": resume,
+            "provenance": provenance(command, device_used=str(res.device)),
+            "files": {"metrics.jsonl": _sha256_bytes(log)},
+        }
+        d = self.records / key
+        write_bytes(d / "metrics.jsonl", log)
+        write_text(d / "record.json", json.dumps(record, indent=1, sort_keys=True) + "\n")
+        return self._run(key, record, trained=True)
+
+
+def store_for(profile: str) -> RunStore:
+    """The store a chapter uses at ``profile``: the book's committed store for ``cpu`` and
+    ``gpu``; for ``smoke`` (CI's quick run) a throwaway store under ``runs_root()/smoke``, so
+    smoke results never mix with the book's.
+
+    Example:
+        >>> store_for("smoke").records.parent.name
+        'smoke'
+    """
+    from geco_book.profiles import PROFILES
+
+    check_choice(profile, "profile", PROFILES)
+    if profile == "smoke":
+        return RunStore(runs_root() / "smoke" / "records", runs_root() / "smoke" / "checkpoints")
+    return default_store()
+
+
+def default_store() -> RunStore:
+    """The book's store: records in ``cache_root()/runs``, checkpoints in ``runs_root()``."""
+    return RunStore()
+
+
+def get_or_train(config: Any, *, command: str | None = None) -> Run:
+    """:meth:`RunStore.get_or_train` on :func:`default_store`."""
+    return default_store().get_or_train(config, command=command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m geco_book.store", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="stored runs, one line each")
+    t = sub.add_parser("train", help="(re)train stored runs from their recorded configs")
+    t.add_argument("keys", nargs="+")
+    args = p.parse_args(argv)
+    store = default_store()
+    if args.cmd == "list":
+        for key in store.keys():
+            run = store._load(key)
+            if run is None:
+                print(f"{key}  (damaged record)")
+                continue
+            c = run.record["config"]
+            ckpt = "ckpt" if run.checkpoint_path.is_file() else "no-ckpt"
+            print(f"{key}  {c['model']:9s} {c['dataset']:12s} {c['objective']:8s} "
+                  f"steps={run.step} seed={c['seed']} {ckpt}")
+        return 0
+    for key in args.keys:
+        if store._load(key) is None:
+            print(f"error: key: no stored run {key!r} in {store.records}", file=sys.stderr)
+            return 2
+    for key in args.keys:
+        run = store.retrain(key)
+        print(f"{key}: trained {run.step} steps in {run.wall_time:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

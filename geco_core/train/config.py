@@ -1,0 +1,275 @@
+"""What a training run depends on (:class:`TrainConfig`), what it returns (:class:`FitResult`),
+and the engine's defaults: the paper's learning rates (:data:`PAPER_LR`) and α = 0.99.
+
+The defaults are the paper's (§4.1): Adam at 1e-5 for ConvDRAW and 1e-6 for the VAE + NVP,
+GECO's moving-average slowness α = 0.99, ν = 1 and λ⁰ = 1 (Algorithm 1). They are tuned for
+10⁵–10⁶ steps; a run of minutes on a CPU barely leaves the initialisation at those rates and
+wants e.g. ``lr=1e-3, alpha=0.9`` (the book's cpu policy, :mod:`geco_book.policy`, which says
+why). Nothing here depends on the device or on a book profile: the same config gives the
+same numbers everywhere (up to the hardware's floating point).
+
+References:
+    Rezende & Viola, "Taming VAEs", 2018: §4.1 (Adam, lr 1e-5 ConvDraw, 1e-6 VAE+NVP,
+    α = 0.99), Algorithm 1 (λ⁰ = 1).
+
+Example:
+    >>> cfg = TrainConfig(model="convdraw", steps=2, progress=False)
+    >>> cfg.objective, cfg.learning_rate, cfg.alpha, cfg.model_size
+    ('geco', 1e-05, 0.99, 'small')
+    >>> TrainConfig(model="vae")
+    Traceback (most recent call last):
+    ...
+    ValueError: model: unknown value 'vae'; valid choices: conv_vae, convdraw, vae_nvp
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from geco_core.checks import (
+    check_choice,
+    check_fraction,
+    check_int,
+    check_positive,
+)
+from geco_core.constraints import CONSTRAINTS
+from geco_core.models import MODEL_SIZES, MODELS
+from geco_core.objectives import OBJECTIVES, Objective
+
+__all__ = [
+    "ENGINE_VERSION",
+    "PAPER_LR",
+    "RESUME_MAY_DIFFER",
+    "FitResult",
+    "TrainConfig",
+]
+
+#: Version of the numbers the engine produces. Bump it whenever a change alters the numbers a
+#: given TrainConfig produces (batches, initialisation, an objective's or a model's arithmetic,
+#: a default): the run store (:mod:`geco_book.store`) keys runs by config hash + ENGINE_VERSION,
+#: so a bump makes every stored run stale. Refactors that keep the numbers bitwise keep it.
+ENGINE_VERSION: int = 1
+
+#: Adam learning rates of the paper, §4.1: "a learning rate of 1e-5 for ConvDraw and 1e-6 for
+#: the VAE+NVP". The plain conv VAE is not trained in §4.1; it gets ConvDRAW's rate.
+#: ``TrainConfig.lr=None`` means ``PAPER_LR[model]``.
+PAPER_LR: dict[str, float] = {"convdraw": 1e-5, "vae_nvp": 1e-6, "conv_vae": 1e-5}
+
+#: Config keys that may change when a run is resumed (they do not change the trajectory).
+RESUME_MAY_DIFFER = (
+    "steps",
+    "out_dir",
+    "progress",
+    "log_every",
+    "ckpt_every",
+    "device",
+    "data_root",
+    "download",
+)
+
+_KWARGS_FIELDS = ("dataset_kwargs", "model_kwargs", "constraint_kwargs", "geco_kwargs")
+
+
+def _dataset_names() -> tuple[str, ...]:
+    """Names :func:`data_builders.load_dataset` accepts."""
+    from data_builders.registry import DATASETS
+
+    return tuple(DATASETS)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (stored in its checkpoints as a plain dict).
+
+    Attributes:
+        model: a :data:`geco_core.models.MODELS` name: ``"conv_vae"``, ``"vae_nvp"`` or
+            ``"convdraw"`` (:func:`geco_core.models.build_model`).
+        model_size: a :data:`geco_core.models.MODEL_SIZES` name: ``"small"`` (default) or
+            ``"paper"``; ``model_kwargs`` override its constructor arguments.
+        dataset: a :func:`data_builders.load_dataset` name (``"mnist"``, ``"mnist-rotate"``, …).
+        objective: ``"geco"``, ``"elbo"``, ``"annealed"`` (GQN σ schedule) or ``"beta_vae"``.
+        constraint: GECO's constraint name(s), comma-separated for several (``"re"``,
+            ``"re,pncc"``), built by :func:`geco_core.constraints.build_constraint`.
+        kappa: tolerance κ > 0, one number or one per constraint.
+        steps: optimizer steps in total (a resumed run continues up to ``steps``).
+        batch_size: examples per step *per rank*.
+        lr: Adam learning rate; ``None`` → :data:`PAPER_LR` ``[model]`` (§4.1).
+        alpha, nu: GECO's moving-average slowness α (the paper's 0.99, §4.1) and multiplier
+            step ν (1.0; the paper gives none).
+        lambda_init: λ⁻¹ (Algorithm 1: 1). ``geco_kwargs`` holds GECO's options.
+        sigma, learn_sigma: the ELBO's pixel σ (fixed, or initial value when learned).
+        beta: the β-VAE's KL weight (on the per-pixel-MSE scale, see :mod:`geco_core.objectives`).
+        anneal_sigma_start, anneal_sigma_end, anneal_steps: the GQN schedule (2.0 → 0.7 over
+            200 000 steps in GQN; shorten ``anneal_steps`` for short runs).
+        seed: seeds model initialisation, batches and sampling noise.
+        log_every, ckpt_every: metrics-log and checkpoint periods in steps.
+        out_dir: where ``metrics.jsonl``, ``checkpoint.pt`` and ``config.json`` go (None: no
+            files).
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``…
+        split, data_root, download, dataset_kwargs: passed to ``load_dataset``.
+        model_kwargs, constraint_kwargs, geco_kwargs: passed to the builders
+            (``constraint_kwargs`` may be keyed by constraint name).
+        max_grad_norm: clip the global gradient norm (None: no clipping; the paper clips none).
+        max_bad_steps: raise after this many consecutive steps with a non-finite gradient
+            (each such step is skipped with a warning).
+        progress: show a tqdm progress bar (rank 0).
+    """
+
+    model: str = "conv_vae"
+    dataset: str = "mnist"
+    objective: str = "geco"
+    constraint: str = "re"
+    kappa: float | list[float] = 0.1
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float | None = None
+    alpha: float = 0.99
+    nu: float = 1.0
+    lambda_init: float = 1.0
+    sigma: float = 0.1
+    learn_sigma: bool = True
+    beta: float = 1e-3
+    anneal_sigma_start: float = 2.0
+    anneal_sigma_end: float = 0.7
+    anneal_steps: int = 200_000
+    seed: int = 0
+    log_every: int = 10
+    ckpt_every: int = 500
+    out_dir: str | None = None
+    device: str = "auto"
+    model_size: str = "small"
+    split: str = "train"
+    data_root: str | None = None
+    download: bool | None = None
+    dataset_kwargs: dict[str, Any] = field(default_factory=dict)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    constraint_kwargs: dict[str, Any] = field(default_factory=dict)
+    geco_kwargs: dict[str, Any] = field(default_factory=dict)
+    max_grad_norm: float | None = None
+    max_bad_steps: int = 10
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.kappa, (tuple, list)):
+            self.kappa = [float(k) for k in self.kappa]
+        if self.out_dir is not None:
+            self.out_dir = os.fspath(self.out_dir)
+        for name in _KWARGS_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                # JSON-normalise (tuples → lists) so that a config equals its stored copy.
+                try:
+                    setattr(self, name, json.loads(json.dumps(value)))
+                except TypeError as e:
+                    raise ValueError(
+                        f"{name} must hold JSON values only (numbers, strings, lists, dicts) "
+                        f"so that checkpoints can store it: {e}"
+                    ) from None
+        self.validate()
+
+    @property
+    def constraints(self) -> list[str]:
+        """The constraint names of ``constraint``, in order."""
+        return [c.strip() for c in self.constraint.split(",") if c.strip()]
+
+    @property
+    def kappas(self) -> list[float]:
+        """One κ per constraint."""
+        ks = self.kappa if isinstance(self.kappa, list) else [self.kappa]
+        if len(ks) == 1:
+            ks = ks * len(self.constraints)
+        return [float(k) for k in ks]
+
+    @property
+    def learning_rate(self) -> float:
+        """The Adam learning rate the run uses: ``lr``, or the paper's :data:`PAPER_LR`."""
+        return PAPER_LR[self.model] if self.lr is None else self.lr
+
+    def validate(self) -> None:
+        """Raise ValueError/TypeError naming the bad argument (unknown names list the valid
+        choices)."""
+        check_choice(self.model, "model", tuple(MODELS))
+        check_choice(self.model_size, "model_size", tuple(MODEL_SIZES))
+        check_choice(self.objective, "objective", tuple(OBJECTIVES))
+        check_choice(self.dataset, "dataset", _dataset_names())
+        if not self.constraints:
+            raise ValueError("constraint must name at least one constraint")
+        for c in self.constraints:
+            check_choice(c, "constraint", tuple(CONSTRAINTS))
+        ks = self.kappa if isinstance(self.kappa, list) else [self.kappa]
+        if len(ks) not in (1, len(self.constraints)):
+            raise ValueError(
+                f"kappa must be one number or one per constraint ({len(self.constraints)}), "
+                f"got {self.kappa!r}"
+            )
+        for k in ks:
+            check_positive(k, "kappa")
+        for name in ("steps", "batch_size", "log_every", "ckpt_every", "max_bad_steps"):
+            check_int(getattr(self, name), name)
+        check_int(self.anneal_steps, "anneal_steps")
+        check_int(self.seed, "seed", minimum=0)
+        positive = ["lambda_init", "sigma", "beta", "anneal_sigma_start", "anneal_sigma_end", "nu"]
+        for name in ("lr", "max_grad_norm"):
+            if getattr(self, name) is not None:
+                positive.append(name)
+        for name in positive:
+            check_positive(getattr(self, name), name)
+        check_fraction(self.alpha, "alpha")
+        if self.lr is None and self.model not in PAPER_LR:
+            raise ValueError(
+                f"lr: the paper gives no learning rate for model {self.model!r} (PAPER_LR); pass lr"
+            )
+        for name in _KWARGS_FIELDS:
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"{name} must be a dict, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, JSON-able dict (what checkpoints store)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        """The config of :meth:`to_dict`'s output (unknown keys are refused, naming them)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid: {sorted(names)}")
+        return cls(**dict(d))
+
+
+@dataclass
+class FitResult:
+    """What :func:`geco_core.train.fit` returns.
+
+    Attributes:
+        model: the trained model (unwrapped from DDP), on ``device``.
+        objective: the objective with its final state (GECO's λ: ``objective.geco.lambdas``,
+            its α and ν: ``objective.geco.alpha``, ``objective.geco.nu``).
+        config: the run's :class:`TrainConfig`.
+        metrics: the last step's metrics (floats; averaged over ranks).
+        step: optimizer steps completed.
+        wall_time: seconds of training (summed over resumed segments).
+        lr: the learning rate used; device: where it ran.
+        log_path, checkpoint_path: files written (None without ``out_dir``).
+        rank, world_size: this process's place in a distributed run.
+    """
+
+    model: nn.Module
+    objective: Objective
+    config: TrainConfig
+    metrics: dict[str, float]
+    step: int
+    wall_time: float
+    lr: float
+    device: str
+    log_path: str | None = None
+    checkpoint_path: str | None = None
+    rank: int = 0
+    world_size: int = 1

@@ -1,0 +1,438 @@
+"""The training loop: :func:`fit`, :func:`load_run`, the batch schedule and the distributed glue.
+
+- Adam (the paper's optimiser, §4.1) at ``config.learning_rate`` on the model's and the
+  objective's parameters (the ELBO's learned σ).
+- Batches are a pure function of ``(seed, step, rank)`` (:func:`batch_indices`): a fresh
+  permutation of the training set per epoch, each optimizer step takes the next
+  ``batch_size · world_size`` indices and rank r its r-th slice. Resuming at step t therefore
+  sees exactly the batches an uninterrupted run sees, and the ranks of a distributed run train
+  on disjoint shards of every global batch.
+- A metrics log (:mod:`geco_core.train.log`) and an atomic checkpoint (``checkpoint.pt``)
+  every ``ckpt_every`` steps and at the end, with the model, optimizer, objective (GECO's λ,
+  C_ma, t) and every RNG state; ``resume=True`` continues bit-for-bit
+  (:mod:`geco_core.checkpoint`). A checkpoint of another model, of a different configuration
+  or of another :data:`~geco_core.train.config.ENGINE_VERSION` is refused.
+- Under ``torchrun`` the model is wrapped in DistributedDataParallel (gloo on CPU, NCCL on
+  CUDA); GECO all-reduces Ĉ so λ is identical on every rank; only rank 0 writes files.
+
+References:
+    Rezende & Viola, "Taming VAEs", 2018: §3.4, Algorithm 1, §4.1 (Adam), Figure 3.
+
+Example:
+    >>> from geco_core.train import TrainConfig
+    >>> cfg = TrainConfig(steps=2, batch_size=4, lr=1e-3, alpha=0.9, device="cpu",
+    ...                   progress=False, download=False, dataset_kwargs={"n": 16},
+    ...                   model_kwargs={"latent_dim": 2, "channels": [4, 8], "hidden": 16})
+    >>> res = fit(cfg)
+    >>> res.step, res.lr, sorted(res.metrics)[:4]
+    (2, 0.001, ['beta', 'c_hat', 'c_ma', 'epoch'])
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import random
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from geco_core import checkpoint as ckpt
+from geco_core.io import write_text
+from geco_core.train.builders import build_model_for, build_objective, load_data, target_labels
+from geco_core.train.config import ENGINE_VERSION, RESUME_MAY_DIFFER, FitResult, TrainConfig
+from geco_core.train.log import (
+    LOG_NAME,
+    json_default,
+    metrics_to_floats,
+    order_row,
+    truncate_log,
+)
+
+__all__ = ["CKPT_NAME", "CONFIG_NAME", "batch_indices", "fit", "load_run", "resolve_device"]
+
+CKPT_NAME = "checkpoint.pt"
+CONFIG_NAME = "config.json"
+
+
+# --------------------------------------------------------------------------------------------
+# Devices, seeds, batches
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
+    """``"auto"`` → ``cuda:<local_rank>`` when CUDA is available, else ``cpu``.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return (
+            torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+        )
+    d = torch.device(device)
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available")
+        if d.index is None:
+            d = torch.device(f"cuda:{local_rank}")
+    return d
+
+
+def _derived_seed(*words: int) -> int:
+    """A well-mixed 63-bit seed from integers (numpy's SeedSequence)."""
+    state = np.random.SeedSequence([int(w) for w in words]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    random.seed(seed)
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
+    # The permutation of data_builders.iterate_minibatches: on one rank, batch_indices(t) is
+    # exactly its t-th batch.
+    from data_builders.batching import epoch_permutation
+
+    return epoch_permutation(n, seed, epoch)
+
+
+def batch_indices(
+    n: int, batch_size: int, step: int, seed: int, rank: int = 0, world_size: int = 1
+) -> Tensor:
+    """Indices of rank ``rank``'s batch at optimizer step ``step``: a function of its arguments.
+
+    Epoch e is a permutation of ``range(n)`` seeded by (seed, e) (that of
+    :func:`data_builders.iterate_minibatches`, whose t-th batch this is on one rank); it is cut
+    into ``n // (batch_size · world_size)`` global batches (the remainder is dropped), and rank
+    r takes the r-th ``batch_size`` slice of global batch ``step mod that``. Ranks therefore see
+    disjoint shards, and a run resumed at any step sees the batches of an uninterrupted one.
+
+    Example:
+        >>> a = batch_indices(10, 2, step=0, seed=0, rank=0, world_size=2)
+        >>> b = batch_indices(10, 2, step=0, seed=0, rank=1, world_size=2)
+        >>> len(set(a.tolist()) | set(b.tolist()))
+        4
+    """
+    per_step = batch_size * world_size
+    if per_step > n:
+        raise ValueError(f"batch_size × world_size = {per_step} exceeds the dataset size n = {n}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+    epoch, pos = divmod(int(step), n // per_step)
+    start = pos * per_step + rank * batch_size
+    return _epoch_permutation(n, seed, epoch)[start : start + batch_size].clone()
+
+
+# --------------------------------------------------------------------------------------------
+# Distributed
+# --------------------------------------------------------------------------------------------
+
+
+def _init_distributed(device_arg: str) -> tuple[int, int, int, bool]:
+    """(rank, world_size, local_rank, created): join the torchrun process group if any."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), False
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or not dist.is_available():
+        return 0, 1, 0, False
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and not str(device_arg).startswith("cpu")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size(), local_rank, True
+
+
+def _all_reduce_grads(params: Sequence[nn.Parameter], world_size: int) -> None:
+    """Average gradients of parameters outside DDP (the ELBO's learned σ) over ranks."""
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad.div_(world_size)
+
+
+def _gather_rng(world_size: int) -> list[dict[str, Any]]:
+    state = ckpt.capture_rng_state()
+    if world_size == 1:
+        return [state]
+    out: list[Any] = [None] * world_size
+    dist.all_gather_object(out, state)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# fit
+# --------------------------------------------------------------------------------------------
+
+
+def fit(
+    config: TrainConfig | Mapping[str, Any], *, resume: bool = False, overwrite: bool = False
+) -> FitResult:
+    """Train a model as ``config`` says; return a :class:`~geco_core.train.config.FitResult`.
+
+    Args:
+        config: a :class:`~geco_core.train.config.TrainConfig` (or a dict of its fields).
+        resume: continue from ``out_dir/checkpoint.pt`` when it exists (exactly: same weights,
+            λ and batches as an uninterrupted run on the same machine). A checkpoint of another
+            model, of another engine version, or with a different configuration except
+            :data:`~geco_core.train.config.RESUME_MAY_DIFFER`, is refused with a ValueError.
+            Without a checkpoint the run starts from scratch.
+        overwrite: allow a fresh run in an ``out_dir`` that already holds a checkpoint.
+
+    Distributed: under ``torchrun`` (``WORLD_SIZE > 1``) or with a process group already
+    initialised, the model is wrapped in DistributedDataParallel, rank r trains on shard r of
+    every global batch (``batch_size`` per rank), GECO's Ĉ is all-reduced (identical λ) and
+    only rank 0 writes files.
+    """
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    cfg.validate()
+    rank, world, local_rank, created_group = _init_distributed(cfg.device)
+    try:
+        return _fit(cfg, resume, overwrite, rank, world, local_rank)
+    finally:
+        if created_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _load_resumable(ckpt_path: Path, cfg: TrainConfig, world: int) -> dict[str, Any]:
+    """The checkpoint to resume from, after checking it belongs to this run."""
+    saved = ckpt.load_checkpoint(ckpt_path)
+    ckpt.check_config(saved["config"], cfg.to_dict(), RESUME_MAY_DIFFER, path=str(ckpt_path))
+    if saved.get("world_size", 1) != world:
+        raise ValueError(
+            f"refusing to resume: {ckpt_path} was written by a run with world_size="
+            f"{saved.get('world_size', 1)}, this run has {world} (the batches and RNG "
+            "streams depend on it)"
+        )
+    if saved.get("engine_version") != ENGINE_VERSION:
+        raise ValueError(
+            f"refusing to resume: {ckpt_path} was written by engine version "
+            f"{saved.get('engine_version')}, this is {ENGINE_VERSION} (the numbers differ); "
+            "start a new out_dir"
+        )
+    return saved
+
+
+def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int, world: int, local_rank: int):
+    from tqdm.auto import tqdm
+
+    device = resolve_device(cfg.device, local_rank)
+    lr = cfg.learning_rate
+    is_main = rank == 0
+
+    out_dir = Path(cfg.out_dir) if cfg.out_dir is not None else None
+    ckpt_path = out_dir / CKPT_NAME if out_dir is not None else None
+    log_path = out_dir / LOG_NAME if out_dir is not None else None
+    saved = None
+    if ckpt_path is not None and ckpt_path.exists():
+        if resume:
+            saved = _load_resumable(ckpt_path, cfg, world)
+        elif not overwrite:
+            raise ValueError(
+                f"out_dir {str(out_dir)!r} already holds a checkpoint; pass resume=True "
+                "(--resume) to continue it, overwrite=True (--overwrite) to start afresh, "
+                "or use another out_dir"
+            )
+
+    data = load_data(cfg)
+    n = len(data)
+    if cfg.batch_size * world > n:
+        raise ValueError(
+            f"batch_size={cfg.batch_size} × world_size={world} exceeds the {n} examples "
+            f"of {cfg.dataset!r}"
+        )
+    # Same seed on every rank for the initial weights (DDP broadcasts rank 0's anyway).
+    _seed_everything(cfg.seed)
+    image_shape = tuple(data.x.shape[1:])
+    ctx_shape = None if data.context is None else tuple(data.context.shape[1:])
+    model = build_model_for(cfg, image_shape, ctx_shape).to(device)
+    objective = build_objective(cfg, image_shape).to(device)
+    params = list(model.parameters()) + list(objective.parameters())
+    extra_params = list(objective.parameters())
+    optimizer = torch.optim.Adam(params, lr=lr)
+    # Sampling noise: a different stream per rank.
+    _seed_everything(_derived_seed(cfg.seed, rank, 0x5EED))
+
+    start, wall_before = 0, 0.0
+    if saved is not None:
+        try:
+            model.load_state_dict(saved["model"])
+        except RuntimeError as e:
+            raise ValueError(
+                f"refusing to resume: the model weights in {ckpt_path} do not fit this "
+                f"{cfg.model!r} model ({e})"
+            ) from None
+        optimizer.load_state_dict(saved["optimizer"])
+        objective.load_state_dict(saved["objective"])
+        ckpt.restore_rng_state(saved["rng"][rank])
+        start, wall_before = int(saved["step"]), float(saved["wall_time"])
+        del saved
+
+    if out_dir is not None and is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if start > 0:
+            truncate_log(log_path, start)
+        elif log_path.exists():
+            log_path.unlink()
+        write_text(out_dir / CONFIG_NAME, json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+    x_all = data.x
+    ctx_all = data.context
+    labels_all = target_labels(data)
+    if device.type == "cuda":  # keep the (small) datasets on the GPU: no per-step copies
+        x_all = x_all.to(device)
+        ctx_all = None if ctx_all is None else ctx_all.to(device)
+        labels_all = labels_all.to(device)
+
+    if world > 1:
+        ddp_model: nn.Module = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    else:
+        ddp_model = model
+    model.train()
+
+    def save(step_done: int, wall: float) -> None:
+        rng = _gather_rng(world)
+        if not is_main or ckpt_path is None:
+            return
+        ckpt.save_checkpoint(
+            ckpt_path,
+            {
+                "model_name": cfg.model,
+                "engine_version": ENGINE_VERSION,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "objective": objective.state_dict(),
+                "rng": rng,
+                "step": step_done,
+                "wall_time": wall,
+                "world_size": world,
+                "config": cfg.to_dict(),
+            },
+        )
+
+    last: dict[str, float] = {}
+    bad = 0
+    t0 = time.perf_counter()
+    bar = tqdm(
+        total=cfg.steps,
+        initial=min(start, cfg.steps),
+        disable=not (cfg.progress and is_main),
+        desc=f"{cfg.model}/{cfg.objective}",
+        dynamic_ncols=True,
+    )
+    log_file = open(log_path, "a") if (log_path is not None and is_main) else None
+    try:
+        for t in range(start, cfg.steps):
+            idx = batch_indices(n, cfg.batch_size, t, cfg.seed, rank, world)
+            idx = idx.to(x_all.device)
+            x = x_all[idx]
+            context = None if ctx_all is None else ctx_all[idx]
+            labels = labels_all[idx]
+            out = ddp_model(x, context)
+            loss, metrics = objective(out, x, context=context, labels=labels, step=t)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if world > 1 and extra_params:
+                _all_reduce_grads(extra_params, world)
+            grads = [p.grad for p in params if p.grad is not None]
+            if cfg.max_grad_norm is not None:
+                gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            else:
+                gnorm = torch.nn.utils.get_total_norm(grads)
+            if bool(torch.isfinite(gnorm)):
+                optimizer.step()
+                bad = 0
+            else:
+                bad += 1
+                warnings.warn(
+                    f"step {t}: non-finite gradient (loss={float(loss)}); optimizer step "
+                    f"skipped ({bad} in a row)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                if bad >= cfg.max_bad_steps:
+                    raise FloatingPointError(
+                        f"{bad} consecutive non-finite gradients (max_bad_steps="
+                        f"{cfg.max_bad_steps}); last loss {float(loss)}"
+                    )
+            done = t + 1
+            if t == 0 or done % cfg.log_every == 0 or done == cfg.steps:
+                metrics = dict(metrics, grad_norm=gnorm.detach())
+                row = metrics_to_floats(metrics, world, device)
+                wall = wall_before + time.perf_counter() - t0
+                row.update(step=t, epoch=(t * cfg.batch_size * world) / n, lr=lr, wall_time=wall)
+                last = order_row(row)
+                if log_file is not None:
+                    log_file.write(json.dumps(last, default=json_default) + "\n")
+                    log_file.flush()
+                if is_main:
+                    post = {"kl": f"{row['kl']:.3g}", "mse": f"{row['mse']:.3g}"}
+                    if "lambda" in row:
+                        post["λ"] = f"{row['lambda']:.3g}"
+                    bar.set_postfix(post, refresh=False)
+            if ckpt_path is not None and (done % cfg.ckpt_every == 0 or done == cfg.steps):
+                save(done, wall_before + time.perf_counter() - t0)
+            bar.update(1)
+    finally:
+        bar.close()
+        if log_file is not None:
+            log_file.close()
+
+    wall = wall_before + time.perf_counter() - t0
+    if not last and log_path is not None and log_path.exists() and is_main:
+        # resumed a finished run: report its last logged step
+        rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+        last = rows[-1] if rows else {}
+    model.eval()
+    return FitResult(
+        model=model,
+        objective=objective,
+        config=cfg,
+        metrics=last,
+        step=max(start, cfg.steps),
+        wall_time=wall,
+        lr=lr,
+        device=str(device),
+        log_path=None if log_path is None else str(log_path),
+        checkpoint_path=None if ckpt_path is None else str(ckpt_path),
+        rank=rank,
+        world_size=world,
+    )
+
+
+def load_run(path: str | os.PathLike, device: str | torch.device = "cpu"):
+    """Rebuild a trained model and objective from a run's ``out_dir`` (or checkpoint file).
+
+    Returns ``(model, objective, config, step)``; the model is in eval mode.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / CKPT_NAME
+    state = ckpt.load_checkpoint(p)
+    cfg = TrainConfig.from_dict(state["config"])
+    device = resolve_device(device)
+    data = load_data(cfg)
+    image_shape = tuple(data.x.shape[1:])
+    ctx_shape = None if data.context is None else tuple(data.context.shape[1:])
+    model = build_model_for(cfg, image_shape, ctx_shape)
+    model.load_state_dict(state["model"])
+    objective = build_objective(cfg, image_shape)
+    objective.load_state_dict(state["objective"])
+    return model.to(device).eval(), objective.to(device), cfg, int(state["step"])

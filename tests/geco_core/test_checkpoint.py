@@ -1,0 +1,77 @@
+"""Checkpoint integrity: every damaged or foreign file is refused with one line naming it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from geco_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+
+@pytest.fixture
+def good(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"step": 7, "w": torch.arange(1000.0)})
+    return path
+
+
+def test_round_trip(good):
+    state = load_checkpoint(good)
+    assert state["step"] == 7 and torch.equal(state["w"], torch.arange(1000.0))
+
+
+def _refused(path, match):
+    with pytest.raises(CheckpointError, match=match) as e:
+        load_checkpoint(path)
+    msg = str(e.value)
+    assert "\n" not in msg and str(path) in msg and "--overwrite" in msg
+    return msg
+
+
+def test_flipped_bytes_are_refused_before_unpickling(good):
+    blob = bytearray(good.read_bytes())
+    for i in range(200, len(blob), max(len(blob) // 400, 1)):
+        blob[i] ^= 0xFF
+    good.write_bytes(bytes(blob))
+    _refused(good, "corrupt")
+
+
+def test_a_single_flipped_byte_is_refused(good):
+    blob = bytearray(good.read_bytes())
+    blob[len(blob) // 2] ^= 0x01
+    good.write_bytes(bytes(blob))
+    _refused(good, "corrupt")
+
+
+def test_truncated_empty_text_and_random_files_are_refused(good, tmp_path):
+    good.write_bytes(good.read_bytes()[:-10])
+    _refused(good, "corrupt")
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    _refused(empty, "empty")
+    text = tmp_path / "text.pt"
+    text.write_text("hello\nworld\n")
+    _refused(text, "not a geco_core checkpoint")
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(os.urandom(5000))
+    msg = _refused(noise, "not a geco_core checkpoint")
+    assert "weights_only=False" not in msg
+
+
+def test_an_unchecksummed_torch_file_is_refused(tmp_path):
+    old = tmp_path / "old.pt"
+    torch.save({"format_version": 1, "step": 3}, old)  # what geco_core wrote before
+    _refused(old, "not a geco_core checkpoint")
+
+
+def test_a_header_with_another_format_is_refused(good):
+    blob = good.read_bytes().replace(b"GECO-CHECKPOINT 2 ", b"GECO-CHECKPOINT 9 ", 1)
+    good.write_bytes(blob)
+    _refused(good, "format '9'")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "nothing.pt")
