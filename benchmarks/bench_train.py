@@ -62,7 +62,7 @@ def load_batch(batch_size: int, device: torch.device) -> torch.Tensor:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            x = load_dataset("mnist", "train", 0, download=False, n=batch_size).x
+            x = load_dataset("mnist", "train", seed=0, download=False, n=batch_size).x
     except Exception:  # noqa: BLE001 - any data problem: fall back to noise
         x = torch.rand(batch_size, 1, 28, 28)
     return x.to(device)

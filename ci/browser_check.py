@@ -76,6 +76,7 @@ class PageDOM(HTMLParser):
         self.title = ""
         self.h1: list[str] = []
         self.images: list[dict] = []
+        self.figcaptions: list = []  # text of every <figcaption>
         self.outputs: list[dict] = []  # {"kind": traceback|error|stderr, "text": str}
         self.has_article = False
         self.text: list[str] = []
@@ -93,8 +94,12 @@ class PageDOM(HTMLParser):
                 {
                     "src": (attrs.get("src") or "").strip(),
                     "in_article": self._inside(lambda t, c: t == "article" or "bd-article" in c),
+                    "in_figure": self._inside(lambda t, c: t == "figure"),
                 }
             )
+        if tag == "figcaption":
+            self._capture.append((len(self.stack) + 1, sink := []))
+            self.figcaptions.append(sink)
         if tag == "article" or "bd-article" in classes:
             self.has_article = True
         if tag in VOID:
@@ -137,6 +142,7 @@ class PageDOM(HTMLParser):
         self.h1 = [" ".join("".join(parts).split()) for parts in self.h1]
         for out in self.outputs:
             out["text"] = "".join(out["text"])
+        self.figcaptions = [" ".join("".join(parts).split()) for parts in self.figcaptions]
         self.text = "".join(self.text)
 
 
@@ -181,6 +187,8 @@ def check_page(dom: PageDOM, page: dict, page_url: str, html_dir: Path) -> tuple
             continue
         if src.startswith("data:"):
             shown += img["in_article"]
+            if img["in_article"] and not img["in_figure"]:
+                problems.append("an output figure is shown without a <figure>/<figcaption>")
             continue
         url = urlparse(urljoin(page_url, src))
         if url.hostname not in ("127.0.0.1", "localhost"):
@@ -193,6 +201,10 @@ def check_page(dom: PageDOM, page: dict, page_url: str, html_dir: Path) -> tuple
             problems.append(f"<img> {src} is not a well-formed image ({path})")
         elif img["in_article"] and not src.endswith(BADGE_SUFFIX):
             shown += 1
+    captions = [c for c in dom.figcaptions if len(c) >= 20]
+    if len(captions) < page.get("figures", 0):
+        problems.append(f"{len(captions)} figure caption(s), the executed notebook has "
+                        f"{page['figures']} figure(s): every figure needs a <figcaption>")
     if shown < page.get("figures", 0):
         problems.append(f"{shown} figure(s) shown, the executed notebook has {page['figures']}")
     for out in dom.outputs:

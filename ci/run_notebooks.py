@@ -83,6 +83,26 @@ def count_image_outputs(nb) -> int:
                 m in data for m in RICHER_THAN_IMAGE
             ):
                 n += 1
+            elif "<figcaption" in str(data.get("text/html", "")):
+                n += 1  # a captioned figure (geco_book.figures.caption.show_figure)
+    return n
+
+
+def count_uncaptioned_figures(nb) -> int:
+    """Image outputs shown without a caption (a bare ``plt.show()`` or auto-displayed figure):
+    every figure of the book is shown with ``geco_book.figures.caption.show_figure``."""
+    n = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        if set(cell.get("metadata", {}).get("tags", [])) & {"remove-output", "remove-cell"}:
+            continue
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if any(m in data for m in IMAGE_MIMES) and not any(
+                m in data for m in RICHER_THAN_IMAGE
+            ):
+                n += 1
     return n
 
 

@@ -178,10 +178,10 @@ def _save_atomic(path: Path, arr: np.ndarray, info: dict) -> None:
 
 def load_celeba(
     split: str = "train",
+    *,
     seed: int = 0,
     root: str | os.PathLike | None = None,
     download: bool | None = None,
-    *,
     n: int | None = None,
     size: int = 64,
     crop: int | None = 148,

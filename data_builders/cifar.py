@@ -144,10 +144,10 @@ def _locate(root, download) -> tuple[Path, dict]:
 
 def load_cifar10(
     split: str = "train",
+    *,
     seed: int = 0,
     root: str | os.PathLike | None = None,
     download: bool | None = None,
-    *,
     n: int | None = None,
 ) -> ImageDataset:
     """CIFAR-10 images ``[N, 3, 32, 32]`` in ``[0, 1]``, class labels ``[N]``.

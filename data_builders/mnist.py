@@ -11,6 +11,17 @@ Search order of :func:`load_mnist`:
    (``data_builders/_vendor/mnist``; a folder of steps 1–3 that holds only the ``t10k`` pair
    is used before it).
 
+A ``root`` or ``$GECO_DATA`` that is not an existing folder is an error
+(:func:`data_builders.core.check_data_dirs`), never a reason to fall back to step 5.
+
+Verification: every file used is checked before it is read — a gzip file against the md5 of
+the official gzip file (:data:`MNIST_MD5`), an uncompressed IDX file against the size and md5
+of the official uncompressed file (:data:`MNIST_RAW`; the t10k values are computed from the
+vendored gzip files, the train values are the published ones and match the IDX headers,
+60000×28×28 + 16 and 60000 + 8 bytes). A mismatch is a ``ValueError`` naming the file; a file
+the user pointed to is never modified. Every record in ``meta["files"]`` is therefore
+``verified``.
+
 Steps 1–4 give the official splits (``source="mnist-60k"``: 60,000 train, 10,000 test).
 Step 5 never pretends to be the training set: it serves a fixed partition of the 10k test
 images, ``split="test"`` → the 1,000 images whose index i has ``i % 10 == 9`` and
@@ -46,13 +57,22 @@ from data_builders.core import (
     ImageDataset,
     cache_root,
     candidate_dirs,
+    check_data_dirs,
     check_md5,
     download_allowed,
     download_file,
     md5_file,
 )
 
-__all__ = ["MNIST_MD5", "MNIST_MIRRORS", "SOURCE_FULL", "SOURCE_TEST10K", "load_mnist", "read_idx"]
+__all__ = [
+    "MNIST_MD5",
+    "MNIST_MIRRORS",
+    "MNIST_RAW",
+    "SOURCE_FULL",
+    "SOURCE_TEST10K",
+    "load_mnist",
+    "read_idx",
+]
 
 #: md5 of the official gzip files.
 MNIST_MD5 = {
@@ -60,6 +80,14 @@ MNIST_MD5 = {
     "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+#: (size in bytes, md5) of the official uncompressed files (``gunzip`` of the files above), by
+#: file stem; also used for the ``train-images.idx3-ubyte`` spelling of the same files.
+MNIST_RAW = {
+    "train-images-idx3-ubyte": (47_040_016, "6bbc9ace898e44ae57da46a324031adb"),
+    "train-labels-idx1-ubyte": (60_008, "a25bea736e30d166cdddb491f175f624"),
+    "t10k-images-idx3-ubyte": (7_840_016, "2646ac647ad5339dbf082846283269ea"),
+    "t10k-labels-idx1-ubyte": (10_008, "27ae3e4e09519cfbb04c329615203637"),
 }
 MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -131,15 +159,28 @@ def _find_set(folder: Path, splits: tuple[str, ...]) -> dict[str, Path] | None:
     return found if all(found.values()) else None  # type: ignore[return-value]
 
 
+def _verify_raw(path: Path, stem: str) -> str:
+    """md5 of an uncompressed IDX file, after checking its size and md5 against the official
+    uncompressed file's (:data:`MNIST_RAW`); ValueError naming the file otherwise."""
+    size, md5 = MNIST_RAW[stem]
+    actual = path.stat().st_size
+    if actual != size:
+        raise ValueError(
+            f"{path} has {actual:,} bytes but the official uncompressed {stem} has {size:,}: "
+            "the file is truncated, corrupt or not the official one; replace it with the "
+            f"official file (or its .gz, md5 {MNIST_MD5[stem + '.gz']})"
+        )
+    return check_md5(path, md5)
+
+
 def _records(files: dict[str, Path]) -> dict[str, dict]:
-    """Provenance of each file: md5, checked against the official one for gzip files (raw files
-    have no official md5: :func:`read_idx` checks them structurally and they are marked
-    unverified). Raises ``ValueError`` on a checksum mismatch."""
+    """Provenance of each file: its md5, checked against the official gzip md5 for a ``.gz``
+    file and against the official uncompressed size and md5 for a raw IDX file. Raises
+    ``ValueError`` on a mismatch."""
     out = {}
     for stem, p in files.items():
-        known = MNIST_MD5.get(p.name)
-        md5 = check_md5(p, known) if known else md5_file(p)
-        out[stem] = {"path": str(p), "md5": md5, "verified": known is not None}
+        md5 = check_md5(p, MNIST_MD5[stem + ".gz"]) if p.suffix == ".gz" else _verify_raw(p, stem)
+        out[stem] = {"path": str(p), "md5": md5, "verified": True}
     return out
 
 
@@ -199,19 +240,23 @@ def _locate(root, download) -> tuple[str, dict[str, dict], str, str]:
 
 def load_mnist(
     split: str = "train",
+    *,
+    seed: int = 0,
     root: str | os.PathLike | None = None,
     download: bool | None = None,
-    seed: int = 0,
 ) -> ImageDataset:
     """Load an MNIST split as images ``[N, 1, 28, 28]`` in ``[0, 1]`` with labels ``[N]``.
 
     Args:
-        split: ``"train"`` or ``"test"``.
-        root: a folder to search first (see the module docstring for the full order).
-        download: ``True`` / ``False`` / ``None`` (auto; see :mod:`data_builders.core`).
+        split: ``"train"`` or ``"test"``. The other arguments are keyword-only, in the order
+            of every loader (:func:`data_builders.load_dataset`): ``seed``, ``root``,
+            ``download``.
         seed: recorded in ``meta`` for a signature uniform with
             :func:`data_builders.load_dataset`; the splits themselves involve no randomness,
             so train and test never overlap whatever seeds callers use.
+        root: a folder to search first (see the module docstring for the full order); it must
+            exist.
+        download: ``True`` / ``False`` / ``None`` (auto; see :mod:`data_builders.core`).
 
     Returns:
         An :class:`ImageDataset` with ``source="mnist-60k"`` (official splits) or
@@ -219,8 +264,10 @@ def load_mnist(
         holds ``"file_indices"``, the indices into that split).
 
     Raises:
-        ValueError: unknown split, or a file with a bad checksum or bad IDX content.
-        FileNotFoundError: nothing found and no download; the message lists what was searched.
+        ValueError: unknown split, a file with a bad size or checksum or bad IDX content, or a
+            ``root`` / ``$GECO_DATA`` that is a file.
+        FileNotFoundError: ``root`` / ``$GECO_DATA`` does not exist; or nothing found and no
+            download (the message lists what was searched).
     """
     global _warned_fallback
     if split not in _STEMS:
@@ -261,11 +308,23 @@ def load_mnist(
         )
         if not _warned_fallback:
             _warned_fallback = True
+            root_dir, env_dir = check_data_dirs(root)
+            given = [f"root={root_dir}"] if root_dir is not None else []
+            given += [f"GECO_DATA={env_dir}"] if env_dir is not None else []
+            if given:
+                todo = (
+                    f"{' and '.join(given)} hold no full MNIST (the four official files, gzip "
+                    "or raw, in the folder, its mnist/ or its MNIST/raw/): put them there, or "
+                    "use download=True, to get the 60k training split."
+                )
+            else:
+                todo = (
+                    "Pass root=, set GECO_DATA, or use download=True to get the 60k training split."
+                )
             warnings.warn(
                 f"Full MNIST not found; using the official 10k test split from {where}: "
                 "split='train' gives 9,000 of its images and split='test' the disjoint 1,000 "
-                f"(source={SOURCE_TEST10K!r}). Pass root=, set GECO_DATA, or use download=True "
-                "to get the 60k training split.",
+                f"(source={SOURCE_TEST10K!r}). {todo}",
                 DataFallbackWarning,
                 stacklevel=2,
             )

@@ -173,10 +173,10 @@ def _channels(pool: ImageDataset, idx: Tensor) -> Tensor:
 
 def mnist(
     split: str = "train",
+    *,
     seed: int = 0,
     root: str | os.PathLike | None = None,
     download: bool | None = None,
-    *,
     n: int | None = None,
 ) -> ImageDataset:
     """MNIST digits ``[N, 1, 28, 28]``, labels ``[N]``; with ``n``, a seeded random subset of
@@ -193,15 +193,15 @@ def mnist(
 
 def micro_mnist(
     split: str = "train",
+    *,
     seed: int = 0,
     root: str | os.PathLike | None = None,
     download: bool | None = None,
-    *,
     n: int = 7,
 ) -> ImageDataset:
     """Micro-MNIST (Appendix E.1, Fig. 8): ``n`` = 7 random MNIST images (seeded) and their
     labels ``[n]``."""
-    ds = mnist(split, seed, root, download, n=_check_n(n, 7))
+    ds = mnist(split, seed=seed, root=root, download=download, n=_check_n(n, 7))
     ds.name = ds.meta["dataset"] = "micro-mnist"
     ds.meta["paper"] = "Appendix E.1: 7 random samples from MNIST"
     return ds
@@ -209,10 +209,10 @@ def micro_mnist(
 
 def mnist_triplets(
     split: str = "train",
+    *,
     seed: int = 0,
     root: str | os.PathLike | None = None,
     download: bool | None = None,
-    *,
     n: int | None = None,
 ) -> ImageDataset:
     """MNIST-triplets (§4.1): ``x`` = (I₀, I₁, I₂) as channels ``[N, 3, 28, 28]`` with
@@ -235,10 +235,10 @@ def mnist_triplets(
 
 def mnist_sum(
     split: str = "train",
+    *,
     seed: int = 0,
     root: str | os.PathLike | None = None,
     download: bool | None = None,
-    *,
     n: int | None = None,
 ) -> ImageDataset:
     """MNIST-sum (§4.1): ``context`` = (I₀, I₁) ``[N, 2, 28, 28]``, ``x`` = I₂ ``[N, 1, 28, 28]``,
@@ -262,10 +262,10 @@ def mnist_sum(
 
 def mnist_sum_hard(
     split: str = "train",
+    *,
     seed: int = 0,
     root: str | os.PathLike | None = None,
     download: bool | None = None,
-    *,
     n: int | None = None,
 ) -> ImageDataset:
     """MNIST-sum-hard (§4.1): ``context`` = I₂ ``[N, 1, 28, 28]``, ``x`` = (I₀, I₁)
@@ -289,10 +289,10 @@ def mnist_sum_hard(
 
 def mnist_rotate(
     split: str = "train",
+    *,
     seed: int = 0,
     root: str | os.PathLike | None = None,
     download: bool | None = None,
-    *,
     n: int | None = None,
 ) -> ImageDataset:
     """MNIST-rotate (§4.1): ``context`` = (I₀, I₁), ``x`` = I₂ rotated counter-clockwise about
@@ -321,10 +321,10 @@ def mnist_rotate(
 
 def color_mnist(
     split: str = "train",
+    *,
     seed: int = 0,
     root: str | os.PathLike | None = None,
     download: bool | None = None,
-    *,
     n: int | None = None,
 ) -> ImageDataset:
     """Color-MNIST (§4.1; stacked MNIST of Metz et al. 2017): three independently drawn MNIST

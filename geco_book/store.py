@@ -17,7 +17,9 @@ Two places per run:
   ``out_dir``). A chapter that finds every evaluation it needs in the record never loads it.
 
 A run killed mid-training resumes from its last checkpoint on the next call; a record is
-written last, atomically, so a run is either stored whole or not at all.
+written last, atomically, so a run is either stored whole or not at all. A longer version of a
+stored run (the same config with more ``steps``) continues from the shorter run's checkpoint
+(:meth:`RunStore.prefix_of`), so measures against steps cost no more than the longest run.
 
 CLI::
 
@@ -344,12 +346,40 @@ class RunStore:
         shutil.rmtree(self.checkpoints / key, ignore_errors=True)
         return self._train(key, run.config, f"python -m geco_book.store train {key}")
 
+    def prefix_of(self, config: Any) -> Run | None:
+        """The longest stored run that is a prefix of ``config``: the same config but fewer
+        ``steps``, with its checkpoint present. The engine's trajectory does not depend on
+        the total number of steps (no schedule reads it) and resumes are bitwise exact, so
+        training ``config`` from that checkpoint gives the numbers of a run from scratch."""
+        cfg = _as_config(config)
+        want = key_fields(cfg)
+        want.pop("steps", None)
+        best: Run | None = None
+        for key in self.keys():
+            run = self._load(key)
+            if run is None or not run.checkpoint_path.is_file():
+                continue
+            other = run.config
+            if other.steps >= cfg.steps or (best is not None and other.steps <= best.step):
+                continue
+            have = key_fields(other)
+            have.pop("steps", None)
+            if have == want and run.step == other.steps:
+                best = run
+        return best
+
     def _train(self, key: str, cfg: Any, command: str | None) -> Run:
         from geco_core.train import fit
 
         out = self.checkpoints / key
         cfg = dataclasses.replace(cfg, out_dir=str(out))
         resume = (out / "checkpoint.pt").is_file()
+        donor = None if resume else self.prefix_of(cfg)
+        if donor is not None:  # continue a shorter run of the same config
+            out.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(donor.checkpoint_path, out / "checkpoint.pt")
+            shutil.copyfile(donor.run_dir / "metrics.jsonl", out / "metrics.jsonl")
+            resume = True
         with warnings.catch_warnings():
             # The fallback to the vendored MNIST split is recorded as the run's data source.
             warnings.simplefilter("ignore", UserWarning)
@@ -365,6 +395,7 @@ class RunStore:
             "step": int(res.step),
             "wall_time_s": round(float(res.wall_time), 3),
             "resumed": resume,
+            "continued_from": None if donor is None else donor.key,
             "provenance": provenance(command, device_used=str(res.device)),
             "files": {"metrics.jsonl": _sha256_bytes(log)},
         }

@@ -22,10 +22,10 @@ Example:
     ...
     TypeError: steps must be an int, got True
     >>> import torch
-    >>> check_unit_interval(torch.tensor([0.0, 255.0]), "x")
+    >>> check_unit_interval(torch.tensor([0.0, 255.0]), "x")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: x must hold values in [0, 1] (images scaled to [0, 1]), got min 0, max 255; divide 0..255 images by 255
+    ValueError: x must hold values in [0, 1] (images scaled to [0, 1]), got min 0, max 255; ...
 """
 
 from __future__ import annotations
@@ -119,27 +119,29 @@ def check_choice(value: Any, name: str, valid: Iterable[str]) -> str:
     return value
 
 
-def check_float_tensor(value: Any, name: str, dtype: torch.dtype | None = None) -> Tensor:
+def check_float_tensor(
+    value: Any, name: str, dtype: torch.dtype | None = None, images: bool = False
+) -> Tensor:
     """``value`` if it is a floating-point tensor (of ``dtype`` when given), else a TypeError.
 
     Integer tensors are refused rather than cast: an image tensor of dtype uint8 holds 0..255,
-    and a silent ``.float()`` would hand the model values 255 times too large.
+    and a silent ``.float()`` would hand the model values 255 times too large (``images=True``
+    says so in the message).
 
     Example:
         >>> check_float_tensor(torch.zeros(2), "x").dtype
         torch.float32
-        >>> check_float_tensor(torch.zeros(2, dtype=torch.uint8), "x")
+        >>> check_float_tensor(torch.zeros(2, dtype=torch.uint8), "x", images=True)
+        ... # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        TypeError: x must be a floating-point tensor, got dtype torch.uint8 (images are floats in [0, 1]: use x.float() / 255)
+        TypeError: x must be a floating-point tensor, got dtype torch.uint8 (images are floats ...
     """
     if not isinstance(value, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if not value.is_floating_point():
-        raise TypeError(
-            f"{name} must be a floating-point tensor, got dtype {value.dtype} (images are floats "
-            f"in [0, 1]: use {name}.float() / 255)"
-        )
+        hint = f" (images are floats in [0, 1]: use {name}.float() / 255)" if images else ""
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}{hint}")
     if dtype is not None and value.dtype != dtype:
         raise TypeError(
             f"{name} has dtype {value.dtype}, expected {dtype}: pass {name}.to({dtype})"

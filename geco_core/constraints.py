@@ -10,8 +10,12 @@ is the paper's (§3): the constraint is **satisfied when its value is <= 0**, an
     out = model(x)
     loss = geco.loss(out.kl.mean(), constraint.batch_mean(x, out.x_mean))
 
-Each constraint keeps its tolerance in ``kappa`` (a number > 0) and declares ``n_constraints``
-(L, the length of Ĉ, hence of GECO's λ). Images are float tensors ``[B, C, H, W]`` in [0, 1].
+Each constraint keeps its tolerance in ``kappa`` (a number > 0, at most ``kappa_max``: 1e3
+for the error constraints RE, per-group RE and FRE — RMS tolerances on data in [0, 1], where
+any κ ≥ 1 is already never active — and 1 for CLA and pNCC, whose κ is a probability or a
+correlation) and declares ``n_constraints`` (L, the length of Ĉ, hence of GECO's λ). Images are
+float tensors ``[B, C, H, W]`` in [0, 1]: every constraint refuses an integer ``x``/``x_hat``
+(TypeError) and data ``x`` outside [0, 1] (ValueError; one min/max pass over x).
 Every formula lives in one named function that cites Table 1; the modules only hold the
 hyper-parameters (and, for FRE/CLA, the feature network or classifier).
 
@@ -37,7 +41,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from geco_core.checks import check_int, check_positive
+from geco_core.checks import (
+    check_class_labels,
+    check_float_tensor,
+    check_int,
+    check_positive,
+    check_unit_interval,
+)
 
 __all__ = [
     "CLA",
@@ -60,11 +70,15 @@ __all__ = [
 
 # ------------------------------------------------------------------------------- validation
 def _check_pair(x: Tensor, x_hat: Tensor, min_dim: int = 2) -> None:
+    """x: floating data ``[B, ...]`` in [0, 1]; x_hat: a floating tensor of the same shape."""
     if not isinstance(x, Tensor) or x.dim() < min_dim:
         raise ValueError(f"x must be a tensor [B, ...] with >= {min_dim} dims, got {x!r:.60}")
     if not isinstance(x_hat, Tensor) or x_hat.shape != x.shape:
         shape = list(x_hat.shape) if isinstance(x_hat, Tensor) else type(x_hat).__name__
         raise ValueError(f"x_hat must have the shape of x {list(x.shape)}, got {shape}")
+    check_float_tensor(x, "x", images=True)
+    check_float_tensor(x_hat, "x_hat", images=True)
+    check_unit_interval(x, "x")
 
 
 # -------------------------------------------------------------------------------- formulas
@@ -185,10 +199,13 @@ class Constraint(nn.Module):
     """
 
     n_constraints: int = 1
+    #: The largest κ accepted: 1e3 for error tolerances on data in [0, 1] (κ² must stay far
+    #: from float32's overflow), 1 for a probability or correlation (CLA, pNCC).
+    kappa_max: float = 1e3
 
     def __init__(self, kappa: float) -> None:
         super().__init__()
-        self.kappa = check_positive(kappa, "kappa")
+        self.kappa = check_positive(kappa, "kappa", upper=self.kappa_max)
 
     def forward(self, x: Tensor, x_hat: Tensor, **kwargs) -> Tensor:
         raise NotImplementedError
@@ -261,7 +278,7 @@ class GroupedRE(Constraint):
         kappas = [kappa] if isinstance(kappa, numbers.Real) else list(kappa)
         if len(kappas) not in (1, n):
             raise ValueError(f"kappa must be a number or {n} numbers (one per group), got {kappa}")
-        kappas = [check_positive(k, "kappa") for k in kappas]
+        kappas = [check_positive(k, "kappa", upper=self.kappa_max) for k in kappas]
         super().__init__(kappas[0])
         self.kappa = kappas[0] if len(kappas) == 1 else tuple(kappas)
         self.data_shape, self.groups, self.n_constraints = shape, groups, n
@@ -378,11 +395,12 @@ class CLA(Constraint):
     """
 
     OUTPUTS = ("logits", "probs")
+    kappa_max = 1.0
 
     def __init__(
         self, kappa: float, classifier: Callable[[Tensor], Tensor], outputs: str = "logits"
     ) -> None:
-        super().__init__(check_positive(kappa, "kappa", upper=1.0))
+        super().__init__(kappa)
         if not callable(classifier):
             raise ValueError(f"classifier must be callable, got {classifier!r}")
         if outputs not in self.OUTPUTS:
@@ -404,6 +422,7 @@ class CLA(Constraint):
         output = self.classifier(x_hat)
         if output.dim() != 2 or output.shape[0] != x.shape[0]:
             raise ValueError(f"classifier must return [B, K], got {list(output.shape)}")
+        check_class_labels(labels, "labels", x.shape[0], output.shape[1])
         return classification_constraint(output, labels.long(), self.kappa, self.outputs)
 
     def extra_repr(self) -> str:
@@ -436,10 +455,12 @@ class PNCC(Constraint):
         tensor([-0.1000, -0.1000])
     """
 
+    kappa_max = 1.0
+
     def __init__(
         self, kappa: float, patch_size: int = 5, stride: int = 1, eps: float = 1e-6
     ) -> None:
-        super().__init__(check_positive(kappa, "kappa", upper=1.0))
+        super().__init__(kappa)
         self.patch_size = check_int(patch_size, "patch_size")
         self.stride = check_int(stride, "stride")
         self.eps = check_positive(eps, "eps")

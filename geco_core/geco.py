@@ -177,7 +177,14 @@ def _all_reduce_mean(c: Tensor) -> Tensor:
 
 
 def _positive_vector(value: float | Sequence[float] | Tensor, n: int, name: str) -> Tensor:
-    t = torch.as_tensor(value, dtype=torch.float64).flatten()
+    if isinstance(value, (bool, str, bytes)) or value is None:
+        raise TypeError(f"{name} must be a number or a sequence of numbers, got {value!r}")
+    try:
+        t = torch.as_tensor(value, dtype=torch.float64).flatten()
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"{name} must be a number or a sequence of numbers, got {value!r}"
+        ) from None
     if t.numel() == 1:
         t = t.expand(n).clone()
     if t.numel() != n:
@@ -354,6 +361,13 @@ class GECO:
             raise ValueError(
                 f"c_hat must be a tensor of shape [{self.n_constraints}] (n_constraints), "
                 f"got {_describe(c_hat)}"
+            )
+        if not kl.is_floating_point():
+            raise TypeError(f"kl must be a floating-point tensor, got dtype {kl.dtype}")
+        if not c_hat.is_floating_point():
+            raise TypeError(
+                f"c_hat must be a floating-point tensor, got dtype {c_hat.dtype} (an integer "
+                "estimate would make λ an integer inside the loss)"
             )
         c_hat = c_hat.reshape(self.n_constraints)
         state = self._state_for(c_hat)

@@ -241,18 +241,20 @@ def run_specs(settings: Mapping[str, Any]) -> list[RunSpec]:
     results: :func:`matched_specs`), in a stable order without duplicates."""
     specs: list[RunSpec] = []
     kh = float(settings["headline_kappa"])
+    s0 = int(settings["seeds"][0])  # the seed of the single-seed runs
     for model, data in settings["combos"]:
         for seed in settings["seeds"]:
             specs.append(RunSpec(model, data, "elbo", seed=seed))
             specs.append(RunSpec(model, data, "geco", "re", kh, seed=seed))
-        specs.append(RunSpec(model, data, "annealed"))
+        specs.append(RunSpec(model, data, "annealed", seed=s0))
         for k in settings["kappas"]:
-            specs.append(RunSpec(model, data, "geco", "re", float(k)))
+            specs.append(RunSpec(model, data, "geco", "re", float(k), seed=s0))
     for data, entries in settings["fig6"].items():
         if [settings["fig6_model"], data] not in settings["combos"]:
             continue
         for constraint, k in entries:
-            specs.append(RunSpec(settings["fig6_model"], data, "geco", constraint, float(k)))
+            specs.append(RunSpec(settings["fig6_model"], data, "geco", constraint, float(k),
+                                 seed=s0))
     out: list[RunSpec] = []
     for s in specs:
         if s not in out:
@@ -306,7 +308,8 @@ def matched_specs(settings: Mapping[str, Any], elbo_mse: Mapping[tuple[str, str]
     for model, data in settings["matched"]:
         mse = elbo_mse[(model, data)]
         kappa = float(f"{math.sqrt(mse):.4g}")  # 4 digits: a stable key
-        out.append(RunSpec(model, data, "geco", "re", kappa, seed=0, matched=True))
+        out.append(RunSpec(model, data, "geco", "re", kappa, seed=int(settings["seeds"][0]),
+                           matched=True))
     return out
 
 
@@ -461,7 +464,7 @@ def run_chapter(
     by_name = {s.name: (s, r) for s, r in zip(specs, runs)}
     elbo_mse = {}
     for model, data in settings["matched"]:
-        run = by_name[RunSpec(model, data, "elbo", seed=0).name][1]
+        run = by_name[RunSpec(model, data, "elbo", seed=int(settings["seeds"][0])).name][1]
         log = run.log()
         elbo_mse[(model, data)] = float(log["mse"].tail(max(len(log) // 10, 1)).mean())
     stage2 = matched_specs(settings, elbo_mse)

@@ -4,18 +4,27 @@ The paper's quantities are computed by :mod:`geco_core.theory`; this module only
 what the chapter ``book/chapters/01_theory.md`` shows:
 
 - :data:`THEORY_PROFILES`, :func:`theory_profile` — the chapter's settings per profile;
-- :class:`TilingExample`, :func:`fig1_tiling_example` — the ingredients of the computed Fig. 1
-  (an equiprobable partition with one overlap and one hole, and the partition Eqs. 3–4 reach);
-- :func:`representative_betas`, :func:`critical_betas_table` — Fig. 2's top-row β values and
-  the table of detected β_c;
-- :func:`equipartition_table` — the Prop. 5 comparison table;
-- :func:`fig7_runs`, :func:`lipschitz_table` — every run of a Fig. 7 data set and its table.
+- :func:`data_sources` — the chapter's data: the synthetic sets of :mod:`data_builders.mixtures`;
+- :class:`TilingExample`, :func:`fig1_tiling_example`, :func:`fig1_holes_table` — the computed
+  Fig. 1 (an equiprobable partition with one overlap and one hole, and the tiling Eqs. 3–4
+  reach, with its spontaneous holes) and the holes' prior mass per seed;
+- :func:`representative_betas`, :func:`critical_betas_table`, :func:`beta_grid`,
+  :func:`beta_grid_table`, :func:`critical_betas_vs_eigenvalues` — Fig. 2's top-row β values,
+  the detected β_c, their dependence on the β grid and their comparison with deterministic
+  annealing's β_c = λ_max;
+- :func:`equipartition_table`, :func:`prop5_study` — Prop. 5's comparison and which fixed point
+  Eq. 20 actually reaches;
+- :func:`fig7_runs`, :func:`fig7_bound_runs`, :func:`lipschitz_table` — every run of a Fig. 7
+  data set (penalty and bound readings of Eq. 8) and its table.
 
-The figures themselves are in :mod:`geco_book.figures.theory`.
+The studies (:func:`data_sources`, :func:`fig1_holes_table`, :func:`beta_grid`,
+:func:`beta_grid_table`, :func:`critical_betas_vs_eigenvalues`, :func:`prop5_study`) live in
+:mod:`geco_book.chapters.theory_studies` and are re-exported here. The figures themselves are
+in :mod:`geco_book.figures.theory`.
 
 References:
     Rezende & Viola (2018), "Taming VAEs", arXiv:1810.00597: Figs. 1, 2 and 7, Props. 2–6,
-    Appendices A–C.
+    Appendices A–C. Rose et al. (1990), Rose (1998): deterministic annealing.
 
 Example:
     >>> cfg = theory_profile("smoke")
@@ -31,13 +40,26 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from geco_book.chapters.theory_studies import (
+    beta_grid,
+    beta_grid_table,
+    critical_betas_vs_eigenvalues,
+    data_sources,
+    fig1_holes_table,
+    prop5_study,
+)
 from geco_book.profiles import resolve_profile
-from geco_core.checks import check_finite, check_nonnegative, check_positive
+from geco_core.checks import (
+    check_finite,
+    check_nonnegative,
+    check_positive,
+)
 from geco_core.theory import (
     CriticalBetas,
     FixedPointSweep,
     LatentGrid,
     cluster_counts,
+    count_fixed_point_locations,
     elbo_fixed_point_iteration,
     equipartition_gamma,
     equipartition_gamma_direct,
@@ -45,23 +67,34 @@ from geco_core.theory import (
     equipartition_residual,
     equiprobable_partition,
     fixed_point_sweep,
+    hole_tiles,
     latent_grid,
+    lipschitz_bound_fixed_points,
     lipschitz_fixed_points,
+    location_tolerance,
     neighbour_spread,
     overlap_reconstruction,
     restricted_prior_posteriors,
     supports_from_labels,
     tile_average_kl,
+    uncovered_prior_mass,
 )
 
 __all__ = [
     "THEORY_PROFILES",
     "TilingExample",
+    "beta_grid",
+    "beta_grid_table",
     "critical_betas_table",
+    "critical_betas_vs_eigenvalues",
+    "data_sources",
     "equipartition_table",
+    "fig1_holes_table",
     "fig1_tiling_example",
+    "fig7_bound_runs",
     "fig7_runs",
     "lipschitz_table",
+    "prop5_study",
     "representative_betas",
     "theory_profile",
 ]
@@ -91,6 +124,13 @@ THEORY_PROFILES: dict[str, dict] = {
         "lipschitz_strengths": (1e-3, 1e-2),
         "lipschitz_max_iter": 30,
         "lipschitz_points": 40,
+        "fig1_seeds": (0, 1),
+        "grid_study": (("log", 16), ("linear", 16)),
+        "p5_grid_sizes": (16, 24),
+        "p5_long_iter": 200,
+        "bound_grid_size": 8,
+        "lipschitz_constants": (1.0, 0.25),
+        "bound_max_iter": 30,
     },
     "cpu": {
         "grid_size": 32,
@@ -109,6 +149,13 @@ THEORY_PROFILES: dict[str, dict] = {
         "lipschitz_strengths": (1e-4, 1e-3, 1e-2),
         "lipschitz_max_iter": 400,
         "lipschitz_points": 60,
+        "fig1_seeds": (0, 1, 2, 3),
+        "grid_study": (("log", 50), ("log", 100), ("log", 200), ("linear", 100), ("linear", 200)),
+        "p5_grid_sizes": (32, 48, 64),
+        "p5_long_iter": 4000,
+        "bound_grid_size": 16,
+        "lipschitz_constants": (1.0, 0.5, 0.25),
+        "bound_max_iter": 400,
     },
     "gpu": {
         "grid_size": 32,
@@ -127,6 +174,13 @@ THEORY_PROFILES: dict[str, dict] = {
         "lipschitz_strengths": (1e-4, 1e-3, 1e-2),
         "lipschitz_max_iter": 400,
         "lipschitz_points": 60,
+        "fig1_seeds": (0, 1, 2, 3, 4, 5, 6, 7),
+        "grid_study": (("log", 100), ("log", 200), ("log", 400), ("linear", 200), ("linear", 400)),
+        "p5_grid_sizes": (32, 64, 96),
+        "p5_long_iter": 4000,
+        "bound_grid_size": 24,
+        "lipschitz_constants": (1.0, 0.5, 0.25),
+        "bound_max_iter": 1000,
     },
 }
 
@@ -139,6 +193,11 @@ def theory_profile(profile: str, **overrides) -> dict:
       grid, 100 β values, ≤ 400 iterations, α = 0.9, tol 1e-3).
     - ``gpu``: the same with a finer β grid (200 values) and finer grids elsewhere; the
       theory is numpy code, a GPU is not used.
+
+    Besides Appendix A's settings: ``fig1_seeds`` (the holes table), ``grid_study`` (β grids
+    ``(spacing, size)`` of the grid-dependence table), ``p5_grid_sizes`` and ``p5_long_iter``
+    (Prop. 5's study), ``bound_grid_size``, ``lipschitz_constants`` and ``bound_max_iter``
+    (Fig. 7 with Eq. 8 as a bound).
 
     Overrides whose value is ``None`` are ignored (so a notebook can pass its knobs as they
     are); other keys must exist in the table.
@@ -182,10 +241,12 @@ class TilingExample:
         hole: ``[B]`` tiles covered by none.
         overlap_pair: the two data indices whose supports overlap.
         kl_equiprobable: average KL of the equiprobable partition (≈ ln n).
-        kl_learned: average KL of the partition reached by
+        kl_learned: average KL of the tiling reached by
             :func:`geco_core.theory.elbo_fixed_point_iteration`.
-        learned_labels: ``[B]`` that partition.
+        learned_labels: ``[B]`` owner of every tile in that tiling, −1 on its holes.
         learned_sigmas: σ over its iterations.
+        learned_holes: ``[B]`` tiles that no posterior of that tiling covers (exactly 0 mass).
+        learned_uncovered: their prior mass (:func:`geco_core.theory.uncovered_prior_mass`).
     """
 
     grid: LatentGrid
@@ -200,6 +261,8 @@ class TilingExample:
     kl_learned: float
     learned_labels: np.ndarray
     learned_sigmas: np.ndarray
+    learned_holes: np.ndarray
+    learned_uncovered: float
 
 
 def fig1_tiling_example(
@@ -221,7 +284,8 @@ def fig1_tiling_example(
     3. Remove a disc of radius ``hole_radius`` at ``hole_centre`` from every support: a "hole"
        where the decoder is unconstrained (NaN).
     4. Independently, run the ELBO fixed-point iteration (Eqs. 3–4, 15) from a smooth random
-       decoder; it converges to a partition that is *not* equiprobable, with average KL > ln n.
+       decoder; it converges to a tiling that is *not* equiprobable, with average KL > ln n,
+       and that leaves holes: tiles where every posterior mass has underflowed to exactly 0.
 
     Args:
         images: ``[n, H, W]`` data (e.g. :func:`data_builders.mixtures.tiny_glyphs`).
@@ -271,7 +335,8 @@ def fig1_tiling_example(
     cover = supports.sum(axis=0)
 
     q_learned, sigmas = elbo_fixed_point_iteration(images, grid, n_steps=n_steps, seed=seed)
-    learned_labels = q_learned.argmax(axis=0)
+    learned_holes = hole_tiles(q_learned)
+    learned_labels = np.where(learned_holes, -1, q_learned.argmax(axis=0))
     kl_learned = tile_average_kl(q_learned, grid.prior)
     return TilingExample(
         grid=grid,
@@ -286,6 +351,8 @@ def fig1_tiling_example(
         kl_learned=kl_learned,
         learned_labels=learned_labels,
         learned_sigmas=sigmas,
+        learned_holes=learned_holes,
+        learned_uncovered=uncovered_prior_mass(q_learned, grid.prior),
     )
 
 
@@ -453,21 +520,56 @@ def fig7_runs(
     return rows, titles
 
 
+def fig7_bound_runs(
+    x: np.ndarray,
+    beta: float,
+    lipschitz_constants: Sequence[float],
+    grid: LatentGrid,
+    local_radius: float = 0.2,
+    global_radius: float = 1.0,
+    **kwargs,
+) -> tuple[dict[str, list[FixedPointSweep]], dict[str, list[str]]]:
+    """Fig. 7's constrained rows with Eq. 8 as a bound (KKT multipliers, not a fixed strength):
+    :func:`geco_core.theory.lipschitz_bound_fixed_points` at radii r = 0.2 and 1.0 for every
+    L in ``lipschitz_constants`` (decreasing L = a stronger constraint), trajectories recorded.
+
+    Example:
+        >>> x = np.array([[-0.2, 0.0], [0.2, 0.0]])
+        >>> rows, titles = fig7_bound_runs(x, 1e-3, [1.0], latent_grid(6), max_iter=5)
+        >>> list(rows), titles["global bound, r = 1.0"]
+        (['local bound, r = 0.2', 'global bound, r = 1.0'], ['β = 0.001, L = 1'])
+    """
+    beta = check_positive(beta, "beta")
+    kwargs.setdefault("record", True)
+    rows, titles = {}, {}
+    for kind, radius in (("local", local_radius), ("global", global_radius)):
+        label = f"{kind} bound, r = {radius:.1f}"
+        rows[label] = lipschitz_bound_fixed_points(
+            x, beta, lipschitz_constants, radius, grid, **kwargs
+        )
+        titles[label] = [f"β = {beta:.3g}, L = {c:g}" for c in lipschitz_constants]
+    return rows, titles
+
+
 def lipschitz_table(rows: dict[str, list[FixedPointSweep]], radius: float = 0.2):
-    """``pandas.DataFrame``: per Fig. 7 panel, β, strength label, iterations, the neighbour
-    spread (:func:`geco_core.theory.neighbour_spread` with ``radius``) and the number of
-    distinct fixed points.
+    """``pandas.DataFrame``: per Fig. 7 panel, β, iterations, whether Appendix A's stopping
+    rule fired (``converged``), the neighbour spread
+    (:func:`geco_core.theory.neighbour_spread` with ``radius``), the occupied distinct
+    locations a picture shows (:func:`geco_core.theory.count_fixed_point_locations` at 5% of
+    the data scale, every location counted) and, for contrast, the single-linkage clusters of
+    :func:`geco_core.theory.cluster_counts` (which chain a thread into one).
 
     Example:
         >>> x = np.array([[-0.2, 0.0], [0.2, 0.0]])
         >>> rows, titles = fig7_runs(x, 1e-3, [1e-3], latent_grid(6), max_iter=5,
         ...                          progress=False)
         >>> lipschitz_table(rows).shape
-        (5, 5)
+        (5, 7)
     """
     records = []
     for label, runs in rows.items():
         for res in runs:
+            tol = location_tolerance(res.x)
             records.append(
                 {
                     "row": label,
@@ -476,7 +578,9 @@ def lipschitz_table(rows: dict[str, list[FixedPointSweep]], radius: float = 0.2)
                     f"mean ‖ψ_a − ψ_b‖, tiles < {radius:g} apart": neighbour_spread(
                         res.psi[0], res.grid, radius
                     ),
-                    "distinct fixed points": int(cluster_counts(res.psi)[0]),
+                    "converged": bool(res.converged[0]),
+                    "distinct locations": int(count_fixed_point_locations(res.psi, tol)[0]),
+                    "single-linkage clusters ≥ 1%": int(cluster_counts(res.psi)[0]),
                 }
             )
     return pd.DataFrame(records)

@@ -35,6 +35,7 @@ from geco_book.chapters.theory import TilingExample
 from geco_core import theory
 
 __all__ = [
+    "convergence_note",
     "plot_equipartition",
     "plot_fig2",
     "plot_fixed_points",
@@ -46,6 +47,32 @@ __all__ = [
 DATA_COLOUR = "tab:blue"
 FIXED_POINT_COLOUR = "tab:red"
 TRAJECTORY_COLOUR = "0.55"
+NOT_CONVERGED_COLOUR = "tab:orange"
+
+
+def convergence_note(res: theory.FixedPointSweep, k: int = 0) -> str:
+    """``""`` when entry ``k`` of a sweep stopped by its tolerance, else a title suffix
+    ``"not converged at N it."`` (it ran into the iteration cap of Appendix A).
+
+    Example:
+        >>> x = np.array([[-0.2, 0.0], [0.2, 0.0]])
+        >>> res = theory.fixed_point_sweep(x, [1e-3], theory.latent_grid(4), max_iter=2,
+        ...                                progress=False)
+        >>> convergence_note(res)
+        'not converged at 2 it.'
+    """
+    if bool(res.converged[k]):
+        return ""
+    return f"not converged at {int(res.n_iter[k])} it."
+
+
+def _mark_not_converged(ax: plt.Axes, note: str) -> None:
+    """Frame a panel whose run hit the iteration cap (dashed orange border)."""
+    if note:
+        for spine in ax.spines.values():
+            spine.set_edgecolor(NOT_CONVERGED_COLOUR)
+            spine.set_linestyle("--")
+            spine.set_linewidth(1.6)
 
 
 def _palette(n: int) -> list[tuple[float, float, float]]:
@@ -54,16 +81,30 @@ def _palette(n: int) -> list[tuple[float, float, float]]:
 
 
 def _tile_image(grid: theory.LatentGrid, values: np.ndarray) -> np.ndarray:
-    """Reshape per-tile values (row-major, x fastest) to an image with y as rows."""
-    return np.asarray(values).reshape((grid.size, grid.size) + np.shape(values)[1:])
+    """Reshape per-tile values (row-major, x fastest) to an image with y as rows (masks kept)."""
+    values = values if np.ma.isMaskedArray(values) else np.asarray(values)
+    return values.reshape((grid.size, grid.size) + np.shape(values)[1:])
+
+
+def _hatch(ax: plt.Axes, grid: theory.LatentGrid, mask: np.ndarray, extent, colour) -> None:
+    """Hatch the tiles of ``mask`` (one square per tile, so small regions are not lost)."""
+    h = grid.side
+    for cx, cy in grid.centres[np.asarray(mask, dtype=bool)]:
+        ax.add_patch(
+            plt.Rectangle(
+                (cx - h / 2, cy - h / 2), h, h, fill=False, hatch="////", lw=0, color=colour
+            )
+        )
 
 
 def plot_tiling(example: TilingExample) -> Figure:
     """Fig. 1-style picture, drawn from computed tilings (Props. 2–3, Eq. 17).
 
-    Left: the partition that the ELBO fixed-point equations (Eqs. 3–4, σ from Eq. 15) reach
-    from a random smooth decoder. Middle: the equiprobable partition (Prop. 2), with an overlap
-    between the supports of x₀ and x₁ (hatched blend) and a hole (black). Right: the data
+    Left: the tiling that the ELBO fixed-point equations (Eqs. 3–4, σ from Eq. 15) reach
+    from a random smooth decoder; its holes — tiles no posterior covers — are white and
+    hatched, and the title's cell masses count covered tiles only. Middle: the equiprobable
+    partition (Prop. 2), with an overlap between the supports of x₀ and x₁ (hatched blend) and
+    a hole (black). Right: the data
     images, then the optimal reconstruction inside Ω₀ alone, inside the overlap (the blur of
     Eq. 17) and in the hole (undefined).
 
@@ -81,8 +122,11 @@ def plot_tiling(example: TilingExample) -> Figure:
     ax_equi = fig.add_subplot(outer[1])
     right = outer[2].subgridspec(2, max(n, 3))
 
+    holes = example.learned_holes
+    learned = np.ma.masked_array(example.learned_labels, mask=holes)
+    ax_learned.set_facecolor("white")
     ax_learned.imshow(
-        _tile_image(grid, example.learned_labels),
+        _tile_image(grid, learned),
         origin="lower",
         extent=extent,
         cmap=cmap,
@@ -90,9 +134,12 @@ def plot_tiling(example: TilingExample) -> Figure:
         vmax=n - 0.5,
         interpolation="nearest",
     )
-    masses = np.bincount(example.learned_labels, weights=grid.prior, minlength=n)
+    _hatch(ax_learned, grid, holes, extent, "k")
+    covered = ~holes
+    masses = np.bincount(example.learned_labels[covered], weights=grid.prior[covered], minlength=n)
     ax_learned.set_title(
         f"Eqs. 3–4 fixed point: cell masses {np.round(masses, 2).tolist()}\n"
+        f"holes (white, hatched): {example.learned_uncovered:.1%} of the prior mass\n"
         f"avg KL = {example.kl_learned:.3f} > ln n = {np.log(n):.3f}",
         fontsize=9,
     )
@@ -102,13 +149,7 @@ def plot_tiling(example: TilingExample) -> Figure:
     rgb[example.overlap] = 0.5 * (np.array(colours[i]) + np.array(colours[j]))
     rgb[example.hole] = 0.0
     ax_equi.imshow(_tile_image(grid, rgb), origin="lower", extent=extent, interpolation="nearest")
-    ax_equi.contourf(
-        *np.meshgrid(np.linspace(*extent[:2], grid.size), np.linspace(*extent[2:], grid.size)),
-        _tile_image(grid, example.overlap.astype(float)),
-        levels=[0.5, 1.5],
-        colors="none",
-        hatches=["////"],
-    )
+    _hatch(ax_equi, grid, example.overlap, extent, "k")
     ax_equi.set_title(
         f"equiprobable partition (Prop. 2): avg KL = {example.kl_equiprobable:.3f} ≈ ln n\n"
         f"hatched: Ω{i} ∩ Ω{j} (blur, Prop. 3); black: a hole",
@@ -202,9 +243,13 @@ def plot_phase_transitions(
     u: np.ndarray,
     crit: theory.CriticalBetas,
     axes: Sequence[plt.Axes] | None = None,
+    predicted: Sequence[float] | None = None,
 ) -> Figure:
     """Fig. 2 bottom row: u(β) with grey lines at β_c (left) and |∂²u/∂β²| with the top-k
-    maxima marked (right). Both on a log β axis.
+    maxima marked (right). Both axes of both panels are logarithmic, so that the small-β
+    transitions (u ≈ 10⁻³) are as visible as the final collapse. Each maximum carries its rank
+    next to the marker; the values are in the legend (labels cannot collide). ``predicted``
+    (e.g. λ_max of the merging clusters, deterministic annealing's β_c) is drawn dotted.
 
     Returns:
         The figure holding the two axes (a new one unless ``axes`` is given).
@@ -216,9 +261,10 @@ def plot_phase_transitions(
     ax_u, ax_c = axes
     ax_u.plot(betas, u, "-o", ms=2.5, color="k", lw=1)
     ax_u.set_xscale("log")
+    ax_u.set_yscale("log")
     ax_u.set_xlabel("β")
     ax_u.set_ylabel("u(β) = E‖x − g(z)‖²")
-    ax_u.set_title("expected reconstruction error", fontsize=9)
+    ax_u.set_title("expected reconstruction error (log–log)", fontsize=9)
     ax_c.plot(betas, crit.curvature, "-", color="k", lw=1)
     ax_c.set_xscale("log")
     ax_c.set_yscale("log")
@@ -226,16 +272,22 @@ def plot_phase_transitions(
     ax_c.set_ylabel("|∂²u/∂β²|")
     ax_c.set_title("curvature; top local maxima = critical β_c", fontsize=9)
     for rank, (beta_c, height) in enumerate(zip(crit.beta_c, crit.height), start=1):
-        ax_u.axvline(beta_c, color="0.6", lw=1.2, zorder=0)
-        ax_c.axvline(beta_c, color="0.6", lw=1.2, zorder=0)
-        ax_c.plot([beta_c], [height], "o", color=FIXED_POINT_COLOUR, ms=6)
+        for ax in (ax_u, ax_c):
+            ax.axvline(beta_c, color="0.6", lw=1.2, zorder=0)
+        ax_c.plot(
+            [beta_c], [height], "o", color=FIXED_POINT_COLOUR, ms=6,
+            label=f"$β_c^{{{rank}}}$ = {beta_c:.3g}",
+        )  # fmt: skip
         ax_c.annotate(
-            f"$β_c^{{{rank}}}$={beta_c:.3g}",
-            (beta_c, height),
-            fontsize=8,
-            xytext=(4, 4),
-            textcoords="offset points",
+            str(rank), (beta_c, height), fontsize=8, xytext=(3, 3), textcoords="offset points"
         )
+    for value in predicted or ():
+        for ax in (ax_u, ax_c):
+            ax.axvline(value, color=FIXED_POINT_COLOUR, lw=0.9, ls=":", zorder=0)
+    if predicted:
+        ax_c.plot([], [], ls=":", color=FIXED_POINT_COLOUR, label="λ_max (Rose et al.)")
+    if crit.beta_c.size or predicted:
+        ax_c.legend(fontsize=7, loc="lower left")
     return fig
 
 
@@ -244,9 +296,15 @@ def plot_fig2(
     u: np.ndarray,
     crit: theory.CriticalBetas,
     panels: theory.FixedPointSweep,
+    predicted: Sequence[float] | None = None,
 ) -> Figure:
     """Fig. 2: top row, trajectories and fixed points for the β values of ``panels`` (a sweep
-    run with ``record=True``); bottom row, u(β) and |u''| of ``sweep`` with β_c marked.
+    run with ``record=True``); bottom row, u(β) and |u''| of ``sweep`` with β_c marked (and
+    ``predicted`` β_c dotted, see :func:`plot_phase_transitions`). Panel titles count the
+    occupied locations holding ≥ 1% of the tiles
+    (:func:`geco_core.theory.count_fixed_point_locations` at 5% of the data scale); a panel
+    whose run hit the iteration cap says "not converged at N it." and has a dashed orange
+    frame.
 
     Returns:
         A figure with ``len(panels.betas) + 2`` axes.
@@ -254,19 +312,23 @@ def plot_fig2(
     n_panels = panels.betas.size
     fig = plt.figure(figsize=(max(10, 2.6 * n_panels), 6.4), layout="constrained")
     spec = fig.add_gridspec(2, 2 * n_panels, height_ratios=[1, 0.9])
+    tol = theory.location_tolerance(panels.x)
     for k in range(n_panels):
         ax = fig.add_subplot(spec[0, 2 * k : 2 * k + 2])
-        n_fixed = theory.cluster_counts(panels.psi[k : k + 1])[0]
+        n_fixed = theory.count_fixed_point_locations(panels.psi[k], tol, min_fraction=0.01)[0]
+        note = convergence_note(panels, k)
         plot_fixed_points(
             ax,
             panels.x,
             panels.psi[k],
             None if panels.trajectory is None else panels.trajectory[:, k],
-            title=f"β = {panels.betas[k]:.3g}: {n_fixed} fixed point(s)",
+            title=f"β = {panels.betas[k]:.3g}: {n_fixed} fixed point(s)"
+            + (f"\n{note}" if note else ""),
         )
+        _mark_not_converged(ax, note)
     ax_u = fig.add_subplot(spec[1, :n_panels])
     ax_c = fig.add_subplot(spec[1, n_panels:])
-    plot_phase_transitions(sweep.betas, u, crit, axes=(ax_u, ax_c))
+    plot_phase_transitions(sweep.betas, u, crit, axes=(ax_u, ax_c), predicted=predicted)
     return fig
 
 
@@ -275,9 +337,13 @@ def plot_equipartition(
     gamma_direct: np.ndarray,
     gamma_empirical: np.ndarray | None = None,
     residual: np.ndarray | None = None,
+    residual_empirical: np.ndarray | None = None,
 ) -> Figure:
     """Prop. 5 check: γ from the fixed-point solver, from direct maximisation (scipy) and,
-    optionally, the prior mass of the tiles that Eq. 20 sent to each fixed point.
+    optionally, the prior mass of the tiles that Eq. 20 sent to each fixed point. The title
+    gives the largest residual of Prop. 5's condition at the solver's γ (``residual``) and at
+    the tile masses (``residual_empirical``): the first validates the solver only, the second
+    says whether the dynamics reached the equipartition.
 
     Returns:
         A figure with one axes.
@@ -293,23 +359,30 @@ def plot_equipartition(
     ax.set_xticks(pos, [f"ψ cluster {a}" for a in range(m)], fontsize=8)
     ax.set_ylabel("γ_a")
     title = "equipartition of energy (Prop. 5)"
+    parts = []
     if residual is not None:
-        title += f": max |Σ_i e^(-H_ia/β)/Z_i − n| = {np.max(np.abs(residual)):.1e}"
+        parts.append(f"solver's γ {np.max(np.abs(residual)):.1e}")
+    if residual_empirical is not None:
+        parts.append(f"Eq. 20's tile masses {np.max(np.abs(residual_empirical)):.3g}")
+    if parts:
+        title += "\nmax |Σ_i e^(-H_ia/β)/Z_i − n| at the " + ", at the ".join(parts)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     return fig
 
 
 def plot_lipschitz_panels(
-    x: np.ndarray,
+    x: np.ndarray | None,
     rows: dict[str, Sequence[theory.FixedPointSweep]],
     column_titles: dict[str, Sequence[str]],
 ) -> Figure:
     """Fig. 7 for one data set: one row per setting (β sweep, local, global constraints), one
-    column per strength; grey trajectories (when recorded), red fixed points, blue data.
+    column per strength; grey trajectories (when recorded), red fixed points, blue data. A
+    panel whose run hit the iteration cap gets the title suffix "not converged at N it." and a
+    dashed orange frame.
 
     Args:
-        x: ``[n, 2]`` data.
+        x: ``[n, 2]`` data, or ``None`` to draw each run's own data (``res.x``).
         rows: row label → single-β sweeps, left to right.
         column_titles: row label → one title per panel.
 
@@ -328,13 +401,15 @@ def plot_lipschitz_panels(
                 ax.remove()
                 continue
             res = sweeps[c]
+            note = convergence_note(res)
             plot_fixed_points(
                 ax,
-                x,
+                res.x if x is None else x,
                 res.psi[0],
                 None if res.trajectory is None else res.trajectory[:, 0],
-                title=column_titles[label][c],
+                title=column_titles[label][c] + (f"\n{note}" if note else ""),
             )
+            _mark_not_converged(ax, note)
             if c == 0:
                 ax.set_ylabel(label, fontsize=9)
     return fig

@@ -47,6 +47,7 @@ from torch import Tensor, nn
 
 import geco_core
 from geco_core.io import atomic_write, write_text
+from geco_core.models.layers import check_images
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 WEIGHTS_PATH = ASSETS_DIR / "mnist_classifier.pt"
@@ -87,6 +88,7 @@ class MNISTClassifier(nn.Module):
     def _check(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28):
             raise ValueError(f"x must have shape [B, 1, 28, 28], got {list(x.shape)}")
+        check_images(self, x, "x")
         return (x - _MEAN) / _STD
 
     def forward(self, x: Tensor) -> Tensor:

@@ -58,10 +58,12 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from geco_core.checks import check_int
 from geco_core.models.base import LatentVariableModel, VAEOutput
 from geco_core.models.layers import (
     check_context_shape,
     check_inputs,
+    check_latents,
     check_shape,
     diag_normal_kl,
     diag_normal_log_prob,
@@ -287,8 +289,7 @@ class ConvDRAW(LatentVariableModel):
 
     def unflatten_latents(self, z: Tensor) -> list[Tensor]:
         """Flat ``[B, latent_dim]`` → T maps ``[B, Z, h, w]``."""
-        if z.dim() != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"z must have shape [B, {self.latent_dim}], got {list(z.shape)}")
+        check_latents(self, z, self.latent_dim)
         return list(z.view(z.shape[0], self.steps, self.z_channels, *self.latent_hw).unbind(1))
 
     # -- the recurrence --------------------------------------------------------------------
@@ -306,6 +307,10 @@ class ConvDRAW(LatentVariableModel):
           (gives log q(z|x) for matched pairs).
         - ``x`` None: decoder only; z_t = given, or ~ p(z_t | h^dec_{t-1}) for ``n`` samples.
         """
+        if z is not None:
+            check_latents(self, z, self.latent_dim)
+        elif n is not None:
+            n = check_int(n, "n")
         check_inputs(self, x, context, batch=z.shape[0] if z is not None else n)
         if not self._canvas0_ready:
             self._canvas0_ready = bool(self.canvas0_initialised)
@@ -374,6 +379,7 @@ class ConvDRAW(LatentVariableModel):
     def sample_posterior(
         self, x: Tensor, n: int = 1, context: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
+        n = check_int(n, "n")
         check_inputs(self, x, context)
         batch = x.shape[0]
         xr = x.repeat(n, 1, 1, 1)
@@ -384,4 +390,5 @@ class ConvDRAW(LatentVariableModel):
 
     @torch.no_grad()
     def sample(self, n: int, context: Tensor | None = None) -> Tensor:
+        n = check_int(n, "n")
         return torch.sigmoid(self.unroll(None, context, n=n).canvas)

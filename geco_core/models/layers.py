@@ -116,9 +116,10 @@ def _model_dtype(model: nn.Module) -> torch.dtype | None:
     return None
 
 
-def _check_images(model: nn.Module, t: Tensor, name: str) -> None:
-    """Floating dtype of the model's parameters and values in [0, 1]."""
-    check_float_tensor(t, name)
+def check_images(model: nn.Module, t: Tensor, name: str) -> None:
+    """``t`` (named ``name``) must be a floating tensor of the dtype of ``model``'s parameters
+    with values in [0, 1] (TypeError / ValueError otherwise)."""
+    check_float_tensor(t, name, images=True)
     dtype = _model_dtype(model)
     if dtype is not None and t.dtype != dtype:
         raise TypeError(
@@ -153,7 +154,7 @@ def check_inputs(
             raise ValueError(
                 f"x must have shape [B, {', '.join(map(str, model.image_shape))}], got {got}"
             )
-        _check_images(model, x, "x")
+        check_images(model, x, "x")
         batch = x.shape[0]
     if model.conditional:
         if context is None:
@@ -170,7 +171,7 @@ def check_inputs(
             )
         if batch is not None and context.shape[0] != batch:
             raise ValueError(f"context has {context.shape[0]} rows, expected {batch}")
-        _check_images(model, context, "context")
+        check_images(model, context, "context")
     elif context is not None:
         raise ValueError("context must be None: this model is unconditional (no context_shape)")
 

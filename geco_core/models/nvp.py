@@ -53,12 +53,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from geco_core.checks import check_int
 from geco_core.models.base import LatentVariableModel, VAEOutput
 from geco_core.models.layers import (
     ConvDecoder,
     ConvEncoder,
     check_context_shape,
     check_inputs,
+    check_latents,
     check_shape,
     diag_normal_log_prob,
 )
@@ -267,8 +269,7 @@ class VAENVP(LatentVariableModel):
 
     # -- LatentVariableModel interface -----------------------------------------------------
     def decode(self, z: Tensor, context: Tensor | None = None) -> Tensor:
-        if z.dim() != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"z must have shape [B, {self.latent_dim}], got {list(z.shape)}")
+        check_latents(self, z, self.latent_dim)
         check_inputs(self, None, context, batch=z.shape[0])
         if context is not None:
             z = torch.cat([z, self.context_net(context)], dim=-1)
@@ -286,10 +287,12 @@ class VAENVP(LatentVariableModel):
     def sample_posterior(
         self, x: Tensor, n: int = 1, context: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
+        n = check_int(n, "n")
         return self.rsample_from_context(self.posterior_context(x, context), n=n)
 
     @torch.no_grad()
     def sample(self, n: int, context: Tensor | None = None) -> Tensor:
+        n = check_int(n, "n")
         p = next(self.parameters())
         z = torch.randn(n, self.latent_dim, dtype=p.dtype, device=p.device)
         return self.decode(z, context)

@@ -15,21 +15,28 @@ every public name is re-exported here, so ``from geco_core import theory`` is al
   :func:`restricted_prior_posteriors`, :func:`tile_average_kl`, :func:`partition_kl`,
   :func:`optimal_decoder` (Eq. 4), :func:`overlap_reconstruction` (Eq. 17),
   :func:`expected_reconstruction_error` (Eq. 15), :func:`elbo_fixed_point_step` (Eqs. 3–4),
-  :func:`elbo_fixed_point_iteration` (with Eq. 15).
+  :func:`elbo_fixed_point_iteration` (with Eq. 15), :func:`hole_tiles` and
+  :func:`uncovered_prior_mass` (the holes of §3.1 and Fig. 1).
 - :mod:`~geco_core.theory.fixed_points` — Prop. 4 (Eqs. 19–20, Appendix A):
   :func:`tile_responsibilities` (Eq. 19), :func:`fixed_point_map` (Eq. 20, reference),
   :func:`fixed_point_sweep` (Eq. 20 batched over β, Appendix A's smoothing and stopping),
   :class:`FixedPointSweep`, :func:`lipschitz_fixed_points` (Eq. 20 + Eq. 25, Prop. 6).
 - :mod:`~geco_core.theory.phase` — u(β) and the critical temperatures (§3.2, Fig. 2):
   :func:`reconstruction_error`, :func:`second_derivative`, :func:`critical_betas`,
-  :class:`CriticalBetas`, :func:`cluster_fixed_points`, :func:`cluster_counts`,
-  :func:`collapse_beta`.
+  :class:`CriticalBetas`, :func:`cluster_fixed_points`, :func:`cluster_counts` (single linkage),
+  :func:`location_tolerance`, :func:`fixed_point_locations`,
+  :func:`count_fixed_point_locations` (complete linkage: what a picture shows),
+  :func:`critical_beta_from_covariance`, :func:`collapse_beta`, :func:`merging_clusters`
+  (deterministic annealing's β_c = λ_max, Rose et al. 1990, Rose 1998).
 - :mod:`~geco_core.theory.equipartition` — Prop. 5 (Appendix C.6):
   :func:`equipartition_gamma`, :func:`equipartition_residual`, :func:`equipartition_objective`,
   :func:`equipartition_gamma_direct`, :func:`fixed_point_energies`.
 - :mod:`~geco_core.theory.lipschitz` — Appendix B and Prop. 6 (Eqs. 7–8, 21–25):
   :func:`tile_distance_moments`, :func:`lipschitz_weights` (Eq. 8),
   :func:`lipschitz_projection` (Eq. 25), :func:`neighbour_spread`.
+- :mod:`~geco_core.theory.lipschitz_bounds` — Eq. 8 as a bound (KKT multipliers, not a fixed
+  strength): :class:`LipschitzBound`, :func:`lipschitz_bound`, :func:`bound_violation`,
+  :func:`bound_projection`, :func:`bound_multipliers`, :func:`lipschitz_bound_fixed_points`.
 
 The theory chapter's settings, figure runs and tables live in the book package
 (:mod:`geco_book.chapters.theory`), its figures in :mod:`geco_book.figures.theory`; this
@@ -41,7 +48,8 @@ e^{-‖x-ψ‖²/2β}), and arrays over a β sweep carry β as their leading dim
 
 References:
     Rezende & Viola (2018), "Taming VAEs", arXiv:1810.00597: Props. 1–6, Eqs. 3–6, 8, 17,
-    19–20, 21–25, Appendices A, B, C.
+    19–20, 21–25, Appendices A, B, C. Rose, Gurewitz & Fox (1990), Phys. Rev. Lett. 65, 945,
+    and Rose (1998), Proc. IEEE 86, 2210: deterministic annealing's critical temperatures.
 
 Example:
     >>> import numpy as np
@@ -74,12 +82,25 @@ from geco_core.theory.lipschitz import (
     neighbour_spread,
     tile_distance_moments,
 )
+from geco_core.theory.lipschitz_bounds import (
+    LipschitzBound,
+    bound_multipliers,
+    bound_projection,
+    bound_violation,
+    lipschitz_bound,
+    lipschitz_bound_fixed_points,
+)
 from geco_core.theory.phase import (
     CriticalBetas,
     cluster_counts,
     cluster_fixed_points,
     collapse_beta,
+    count_fixed_point_locations,
+    critical_beta_from_covariance,
     critical_betas,
+    fixed_point_locations,
+    location_tolerance,
+    merging_clusters,
     reconstruction_error,
     second_derivative,
 )
@@ -88,21 +109,29 @@ from geco_core.theory.tilings import (
     elbo_fixed_point_step,
     equiprobable_partition,
     expected_reconstruction_error,
+    hole_tiles,
     optimal_decoder,
     overlap_reconstruction,
     partition_kl,
     restricted_prior_posteriors,
     supports_from_labels,
     tile_average_kl,
+    uncovered_prior_mass,
 )
 
 __all__ = [
     "CriticalBetas",
     "FixedPointSweep",
     "LatentGrid",
+    "LipschitzBound",
+    "bound_multipliers",
+    "bound_projection",
+    "bound_violation",
     "cluster_counts",
     "cluster_fixed_points",
     "collapse_beta",
+    "count_fixed_point_locations",
+    "critical_beta_from_covariance",
     "critical_betas",
     "elbo_fixed_point_iteration",
     "elbo_fixed_point_step",
@@ -113,13 +142,19 @@ __all__ = [
     "equiprobable_partition",
     "expected_reconstruction_error",
     "fixed_point_energies",
+    "fixed_point_locations",
     "fixed_point_map",
     "fixed_point_sweep",
+    "hole_tiles",
     "init_reconstructions",
     "latent_grid",
+    "lipschitz_bound",
+    "lipschitz_bound_fixed_points",
     "lipschitz_fixed_points",
     "lipschitz_projection",
     "lipschitz_weights",
+    "location_tolerance",
+    "merging_clusters",
     "neighbour_spread",
     "optimal_decoder",
     "overlap_reconstruction",
@@ -131,4 +166,5 @@ __all__ = [
     "tile_average_kl",
     "tile_distance_moments",
     "tile_responsibilities",
+    "uncovered_prior_mass",
 ]

@@ -11,7 +11,9 @@ applied after every step of Eq. 20 (Eqs. 21–25).
 
 The constrained iteration itself is :func:`geco_core.theory.fixed_points.fixed_point_sweep`
 with ``lipschitz=W``, and :func:`geco_core.theory.fixed_points.lipschitz_fixed_points` for
-several strengths.
+several strengths. Holding the multipliers Ω̃ at a fixed "strength" makes Eq. 8 a quadratic
+penalty of constant weight (the −1 drops out), not a Lipschitz bound; the bound itself, with
+the KKT multipliers of the active pairs, is :mod:`geco_core.theory.lipschitz_bounds`.
 
 References:
     Rezende & Viola (2018), "Taming VAEs", arXiv:1810.00597: Eqs. 7–8 and Appendix B (the

@@ -10,6 +10,8 @@ the optimal decoder blurs (Prop. 3, Eq. 17); where none covers, it is undefined 
   closed form, −(1/n) Σ ln π_i ≥ ln n);
 - :func:`optimal_decoder` — Eq. 4; :func:`overlap_reconstruction` — Eq. 17;
 - :func:`expected_reconstruction_error` — σ² of Eq. 15;
+- :func:`hole_tiles`, :func:`uncovered_prior_mass` — the "holes" of §3.1 and Fig. 1: tiles that
+  no posterior covers, and their prior mass;
 - :func:`elbo_fixed_point_step` (Eqs. 3–4), :func:`elbo_fixed_point_iteration` (with Eq. 15).
 
 :func:`tile_average_kl` is the discrete-tile average KL of these propositions; the
@@ -35,7 +37,7 @@ import math
 import numpy as np
 import scipy.special
 
-from geco_core.checks import check_choice, check_int, check_positive
+from geco_core.checks import check_choice, check_int, check_nonnegative, check_positive
 from geco_core.theory.grid import LatentGrid
 
 __all__ = [
@@ -43,12 +45,14 @@ __all__ = [
     "elbo_fixed_point_step",
     "equiprobable_partition",
     "expected_reconstruction_error",
+    "hole_tiles",
     "optimal_decoder",
     "overlap_reconstruction",
     "partition_kl",
     "restricted_prior_posteriors",
     "supports_from_labels",
     "tile_average_kl",
+    "uncovered_prior_mass",
 ]
 
 
@@ -258,6 +262,38 @@ def expected_reconstruction_error(q: np.ndarray, x: np.ndarray, g: np.ndarray) -
     return float((q[:, used] * dist).sum() / q.shape[0])
 
 
+def hole_tiles(q: np.ndarray, tol: float = 0.0) -> np.ndarray:
+    """``[B]`` booleans: the tiles that no posterior covers, Σ_i q_ia ≤ ``tol``.
+
+    §3.1 calls regions where q(z|x) ≈ 0 for every x "holes": there the ELBO leaves the decoder
+    unconstrained (Prop. 1, Eq. 9 with E_ρ[q(z|x)] = 0), and Eq. 4 is 0/0
+    (:func:`optimal_decoder` returns NaN). ``tol=0`` asks for exactly zero mass.
+
+    Example:
+        >>> hole_tiles(np.array([[0.5, 0.5, 0.0], [0.0, 1.0, 0.0]])).tolist()
+        [False, False, True]
+    """
+    q = np.asarray(q, dtype=np.float64)
+    if q.ndim != 2 or np.any(q < 0):
+        raise ValueError(f"q must be a non-negative [n, B] array, got shape {q.shape}")
+    return q.sum(axis=0) <= check_nonnegative(tol, "tol")
+
+
+def uncovered_prior_mass(q: np.ndarray, prior: np.ndarray, tol: float = 0.0) -> float:
+    """Prior mass of the holes, Σ_a π_a 𝟙[Σ_i q_ia ≤ tol] (Fig. 1's black region, §3.1).
+
+    A partition (Prop. 2) has 0; Fig. 1's tiling with a hole has the hole's mass.
+
+    Example:
+        >>> q = np.array([[0.5, 0.5, 0.0], [0.0, 1.0, 0.0]])
+        >>> uncovered_prior_mass(q, np.array([0.25, 0.25, 0.5]))
+        0.5
+    """
+    holes = hole_tiles(q, tol)
+    prior = _check_prior(prior, holes.size)
+    return float(prior[holes].sum())
+
+
 def elbo_fixed_point_step(
     q: np.ndarray, x: np.ndarray, prior: np.ndarray, sigma: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -313,8 +349,12 @@ def elbo_fixed_point_iteration(
     The decoder starts smooth in z: g⁰(z) = Σ_i softmax_i(−‖z − e_i‖² / anchor_scale²) x_i for
     random latent anchors e_i ~ N(0, I); then q ← Eq. 3, g ← Eq. 4 and
     σ² ← E‖x − g(z)‖² / d_x (Eq. 15 with the maximum-likelihood 1/d_x). As §3.1 says, σ
-    shrinks towards 0 and q hardens into a partition of the latent grid (Prop. 2); which
-    partition depends on the initialisation, and it is generally not equiprobable.
+    shrinks towards 0 and every tile ends up owned by at most one data point (Prop. 2); which
+    tiling depends on the initialisation, and it is generally not equiprobable. It is also not
+    always a partition: a tile whose decoder output is a blend of several x_i (not exactly one
+    of them) gets posterior mass ∝ e^{−‖x_i − g‖²/2σ²}, which underflows to exactly 0 for every
+    i once σ is small. Such tiles are holes (:func:`hole_tiles`) — a spontaneous instance of the
+    "holes problem" of §3.1 — and keep the decoder value of their last covered step.
 
     Args:
         x: ``[n, ...]`` data.

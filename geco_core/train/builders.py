@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from geco_core.constraints import build_constraint
 from geco_core.models import LatentVariableModel, build_model, load_pretrained_classifier
 from geco_core.objectives import ELBO, AnnealedBeta, BetaVAE, GECOObjective, Objective
-from geco_core.train.config import TrainConfig
+from geco_core.train.config import TrainConfig, constraint_kwargs_for
 
 __all__ = ["build_model_for", "build_objective", "load_data", "target_labels"]
 
@@ -38,7 +38,7 @@ def load_data(cfg: TrainConfig):
     return load_dataset(
         cfg.dataset,
         cfg.split,
-        cfg.seed,
+        seed=cfg.seed,
         root=cfg.data_root,
         download=cfg.download,
         **cfg.dataset_kwargs,
@@ -69,10 +69,7 @@ def build_model_for(
 
 
 def _constraint_kwargs(cfg: TrainConfig, name: str) -> dict[str, Any]:
-    kw = cfg.constraint_kwargs
-    if kw and all(k in cfg.constraints and isinstance(v, dict) for k, v in kw.items()):
-        return dict(kw.get(name, {}))
-    return dict(kw)
+    return constraint_kwargs_for(cfg.constraint_kwargs, cfg.constraints, name)
 
 
 class _ClassifierFeatures(nn.Module):

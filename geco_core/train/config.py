@@ -25,12 +25,14 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from geco_core.checks import (
@@ -40,6 +42,7 @@ from geco_core.checks import (
     check_positive,
 )
 from geco_core.constraints import CONSTRAINTS
+from geco_core.geco import GECO
 from geco_core.models import MODEL_SIZES, MODELS
 from geco_core.objectives import OBJECTIVES, Objective
 
@@ -77,11 +80,51 @@ RESUME_MAY_DIFFER = (
 _KWARGS_FIELDS = ("dataset_kwargs", "model_kwargs", "constraint_kwargs", "geco_kwargs")
 
 
+#: Device types ``TrainConfig.device`` may name (besides ``"auto"``).
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+_SEED_LIMIT = 2**63
+
+
 def _dataset_names() -> tuple[str, ...]:
     """Names :func:`data_builders.load_dataset` accepts."""
     from data_builders.registry import DATASETS
 
     return tuple(DATASETS)
+
+
+def _keyword_names(fn, keyword_only: bool = False) -> list[str] | None:
+    """Parameter names of ``fn`` a caller may pass by keyword (None: it takes ``**kwargs``)."""
+    params = list(inspect.signature(fn).parameters.values())
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    kinds = (
+        (inspect.Parameter.KEYWORD_ONLY,)
+        if keyword_only
+        else (
+            inspect.Parameter.KEYWORD_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        )
+    )
+    return [p.name for p in params if p.kind in kinds and p.name != "self"]
+
+
+def _check_keys(given: Mapping[str, Any], valid: list[str] | None, name: str, what: str) -> None:
+    if valid is None:
+        return
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise ValueError(f"{name}: unknown key(s) {unknown} for {what}; valid keys: {valid}")
+
+
+def constraint_kwargs_for(
+    constraint_kwargs: Mapping[str, Any], constraints: list[str], name: str
+) -> dict[str, Any]:
+    """The keyword arguments of constraint ``name``: ``constraint_kwargs[name]`` when
+    ``constraint_kwargs`` is keyed by constraint name, else ``constraint_kwargs`` itself."""
+    kw = constraint_kwargs
+    if kw and all(k in constraints and isinstance(v, dict) for k, v in kw.items()):
+        return dict(kw.get(name, {}))
+    return dict(kw)
 
 
 @dataclass
@@ -111,7 +154,9 @@ class TrainConfig:
         seed: seeds model initialisation, batches and sampling noise.
         log_every, ckpt_every: metrics-log and checkpoint periods in steps.
         out_dir: where ``metrics.jsonl``, ``checkpoint.pt`` and ``config.json`` go (None: no
-            files).
+            files). ``config.json`` holds these fields plus ``"data"``, the fingerprint of the
+            data trained on (:meth:`data_builders.ImageDataset.fingerprint`; drop that key
+            before :meth:`from_dict`).
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``…
         split, data_root, download, dataset_kwargs: passed to ``load_dataset``.
         model_kwargs, constraint_kwargs, geco_kwargs: passed to the builders
@@ -159,8 +204,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.kappa, (tuple, list)):
             self.kappa = [float(k) for k in self.kappa]
-        if self.out_dir is not None:
+        if isinstance(self.out_dir, os.PathLike):
             self.out_dir = os.fspath(self.out_dir)
+        if isinstance(self.data_root, os.PathLike):
+            self.data_root = os.fspath(self.data_root)
         for name in _KWARGS_FIELDS:
             value = getattr(self, name)
             if isinstance(value, dict):
@@ -194,13 +241,28 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the bad argument (unknown names list the valid
-        choices)."""
+        choices); every message starts with the field's name.
+
+        Checks what can be checked from the config alone, before any data or model exists:
+        names, numbers and their ranges (κ per constraint: ``kappa_max`` of its class, 1e3 for
+        RE-type tolerances, 1 for CLA and pNCC), the device string, the split of the dataset,
+        and that a constraint reading the pretrained one-digit MNIST classifier (CLA,
+        ``FRE(features="classifier")``) gets a dataset whose targets are one MNIST digit
+        (:data:`data_builders.registry.ONE_DIGIT_TARGETS`). :func:`geco_core.train.fit` then
+        runs :meth:`validate_kwargs` and checks what depends on the machine (the device, the
+        data folders, that ``out_dir`` is writable), still before loading data.
+        """
+        from data_builders.registry import ONE_DIGIT_TARGETS, SPLITS
+
         check_choice(self.model, "model", tuple(MODELS))
         check_choice(self.model_size, "model_size", tuple(MODEL_SIZES))
         check_choice(self.objective, "objective", tuple(OBJECTIVES))
         check_choice(self.dataset, "dataset", _dataset_names())
-        if not self.constraints:
-            raise ValueError("constraint must name at least one constraint")
+        check_choice(self.split, "split", SPLITS[self.dataset])
+        if not isinstance(self.constraint, str) or not self.constraints:
+            raise ValueError(
+                f"constraint must name at least one constraint, got {self.constraint!r}"
+            )
         for c in self.constraints:
             check_choice(c, "constraint", tuple(CONSTRAINTS))
         ks = self.kappa if isinstance(self.kappa, list) else [self.kappa]
@@ -211,10 +273,35 @@ class TrainConfig:
             )
         for k in ks:
             check_positive(k, "kappa")
+        for c, k in zip(self.constraints, self.kappas):
+            hi = CONSTRAINTS[c].kappa_max
+            if k > hi:
+                why = (
+                    "a probability or correlation"
+                    if hi <= 1.0
+                    else "an RMS error tolerance; data are in [0, 1], so any κ >= 1 already never "
+                    "binds, and a huge κ overflows κ² in float32"
+                )
+                raise ValueError(
+                    f"kappa: {k:g} is out of range for constraint {c!r}: κ must lie in "
+                    f"(0, {hi:g}] ({why})"
+                )
         for name in ("steps", "batch_size", "log_every", "ckpt_every", "max_bad_steps"):
             check_int(getattr(self, name), name)
         check_int(self.anneal_steps, "anneal_steps")
         check_int(self.seed, "seed", minimum=0)
+        if self.seed >= _SEED_LIMIT:
+            raise ValueError(f"seed must be < 2**63, got {self.seed}")
+        self._validate_device()
+        for name in ("out_dir", "data_root"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise TypeError(f"{name} must be a non-empty path string or None, got {value!r}")
+        if self.download is not None and not isinstance(self.download, bool):
+            raise TypeError(f"download must be True, False or None, got {self.download!r}")
+        for name in ("learn_sigma", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         positive = ["lambda_init", "sigma", "beta", "anneal_sigma_start", "anneal_sigma_end", "nu"]
         for name in ("lr", "max_grad_norm"):
             if getattr(self, name) is not None:
@@ -229,6 +316,74 @@ class TrainConfig:
         for name in _KWARGS_FIELDS:
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} must be a dict, got {getattr(self, name)!r}")
+        for c in self.constraints:
+            kw = constraint_kwargs_for(self.constraint_kwargs, self.constraints, c)
+            reads_classifier = c == "cla" or (c == "fre" and kw.get("features") == "classifier")
+            if reads_classifier and self.dataset not in ONE_DIGIT_TARGETS:
+                raise ValueError(
+                    f"constraint: {c!r} reads the pretrained one-digit MNIST classifier, whose "
+                    f"labels the targets of dataset {self.dataset!r} do not have (they are not "
+                    f"one 1x28x28 MNIST digit); use it with {', '.join(ONE_DIGIT_TARGETS)}"
+                )
+
+    def _validate_device(self) -> None:
+        if not isinstance(self.device, str):
+            raise TypeError(f"device must be a string, got {self.device!r}")
+        if self.device == "auto":
+            return
+        try:
+            d = torch.device(self.device)
+        except (RuntimeError, TypeError, ValueError):
+            d = None
+        if d is None or d.type not in DEVICE_TYPES:
+            raise ValueError(
+                f"device: unknown device {self.device!r}; use auto, cpu, cuda, cuda:N or mps"
+            )
+
+    def validate_kwargs(self) -> None:
+        """Raise ValueError naming the field when a key of ``dataset_kwargs``,
+        ``model_kwargs``, ``geco_kwargs`` or ``constraint_kwargs`` is not an argument of what
+        it is passed to (the dataset builder, the model's constructor, :class:`GECO`, the
+        constraint's class), or ``dataset_kwargs["n"]`` is not an int >= 1.
+        :func:`geco_core.train.fit` runs it before loading data.
+
+        Example:
+            >>> TrainConfig(model_kwargs={"latent_dimm": 2}).validate_kwargs()
+            ... # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            ValueError: model_kwargs: unknown key(s) ['latent_dimm'] for model 'conv_vae'; ...
+        """
+        from data_builders.registry import options
+
+        _check_keys(
+            self.dataset_kwargs,
+            options(self.dataset),
+            "dataset_kwargs",
+            f"dataset {self.dataset!r}",
+        )
+        if "n" in self.dataset_kwargs and self.dataset_kwargs["n"] is not None:
+            check_int(self.dataset_kwargs["n"], "dataset_kwargs: n")
+        for engine_key in ("image_shape", "context_shape"):
+            if engine_key in self.model_kwargs:
+                raise ValueError(f"model_kwargs: {engine_key} is set from the data")
+        model_keys = _keyword_names(MODELS[self.model].__init__)
+        if model_keys is not None:
+            model_keys = [k for k in model_keys if k not in ("image_shape", "context_shape")]
+        _check_keys(self.model_kwargs, model_keys, "model_kwargs", f"model {self.model!r}")
+        _check_keys(
+            self.geco_kwargs,
+            _keyword_names(GECO.__init__, keyword_only=True),
+            "geco_kwargs",
+            "GECO (alpha, nu and lambda_init are fields of their own)",
+        )
+        for c in self.constraints:
+            kw = constraint_kwargs_for(self.constraint_kwargs, self.constraints, c)
+            valid = _keyword_names(CONSTRAINTS[c].__init__)
+            if valid is not None:
+                valid = [k for k in valid if k != "kappa"]
+                valid += ["depth"] if c == "fre" else []  # FRE(features="classifier", depth=k)
+            _check_keys(kw, valid, "constraint_kwargs", f"constraint {c!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-able dict (what checkpoints store)."""

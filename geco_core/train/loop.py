@@ -10,8 +10,16 @@
 - A metrics log (:mod:`geco_core.train.log`) and an atomic checkpoint (``checkpoint.pt``)
   every ``ckpt_every`` steps and at the end, with the model, optimizer, objective (GECO's λ,
   C_ma, t) and every RNG state; ``resume=True`` continues bit-for-bit
-  (:mod:`geco_core.checkpoint`). A checkpoint of another model, of a different configuration
-  or of another :data:`~geco_core.train.config.ENGINE_VERSION` is refused.
+  (:mod:`geco_core.checkpoint`). A checkpoint of another model, of a different configuration,
+  of another :data:`~geco_core.train.config.ENGINE_VERSION` or of other training data is
+  refused: checkpoints and ``config.json`` record the data's fingerprint
+  (:meth:`data_builders.ImageDataset.fingerprint`: dataset, split, size, ``source`` such as
+  ``"mnist-60k"`` or ``"mnist-test-10k"``, sha256 of the tensors), so another ``data_root``
+  or ``$GECO_DATA`` that leads to other data cannot be resumed on.
+- Before any data is loaded: the config is validated (:meth:`TrainConfig.validate`), the
+  device resolved, the data folders given checked, ``out_dir`` probed for writing and a
+  checkpoint to resume verified; a full disk while checkpointing is one ``OSError`` line
+  saying which checkpoint is still intact.
 - Under ``torchrun`` the model is wrapped in DistributedDataParallel (gloo on CPU, NCCL on
   CUDA); GECO all-reduces Ĉ so λ is identical on every rank; only rank 0 writes files.
 
@@ -30,10 +38,12 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
 import random
+import tempfile
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -81,12 +91,24 @@ def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> 
         return (
             torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
         )
-    d = torch.device(device)
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(
+            f"device: unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps"
+        ) from None
     if d.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device {device!r} requested but CUDA is not available")
         if d.index is None:
             d = torch.device(f"cuda:{local_rank}")
+        if d.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device!r} requested but this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif d.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} requested but MPS is not available")
     return d
 
 
@@ -189,10 +211,20 @@ def fit(
         config: a :class:`~geco_core.train.config.TrainConfig` (or a dict of its fields).
         resume: continue from ``out_dir/checkpoint.pt`` when it exists (exactly: same weights,
             λ and batches as an uninterrupted run on the same machine). A checkpoint of another
-            model, of another engine version, or with a different configuration except
-            :data:`~geco_core.train.config.RESUME_MAY_DIFFER`, is refused with a ValueError.
+            model, of another engine version, with a different configuration except
+            :data:`~geco_core.train.config.RESUME_MAY_DIFFER`, or whose recorded data
+            fingerprint differs from the data loaded now, is refused with a ValueError.
             Without a checkpoint the run starts from scratch.
         overwrite: allow a fresh run in an ``out_dir`` that already holds a checkpoint.
+
+    Raises:
+        ValueError, TypeError: a bad config, device, data folder, ``out_dir`` or checkpoint,
+            before any data is loaded (messages name the argument); another model, config or
+            data on resume.
+        CheckpointError: (a ValueError) the checkpoint to resume is corrupt.
+        OSError: the disk filled up while writing a checkpoint (errno ENOSPC; the message
+            says which checkpoint is intact).
+        FloatingPointError: ``max_bad_steps`` consecutive non-finite gradients.
 
     Distributed: under ``torchrun`` (``WORLD_SIZE > 1``) or with a process group already
     initialised, the model is wrapped in DistributedDataParallel, rank r trains on shard r of
@@ -207,6 +239,70 @@ def fit(
     finally:
         if created_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """``out_dir`` must be a folder this process can write, or creatable in one: checked
+    before any data is loaded (a temporary file is created and removed to probe it)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"out_dir: {str(out_dir)!r} is a file, not a folder")
+    probe = out_dir
+    while not probe.exists():  # the nearest existing ancestor is where the folder would go
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(
+            f"out_dir: cannot create {str(out_dir)!r}: {str(probe)!r} is a file, not a folder"
+        )
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as e:
+        raise ValueError(
+            f"out_dir: {str(probe)!r} is not writable ({e.strerror or e}); choose another out_dir"
+        ) from None
+
+
+def _preflight(cfg: TrainConfig, out_dir: Path | None) -> None:
+    """Checked before loading data or building a model: the ``*_kwargs`` keys
+    (:meth:`TrainConfig.validate_kwargs`) and what depends on this machine: the data folders
+    named by ``data_root`` / ``$GECO_DATA`` exist, ``out_dir`` is writable."""
+    from data_builders.core import check_data_dirs
+
+    cfg.validate_kwargs()
+    check_data_dirs(cfg.data_root, root_name="data_root")
+    if out_dir is not None:
+        _check_out_dir(out_dir)
+
+
+def _check_data(saved: Mapping[str, Any], data_record: Mapping[str, Any], ckpt_path: Path) -> None:
+    """Refuse to resume on other data than the checkpoint's (a one-line message naming each
+    difference). ``data_root``, ``download`` and ``$GECO_DATA`` may change between sessions —
+    what must not change is the data they lead to."""
+    before = saved.get("data")
+    if before is None:
+        warnings.warn(
+            f"{ckpt_path} records no data fingerprint (written before geco_core recorded one); "
+            "resuming without checking that the training data are the same",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return
+    keys = ("dataset", "split", "source", "n", "sha256")
+
+    def show(k: str, v: Any) -> str:
+        return f"{v[:12]}…" if k == "sha256" and isinstance(v, str) else repr(v)
+
+    diffs = [
+        f"{k} {show(k, before.get(k))} -> {show(k, data_record.get(k))}"
+        for k in keys
+        if before.get(k) != data_record.get(k)
+    ]
+    if diffs:
+        raise ValueError(
+            f"refusing to resume from {ckpt_path}: the training data differ from the "
+            f"checkpoint's ({'; '.join(diffs)}); check data_root/--data-root, $GECO_DATA and "
+            "download, or start a new out_dir"
+        )
 
 
 def _load_resumable(ckpt_path: Path, cfg: TrainConfig, world: int) -> dict[str, Any]:
@@ -238,6 +334,7 @@ def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int, world: int,
     out_dir = Path(cfg.out_dir) if cfg.out_dir is not None else None
     ckpt_path = out_dir / CKPT_NAME if out_dir is not None else None
     log_path = out_dir / LOG_NAME if out_dir is not None else None
+    _preflight(cfg, out_dir if is_main else None)
     saved = None
     if ckpt_path is not None and ckpt_path.exists():
         if resume:
@@ -250,6 +347,9 @@ def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int, world: int,
             )
 
     data = load_data(cfg)
+    data_record = data.fingerprint()  # recorded in checkpoints and config.json
+    if saved is not None:
+        _check_data(saved, data_record, ckpt_path)
     n = len(data)
     if cfg.batch_size * world > n:
         raise ValueError(
@@ -289,7 +389,8 @@ def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int, world: int,
             truncate_log(log_path, start)
         elif log_path.exists():
             log_path.unlink()
-        write_text(out_dir / CONFIG_NAME, json.dumps(cfg.to_dict(), indent=2) + "\n")
+        run_info = {**cfg.to_dict(), "data": data_record}
+        write_text(out_dir / CONFIG_NAME, json.dumps(run_info, indent=2) + "\n")
 
     x_all = data.x
     ctx_all = data.context
@@ -307,10 +408,31 @@ def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int, world: int,
         ddp_model = model
     model.train()
 
+    saved_step = start if start > 0 else None
+
     def save(step_done: int, wall: float) -> None:
+        nonlocal saved_step
         rng = _gather_rng(world)
         if not is_main or ckpt_path is None:
             return
+        try:
+            _save(step_done, wall, rng)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            kept = (
+                f"the checkpoint of step {saved_step} is intact"
+                if saved_step is not None
+                else f"{ckpt_path} was left as it was"
+            )
+            raise OSError(
+                errno.ENOSPC,
+                f"{e.strerror} (checkpoint of step {step_done}); {kept}; free some space and "
+                "rerun with --resume (resume=True)",
+            ) from e
+        saved_step = step_done
+
+    def _save(step_done: int, wall: float, rng: list[dict[str, Any]]) -> None:
         ckpt.save_checkpoint(
             ckpt_path,
             {
@@ -324,6 +446,7 @@ def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int, world: int,
                 "wall_time": wall,
                 "world_size": world,
                 "config": cfg.to_dict(),
+                "data": data_record,
             },
         )
 

@@ -96,6 +96,7 @@ def test_cifar_bad_checksum_and_missing_data(tmp_path):
         load_dataset("cifar10", root=tmp_path, download=False)
     assert str(archive) in str(e.value) and CIFAR10_MD5 in str(e.value)
     assert md5(archive) in str(e.value)
+    (tmp_path / "nothing").mkdir()  # an existing folder without the data
     with pytest.raises(FileNotFoundError) as e:
         load_dataset("cifar10", root=tmp_path / "nothing", download=False)
     msg = str(e.value)
@@ -207,6 +208,7 @@ def test_celeba_bad_checksum_and_missing_data(tmp_path):
         load_dataset("celeba", root=tmp_path, download=False)
     msg = str(e.value)
     assert "list_eval_partition.txt" in msg and CELEBA_FILES["list_eval_partition.txt"][1] in msg
+    (tmp_path / "nothing").mkdir()  # an existing folder without the data
     with pytest.raises(FileNotFoundError) as e:
         load_dataset("celeba", root=tmp_path / "nothing", download=False)
     msg = str(e.value)

@@ -53,8 +53,13 @@ def fake_full_mnist(folder: Path, marker: int, gz: bool = True) -> dict[str, byt
 
 
 def accept_fake_md5s(monkeypatch, files: dict[str, bytes]) -> None:
+    """Make the fake files "official": their md5 (gzip) or size and md5 (raw IDX)."""
     for name, data in files.items():
-        monkeypatch.setitem(mnist_mod.MNIST_MD5, name, hashlib.md5(data).hexdigest())
+        md5 = hashlib.md5(data).hexdigest()
+        if name.endswith(".gz"):
+            monkeypatch.setitem(mnist_mod.MNIST_MD5, name, md5)
+        else:
+            monkeypatch.setitem(mnist_mod.MNIST_RAW, name, (len(data), md5))
 
 
 def vendored_reference() -> tuple[np.ndarray, np.ndarray]:
@@ -137,31 +142,65 @@ def test_unknown_split():
 
 
 def test_search_order_root_geco_data_cache(monkeypatch, tmp_path):
-    # raw (uncompressed) sets: no official md5 to match, so three different sets can coexist
-    fake_full_mnist(tmp_path / "root", marker=11, gz=False)
-    fake_full_mnist(tmp_path / "env" / "mnist", marker=22, gz=False)  # per-dataset sub-folder
-    fake_full_mnist(tmp_path / "xdg-cache" / "geco_book" / "mnist", marker=33, gz=False)
+    # the same (fake, accepted) raw set in three places: found_in tells which one was used
+    files = fake_full_mnist(tmp_path / "root", marker=11, gz=False)
+    fake_full_mnist(tmp_path / "env" / "mnist", marker=11, gz=False)  # per-dataset sub-folder
+    fake_full_mnist(tmp_path / "xdg-cache" / "geco_book" / "mnist", marker=11, gz=False)
+    accept_fake_md5s(monkeypatch, files)
     monkeypatch.setenv("GECO_DATA", str(tmp_path / "env"))
 
-    def marker(**kw):
+    def found_in(**kw):
         ds = load_mnist("train", download=False, **kw)
         assert ds.source == "mnist-60k" and len(ds) == 30
         np.testing.assert_array_equal(ds.labels.numpy(), np.arange(30) % 10)
-        return round(float(ds.x[0, 0, 0, 0]) * 255), ds.meta["found_in"]
+        assert round(float(ds.x[0, 0, 0, 0]) * 255) == 11
+        return ds.meta["found_in"]
 
-    assert marker(root=tmp_path / "root") == (11, f"root ({tmp_path / 'root'})")
-    assert marker() == (22, f"$GECO_DATA ({tmp_path / 'env' / 'mnist'})")
+    assert found_in(root=tmp_path / "root") == f"root ({tmp_path / 'root'})"
+    assert found_in() == f"$GECO_DATA ({tmp_path / 'env' / 'mnist'})"
     monkeypatch.delenv("GECO_DATA")
-    assert marker()[0] == 33
+    cache = tmp_path / "xdg-cache" / "geco_book" / "mnist"
+    assert found_in() == f"cache ({cache})"
     assert load_mnist("test", download=False).x.shape == (10, 1, 28, 28)
 
 
-def test_raw_idx_files_are_read_and_marked_unverified(tmp_path):
-    fake_full_mnist(tmp_path / "raw", marker=7, gz=False)
-    ds = load_mnist("test", root=tmp_path / "raw", download=False)
+def test_raw_idx_files_are_verified_by_size_and_md5(monkeypatch, tmp_path):
+    # the vendored t10k pair, uncompressed: the official raw files, accepted and verified
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for p in VENDOR.iterdir():
+        (raw / p.name[: -len(".gz")]).write_bytes(gzip.decompress(p.read_bytes()))
+    ds = load_mnist("test", root=raw, download=False)
+    assert ds.source == "mnist-test-10k" and ds.meta["found_in"] == f"root ({raw})"
+    assert all(r["verified"] for r in ds.meta["files"].values())
+    for stem, rec in ds.meta["files"].items():
+        assert rec["md5"] == mnist_mod.MNIST_RAW[stem][1]
+    ref_x, _ = vendored_reference()
+    np.testing.assert_array_equal((ds.x[:, 0] * 255).round().byte().numpy(), ref_x[9::10])
+
+    # a fake "full" set in raw IDX: accepted only when its checksums are declared official
+    files = fake_full_mnist(tmp_path / "fake", marker=7, gz=False)
+    with pytest.raises(ValueError, match="bytes but the official uncompressed") as e:
+        load_mnist("test", root=tmp_path / "fake", download=False)
+    assert str(tmp_path / "fake") in str(e.value)
+    accept_fake_md5s(monkeypatch, files)
+    ds = load_mnist("test", root=tmp_path / "fake", download=False)
     assert ds.source == "mnist-60k" and len(ds) == 10
-    assert all(not r["verified"] for r in ds.meta["files"].values())
     np.testing.assert_array_equal((ds.x[:, 0, 5, 5] * 255).round().numpy(), np.arange(10))
+
+
+def test_raw_noise_with_a_valid_header_and_the_official_size_is_refused(tmp_path):
+    # the attack: random bytes behind valid IDX headers, at the official sizes, used to load
+    # as "mnist-60k"
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "noise"
+    for prefix, n in (("train", 60_000), ("t10k", 10_000)):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n))
+    assert (folder / "train-images-idx3-ubyte").stat().st_size == 47_040_016
+    with pytest.raises(ValueError, match="checksum mismatch") as e:
+        load_mnist("train", root=folder, download=False)
+    assert str(folder) in str(e.value) and "not the official one" in str(e.value)
 
 
 def test_folder_with_only_t10k_is_used_before_vendored(tmp_path):
@@ -193,6 +232,8 @@ def test_missing_data_error_says_what_was_searched(monkeypatch, tmp_path):
     empty = tmp_path / "no-vendor"
     empty.mkdir()
     monkeypatch.setattr(mnist_mod, "VENDOR_DIR", empty)
+    (tmp_path / "mine").mkdir()  # existing folders without MNIST
+    (tmp_path / "env").mkdir()
     monkeypatch.setenv("GECO_DATA", str(tmp_path / "env"))
     with pytest.raises(FileNotFoundError) as e:
         load_mnist("train", root=tmp_path / "mine", download=False)
@@ -208,6 +249,51 @@ def test_missing_data_error_says_what_was_searched(monkeypatch, tmp_path):
         "download=True",
     ):
         assert needle in msg, needle
+
+
+@pytest.mark.parametrize("loader", ["mnist", "mnist-rotate", "cifar10", "celeba"])
+def test_a_data_folder_that_does_not_exist_is_an_error_not_a_fallback(monkeypatch, tmp_path,
+                                                                       loader):
+    from data_builders import load_dataset
+
+    missing, a_file = tmp_path / "typo", tmp_path / "file.txt"
+    a_file.write_text("not a folder")
+    with pytest.raises(FileNotFoundError, match=r"^root: the folder .*typo.* does not exist"):
+        load_dataset(loader, root=missing, download=False)
+    with pytest.raises(ValueError, match=r"^root: .*file\.txt.* is a file, not a folder"):
+        load_dataset(loader, root=a_file, download=False)
+    monkeypatch.setenv("GECO_DATA", str(missing))
+    with pytest.raises(FileNotFoundError, match=r"^GECO_DATA: the folder .*typo.* does not exist"):
+        load_dataset(loader, download=False)
+    monkeypatch.setenv("GECO_DATA", str(a_file))
+    with pytest.raises(ValueError, match=r"^GECO_DATA: .* is a file, not a folder"):
+        load_dataset(loader, download=False)
+    monkeypatch.setenv("GECO_DATA", "")  # empty: unset
+    if loader.startswith("mnist"):
+        assert load_dataset(loader, split="test", download=False, n=4).source == "mnist-test-10k"
+
+
+def test_fallback_warning_names_the_folders_the_user_gave(monkeypatch, tmp_path):
+    monkeypatch.setattr(mnist_mod, "_warned_fallback", False)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "env").mkdir()
+    monkeypatch.setenv("GECO_DATA", str(tmp_path / "env"))
+    with pytest.warns(DataFallbackWarning) as caught:
+        load_mnist("train", root=tmp_path / "mine", download=False)
+    msg = str(caught[0].message)
+    assert f"root={tmp_path / 'mine'}" in msg and f"GECO_DATA={tmp_path / 'env'}" in msg
+    assert "hold no full MNIST" in msg and "Pass root=" not in msg
+
+
+def test_loaders_take_keyword_arguments_after_split():
+    from data_builders import load_dataset
+
+    with pytest.raises(TypeError, match="positional"):
+        load_mnist("train", 0)
+    with pytest.raises(TypeError, match="positional"):
+        load_dataset("mnist", "train", 0)
+    ds = load_dataset("mnist", "test", seed=1, download=False, n=3)
+    assert len(ds) == 3 and ds.meta["seed"] == 1
 
 
 # ------------------------------------------------------------------------- downloads

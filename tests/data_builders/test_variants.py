@@ -18,8 +18,6 @@ MNIST_VARIANTS = [n for n in DATASETS if n not in ("cifar10", "celeba")]
 N = 400
 
 
-
-
 @pytest.fixture(scope="module")
 def pools():
     with pytest.MonkeyPatch.context() as mp:
@@ -219,3 +217,17 @@ def test_image_dataset_checks_and_moves():
         ImageDataset(x=x, labels=torch.arange(4), context=torch.zeros(4, 1, 7, 8))
     with pytest.raises(ValueError, match="float"):
         ImageDataset(x=x.long(), labels=torch.arange(4))
+
+
+def test_fingerprint_identifies_the_data():
+    a, b = build("mnist-sum", seed=0, n=32), build("mnist-sum", seed=0, n=32)
+    fp = a.fingerprint()
+    assert fp == b.fingerprint()  # the same data: the same fingerprint
+    assert fp["dataset"] == "mnist-sum" and fp["split"] == "train" and fp["n"] == 32
+    assert fp["source"] == a.source and len(fp["sha256"]) == 64
+    assert build("mnist-sum", seed=1, n=32).fingerprint()["sha256"] != fp["sha256"]
+    changed = ImageDataset(
+        x=a.x, labels=a.labels, context=1 - a.context, source=a.source, name=a.name, split=a.split
+    )
+    assert changed.fingerprint()["sha256"] != fp["sha256"]  # the context counts too
+    assert build("mnist-sum", split="test", n=32).fingerprint()["split"] == "test"

@@ -1,5 +1,5 @@
-"""Figure functions of geco_book.figures.micro_mnist: they return Figures with the expected axes, draw what
-they are given, and refuse malformed input."""
+"""Figure functions of geco_book.figures.micro_mnist: they return Figures with the expected
+axes, draw what they are given, and refuse malformed input."""
 
 from __future__ import annotations
 

@@ -60,9 +60,7 @@ def test_changing_a_setting_invalidates_exactly_the_runs_that_use_it():
 def test_editing_a_docstring_of_a_model_module_keeps_the_committed_cache_valid(tmp_path):
     """A copy of the library whose VAE+NVP module has a new docstring renders chapter 02 from
     the committed records without training (training would raise)."""
-    if not mm.run_specs(mm.settings_for("cpu")) or not (
-        Path(mm.__file__).resolve().parents[2] / "book" / "_cache" / "runs"
-    ).is_dir():
+    if not (Path(mm.__file__).resolve().parents[2] / "book" / "_cache" / "runs").is_dir():
         pytest.skip("no committed cpu records")
     import geco_core
 
@@ -84,8 +82,9 @@ def test_editing_a_docstring_of_a_model_module_keeps_the_committed_cache_valid(t
         "print('ok', len(r.runs))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "GECO_RUNS": str(tmp_path / "no-ckpts")}
+    # cwd = the copy's parent: `python -c` puts the working directory first on sys.path.
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=300)
+                         timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("ok 12")
 

@@ -153,3 +153,17 @@ def test_a_new_engine_field_at_its_default_keeps_every_key(tiny_config, monkeypa
     assert run_key(tiny_config()) == before  # the engine gained a field; stored runs stay
     monkeypatch.setattr(TrainConfig, "to_dict", lambda self: {**plain(self), "new_option": 4})
     assert run_key(tiny_config()) != before  # a run that sets it is another run
+
+
+def test_a_longer_run_continues_a_stored_shorter_one_to_the_same_numbers(tiny_config, store,
+                                                                       tmp_path, monkeypatch):
+    short = store.get_or_train(tiny_config(steps=3))
+    assert store.prefix_of(tiny_config(steps=6)).key == short.key
+    assert store.prefix_of(tiny_config(steps=6, seed=1)) is None  # another config
+    assert store.prefix_of(tiny_config(steps=3)) is None  # not shorter
+    long = store.get_or_train(tiny_config(steps=6))
+    assert long.record["continued_from"] == short.key and long.step == 6
+    scratch = RunStore(tmp_path / "r3", tmp_path / "c3").get_or_train(tiny_config(steps=6))
+    assert scratch.record["continued_from"] is None
+    assert numbers(long.metrics) == numbers(scratch.metrics)
+    assert long.log().drop(columns="wall_time").equals(scratch.log().drop(columns="wall_time"))

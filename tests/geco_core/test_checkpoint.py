@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -75,3 +76,17 @@ def test_a_header_with_another_format_is_refused(good):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "nothing.pt")
+
+
+@pytest.mark.parametrize("mode", ["oserror", "torch"])
+def test_disk_full_keeps_the_previous_checkpoint_and_leaves_no_temporary_file(
+    good, full_disk, mode
+):
+    full_disk(fail_from=1, mode=mode)
+    with pytest.raises(OSError) as e:
+        save_checkpoint(good, {"step": 8, "w": torch.zeros(1000)})
+    assert e.value.errno == errno.ENOSPC
+    assert str(e.value) == f"[Errno 28] no space left on device while writing {good}"
+    assert sorted(p.name for p in good.parent.iterdir()) == ["checkpoint.pt"]  # no .tmp
+    state = load_checkpoint(good)  # the previous good checkpoint, intact
+    assert state["step"] == 7 and torch.equal(state["w"], torch.arange(1000.0))

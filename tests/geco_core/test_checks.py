@@ -7,14 +7,18 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from geco_core.checks import (
     check_choice,
+    check_class_labels,
     check_finite,
+    check_float_tensor,
     check_fraction,
     check_int,
     check_nonnegative,
     check_positive,
+    check_unit_interval,
 )
 
 
@@ -28,6 +32,11 @@ def test_valid_values_come_back_normalised():
     assert check_int(np.int64(3), "steps") == 3 and type(check_int(np.int64(3), "steps")) is int
     assert check_int(0, "seed", minimum=0) == 0
     assert check_choice("re", "constraint", ["re", "cla"]) == "re"
+    x = torch.tensor([0.0, 0.5, 1.0])
+    assert check_float_tensor(x, "x") is x and check_unit_interval(x, "x") is x
+    assert check_unit_interval(torch.zeros(0), "x").numel() == 0
+    labels = torch.tensor([0, 9])
+    assert check_class_labels(labels, "labels", 2, 10) is labels
 
 
 @pytest.mark.parametrize(
@@ -51,6 +60,20 @@ def test_valid_values_come_back_normalised():
         (lambda: check_choice("ssim", "constraint", ("re", "cla")), ValueError,
          "constraint: unknown value 'ssim'; valid choices: re, cla"),
         (lambda: check_choice(1, "constraint", ("re",)), ValueError, "constraint"),
+        (lambda: check_float_tensor([0.5], "x"), TypeError, "x must be a torch.Tensor"),
+        (lambda: check_float_tensor(torch.zeros(2, dtype=torch.uint8), "x", images=True),
+         TypeError, r"x must be a floating-point tensor, got dtype torch.uint8 \(images"),
+        (lambda: check_float_tensor(torch.zeros(2), "z", torch.float64), TypeError,
+         "z has dtype torch.float32, expected torch.float64"),
+        (lambda: check_unit_interval(torch.tensor([0.0, 255.0]), "x"), ValueError,
+         r"x must hold values in \[0, 1\].*min 0, max 255"),
+        (lambda: check_unit_interval(torch.tensor([-0.1, 0.5]), "x"), ValueError, "min -0.1"),
+        (lambda: check_unit_interval(torch.tensor([float("nan")]), "x"), ValueError, "nan"),
+        (lambda: check_class_labels(torch.tensor([0, 10]), "labels", 2, 10), ValueError,
+         r"labels must be class indices in 0..9, got values in 0..10"),
+        (lambda: check_class_labels(torch.tensor([0.0]), "labels", 1, 10), TypeError, "labels"),
+        (lambda: check_class_labels(torch.tensor([0]), "labels", 2, 10), ValueError,
+         r"labels must have shape \[2\]"),
     ],
 )  # fmt: skip
 def test_bad_values_name_the_argument(call, error, words):

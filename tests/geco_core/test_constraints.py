@@ -307,3 +307,49 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(geco_core.constraints)
     assert result.attempted > 0 and result.failed == 0
+
+
+# ------------------------------------------------------------------ inputs at the entry point
+def test_constraints_refuse_integer_or_0_255_data_and_huge_kappa():
+    x, x_hat = torch.rand(3, 1, 8, 8), torch.rand(3, 1, 8, 8)
+    clf = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    for c in (
+        RE(0.1),
+        GroupedRE(0.1, data_shape=(1, 8, 8)),
+        FRE(0.1, window=3),
+        PNCC(0.5, patch_size=3),
+        CLA(0.5, clf),
+    ):
+        kw = {"labels": torch.zeros(3, dtype=torch.long)} if isinstance(c, CLA) else {}
+        with pytest.raises(ValueError, match=r"^x must hold values in \[0, 1\].*max 2"):
+            c(x * 255, x_hat, **kw)  # RE would read ≈ 215 instead of ≈ 0.17
+        with pytest.raises(TypeError, match=r"^x must be a floating-point tensor"):
+            c((x * 255).to(torch.uint8), x_hat, **kw)
+        with pytest.raises(TypeError, match=r"^x_hat must be a floating-point tensor"):
+            c(x, torch.zeros(3, 1, 8, 8, dtype=torch.long), **kw)
+        assert c(x, x_hat, **kw).shape[0] == 3
+    for cls, hi in ((RE, 1e3), (FRE, 1e3), (CLA, 1.0), (PNCC, 1.0)):
+        assert cls.kappa_max == hi
+    with pytest.raises(ValueError, match=r"^kappa must be <= 1000, got 1e\+30"):
+        RE(1e30)  # κ² = 1e60 overflows float32
+    with pytest.raises(ValueError, match=r"^kappa must be <= 1000"):
+        GroupedRE([0.1, 1e30], data_shape=(2, 4, 4))
+    with pytest.raises(ValueError, match=r"^kappa must be <= 1000"):
+        build_constraint("fre", 1e30)
+    with pytest.raises(ValueError, match=r"^kappa must be <= 1"):
+        PNCC(1.5)
+    assert RE(1e3).kappa == 1e3
+
+
+def test_cla_refuses_labels_outside_the_classes():
+    x = torch.rand(3, 1, 8, 8)
+    cla = CLA(0.5, nn.Sequential(nn.Flatten(), nn.Linear(64, 10)))
+    with pytest.raises(
+        ValueError,
+        match=r"^labels must be class indices in 0\.\.9, got values "
+        r"in 3\.\.12",
+    ):
+        cla(x, x, labels=torch.tensor([3, 12, 4]))
+    with pytest.raises(ValueError, match=r"^labels must be class indices in 0\.\.9"):
+        cla(x, x, labels=torch.tensor([-1, 0, 4]))
+    assert cla(x, x, labels=torch.tensor([0, 9, 4])).shape == (3,)

@@ -322,3 +322,27 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(geco_core.geco)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_non_numeric_hyper_parameters_and_integer_estimates_raise_type_error():
+    with pytest.raises(TypeError, match=r"^alpha must be a real number, got None"):
+        GECO(alpha=None)
+    with pytest.raises(TypeError, match=r"^nu must be a real number"):
+        GECO(nu="1")
+    with pytest.raises(TypeError, match=r"^lambda_init must be a number or a sequence"):
+        GECO(lambda_init=None)
+    with pytest.raises(TypeError, match=r"^lambda_init must be a number or a sequence"):
+        GECO(lambda_init="abc")
+    geco = GECO()
+    # an integer Ĉ used to turn λ into an integer inside the loss
+    with pytest.raises(
+        TypeError,
+        match=r"^c_hat must be a floating-point tensor, got dtype "
+        r"torch\.int64",
+    ):
+        geco.loss(torch.tensor(1.0), torch.tensor([2]))
+    with pytest.raises(TypeError, match=r"^kl must be a floating-point tensor"):
+        geco.loss(torch.tensor(1), torch.tensor([0.5]))
+    assert geco.step_count == 0 and geco.lambdas.dtype == torch.float64
+    geco.loss(torch.tensor(1.0), torch.tensor([0.5]))
+    assert geco.lambdas.dtype == torch.float32 and geco.step_count == 1

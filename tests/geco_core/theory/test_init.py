@@ -8,9 +8,18 @@ from pathlib import Path
 
 import geco_core.theory as theory
 from geco_core import metrics
-from geco_core.theory import _arrays, equipartition, fixed_points, grid, lipschitz, phase, tilings
+from geco_core.theory import (
+    _arrays,
+    equipartition,
+    fixed_points,
+    grid,
+    lipschitz,
+    lipschitz_bounds,
+    phase,
+    tilings,
+)
 
-MODULES = (grid, fixed_points, phase, tilings, equipartition, lipschitz)
+MODULES = (grid, fixed_points, phase, tilings, equipartition, lipschitz, lipschitz_bounds)
 
 
 def test_doctests():

@@ -105,6 +105,74 @@ def test_cluster_helpers():
     assert theory.cluster_counts(many, min_fraction=0).tolist() == [2]
 
 
+def test_location_counter_does_not_chain_a_thread():
+    tol = 0.05
+    # a thread of 41 points spaced tol/4 over a length of 10 tol: single linkage merges it
+    thread = np.stack([np.linspace(0.0, 10 * tol, 41), np.zeros(41)], axis=1)
+    assert theory.cluster_counts(thread[None], tol=tol, min_fraction=0).tolist() == [1]
+    count = int(theory.count_fixed_point_locations(thread, tol)[0])
+    assert 10 <= count <= 21  # complete linkage: between length/tol and 2·length/tol
+    _, _, labels = theory.fixed_point_locations(thread, tol)
+    for group in np.unique(labels):  # every group is at most about tol wide
+        members = thread[labels == group]
+        assert np.ptp(members[:, 0]) <= 1.07 * tol
+    # tight clusters count once each, however many tiles they hold
+    rng = np.random.default_rng(0)
+    blobs = np.concatenate([rng.normal(c, 1e-3, (100, 2)) for c in ([0, 0], [0.3, 0], [0, 0.3])])
+    assert theory.count_fixed_point_locations(blobs, tol).tolist() == [3]
+    assert theory.cluster_counts(blobs[None], tol=tol).tolist() == [3]
+    # a thread plus a cluster: the thread counts as many, the cluster as one
+    both = np.concatenate([thread, blobs[:100] + [1.0, 1.0]])
+    assert theory.count_fixed_point_locations(both, tol).tolist() == [count + 1]
+    # min_fraction drops small groups; the weights move the centres
+    centres, mass, _ = theory.fixed_point_locations(blobs, tol, weights=np.ones(300) / 300)
+    assert np.isclose(mass.sum(), 1.0) and centres.shape == (3, 2)
+    assert theory.count_fixed_point_locations(both, tol, min_fraction=0.2).tolist() == [1]
+    # [K, B, d] input: one count per β
+    assert theory.count_fixed_point_locations(np.stack([blobs, blobs]), tol).tolist() == [3, 3]
+
+
+def test_location_tolerance_is_relative_to_the_data_scale():
+    x = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    assert np.isclose(theory.location_tolerance(x), 0.05)
+    assert np.isclose(theory.location_tolerance(3 * x + 7, rel=0.1), 0.3)
+
+
+def test_critical_beta_from_covariance_is_rose_s_lambda_max():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(50, 2)) * [0.3, 0.1]
+    cov = np.cov(x.T, bias=True)
+    assert np.isclose(theory.critical_beta_from_covariance(x), np.linalg.eigvalsh(cov)[-1])
+    assert theory.collapse_beta(x) == theory.critical_beta_from_covariance(x)
+    w = rng.uniform(size=50)
+    mean = w @ x / w.sum()
+    wcov = ((x - mean) * w[:, None]).T @ (x - mean) / w.sum()
+    assert np.isclose(theory.critical_beta_from_covariance(x, w), np.linalg.eigvalsh(wcov)[-1])
+    # T = 2β: two points at ±a merge at β_c = a² (T_c = 2a²)
+    assert np.isclose(theory.critical_beta_from_covariance(np.array([[-0.3, 0], [0.3, 0]])), 0.09)
+
+
+def test_merging_clusters_match_the_detected_transitions():
+    """Three blobs, a tight pair and a far one: the pair merges first, at λ_max of its data."""
+    from data_builders.mixtures import gaussian_blobs
+
+    x, labels = gaussian_blobs([[-0.3, 0.1], [-0.3, -0.1], [0.3, 0.0]], n_per_blob=10, seed=0)
+    grid = theory.latent_grid(16)
+    betas = np.geomspace(2e-3, 0.3, 40)
+    res = theory.fixed_point_sweep(x, betas, grid, max_iter=400, progress=False)
+    tol = theory.location_tolerance(x)
+    counts = theory.count_fixed_point_locations(res.psi, tol, min_fraction=0.01)
+    pair = theory.critical_beta_from_covariance(x[labels < 2])
+    first_two = betas[np.flatnonzero(counts <= 2)[0]]
+    assert pair < first_two < 1.3 * pair  # the 3 → 2 merge happens just above λ_max(pair)
+    k_below = np.flatnonzero(betas < 0.8 * pair)[-1]
+    k_above = np.flatnonzero(counts <= 2)[0]
+    below = theory.fixed_point_locations(res.psi[k_below], tol)[0][:3]
+    above = theory.fixed_point_locations(res.psi[k_above], tol)[0][:2]
+    merges = theory.merging_clusters(x, below, above)
+    assert len(merges) == 1 and np.array_equal(merges[0], labels < 2)
+
+
 @pytest.mark.parametrize(
     ("call", "error", "name"),
     [
@@ -122,6 +190,19 @@ def test_cluster_helpers():
         (lambda: theory.critical_betas(np.arange(1.0, 5), np.zeros(4), k=1.0), TypeError, "k"),
         (lambda: theory.cluster_counts(np.zeros((1, 3, 2)), min_fraction=1.0), ValueError, "min_"),
         (lambda: theory.cluster_fixed_points(np.zeros((3, 2)), tol=0.0), ValueError, "tol"),
+        (lambda: theory.fixed_point_locations(np.zeros((3, 2)), tol=0.0), ValueError, "tol"),
+        (
+            lambda: theory.fixed_point_locations(np.zeros((3, 2)), 0.1, weights=np.ones(2)),
+            ValueError,
+            "weights",
+        ),
+        (lambda: theory.count_fixed_point_locations(np.zeros(3), 0.1), ValueError, "psi"),
+        (lambda: theory.location_tolerance(np.zeros((3, 2)), rel=0), ValueError, "rel"),
+        (
+            lambda: theory.critical_beta_from_covariance(np.zeros((3, 2)), -np.ones(3)),
+            ValueError,
+            "weights",
+        ),
     ],
 )
 def test_bad_arguments(call, error, name):

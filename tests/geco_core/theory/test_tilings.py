@@ -66,6 +66,34 @@ def test_elbo_iteration_hardens_into_a_partition():
     assert theory.tile_average_kl(q, grid.prior) >= np.log(5) - 1e-9
 
 
+def test_holes_and_their_prior_mass():
+    prior = np.array([0.1, 0.2, 0.3, 0.4])
+    q = np.array([[0.5, 0.5, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+    assert theory.hole_tiles(q).tolist() == [False, False, True, True]
+    assert np.isclose(theory.uncovered_prior_mass(q, prior), 0.7)
+    # a partition (Prop. 2) has no holes; the tolerance counts near-empty tiles too
+    part = theory.restricted_prior_posteriors(
+        theory.supports_from_labels(np.array([0, 0, 1, 1]), 2), prior
+    )
+    assert theory.uncovered_prior_mass(part, prior) == 0.0
+    q_small = np.array([[1.0 - 1e-20, 1e-20, 0.0, 0.0]])
+    assert theory.hole_tiles(q_small).tolist() == [False, False, True, True]
+    assert theory.hole_tiles(q_small, tol=1e-15).tolist() == [False, True, True, True]
+    # holes are where the optimal decoder (Eq. 4) is undefined
+    g = theory.optimal_decoder(q, np.array([[0.0], [1.0]]))
+    assert np.array_equal(np.isnan(g[:, 0]), theory.hole_tiles(q))
+
+
+def test_elbo_iteration_leaves_spontaneous_holes():
+    """Fig. 1's tiling at seed 0 (48², 150 steps) leaves ≈ 8% of the prior mass uncovered."""
+    grid = theory.latent_grid(48, 3.0, "normal")
+    q, _ = theory.elbo_fixed_point_iteration(tiny_glyphs(), grid, n_steps=150, seed=0)
+    holes = theory.hole_tiles(q)
+    assert np.all(q[:, holes] == 0.0)  # exactly zero: the likelihood underflowed
+    assert 0.05 < theory.uncovered_prior_mass(q, grid.prior) < 0.12
+    assert np.isnan(theory.optimal_decoder(q, tiny_glyphs())[holes]).all()
+
+
 def test_prop3_overlap_reconstruction_is_the_inverse_prior_weighted_average():
     rng = np.random.default_rng(4)
     n_tiles, n = 30, 4
@@ -82,6 +110,15 @@ def test_prop3_overlap_reconstruction_is_the_inverse_prior_weighted_average():
     pi = supports @ prior
     expected = (x / pi[:, None, None]).sum(0) / (1 / pi).sum()
     assert np.allclose(closed[1], expected)
+
+
+def test_hole_arguments():
+    with pytest.raises(ValueError, match="q must"):
+        theory.hole_tiles(np.array([0.5, 0.5]))
+    with pytest.raises(ValueError, match="tol"):
+        theory.hole_tiles(np.ones((1, 2)), tol=-1.0)
+    with pytest.raises(ValueError, match="prior"):
+        theory.uncovered_prior_mass(np.ones((1, 2)), np.array([0.3, 0.3, 0.4]))
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,187 @@
+"""Chapter 03 (geco_book.chapters.large_scale): runs, configs, verdicts, figures, and the
+smoke profile end to end; every gpu-profile config trains two steps at full model size."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from geco_book.chapters import large_scale as ls  # noqa: E402
+from geco_book.chapters import large_scale_tables as tables  # noqa: E402
+from geco_book.figures import large_scale as figs  # noqa: E402
+from geco_book.store import RunStore, run_key  # noqa: E402
+
+
+def test_cpu_runs_cover_the_issue():
+    s = ls.settings_for("cpu")
+    specs = ls.run_specs(s)
+    assert len(specs) == len(set(specs)) == len({s.name for s in specs})
+    names = {x.name for x in specs}
+    for model, data in s["combos"]:
+        for seed in (0, 1, 2):
+            assert f"{model}/{data}/elbo/s{seed}" in names
+            assert f"{model}/{data}/geco-re-0.1/s{seed}" in names
+        assert f"{model}/{data}/annealed/s0" in names
+        for k in (0.06, 0.1, 0.175):
+            assert f"{model}/{data}/geco-re-{k:g}/s0" in names
+    assert {"convdraw/mnist/geco-cla-0.9/s0", "convdraw/color-mnist/geco-pncc-0.82/s0"} <= names
+    assert not any("color-mnist/geco-cla" in n for n in names)  # no single label per image
+    keys = [run_key(ls.train_config(x, s)) for x in specs]
+    assert len(set(keys)) == len(keys)
+
+
+def test_train_config_follows_the_policy_and_the_settings():
+    s = ls.settings_for("cpu")
+    c = ls.train_config(ls.RunSpec("convdraw", "mnist-rotate", "geco", "re", 0.1, seed=2), s)
+    assert (c.lr, c.alpha, c.nu, c.model_size, c.seed) == (1e-3, 0.9, 1.0, "small", 2)
+    assert c.steps == 1500 and c.batch_size == 32
+    assert c.geco_kwargs == {"lambda_bounds": [1e-3, 1e8]}
+    g = ls.train_config(ls.RunSpec("vae_nvp", "mnist", "elbo"), ls.settings_for("gpu"))
+    assert (g.lr, g.alpha, g.model_size) == (1e-6, 0.99, "paper")
+    with pytest.raises(ValueError, match="constraint"):
+        ls.RunSpec("convdraw", "mnist", "geco", "nope", 0.1)
+    with pytest.raises(ValueError, match="constraint"):
+        ls.RunSpec("convdraw", "mnist", "elbo", "re", 0.1)
+
+
+def test_matched_specs_set_kappa_from_the_elbo_mse():
+    s = ls.settings_for("cpu")
+    out = ls.matched_specs(s, {("convdraw", "mnist-rotate"): 0.0049, ("vae_nvp", "mnist"): 0.01})
+    assert [(x.kappa, x.matched) for x in out] == [(0.07, True), (0.1, True)]
+    assert out[1].name == "vae_nvp/mnist/geco-re-0.1-matched/s0"
+
+
+def test_compare_needs_a_gap_beyond_the_seed_spread():
+    assert tables.compare([10, 11, 12], [1, 2, 3]) == "lower"
+    assert tables.compare([1, 2, 3], [10, 11, 12]) == "higher"
+    assert tables.compare([10, 11, 12], [9, 11.5, 13]) == "no clear difference"
+    assert tables.compare([10.0], [1.0]) == "no clear difference"  # one seed decides nothing
+    # a big mean gap driven by one outlier seed overlaps the other's range: no verdict
+    assert tables.compare([10, 10.1, 10.2], [1, 1, 10.15]) == "no clear difference"
+
+
+def test_summarise_gives_mean_and_standard_error():
+    t = pd.DataFrame({"model": ["m"] * 3, "dataset": ["d"] * 3, "method": ["elbo"] * 3,
+                      "kappa": [None] * 3, "label": ["ELBO"] * 3,
+                      **{c: [1.0, 2.0, 3.0] for c in tables._METRICS}})
+    s = tables.summarise(t)
+    assert s.loc[0, "test_avg_kl"] == 2.0 and s.loc[0, "n_seeds"] == 3
+    assert s.loc[0, "test_avg_kl_se"] == pytest.approx(1 / math.sqrt(3))
+
+
+def test_equivalent_kappa_is_zero_error_for_no_noise_and_grows_with_noise():
+    assert ls.equivalent_kappa("fre", "mnist", noise=0.0, n=20) == 0.0
+    a, b = (ls.equivalent_kappa("fre", "mnist", noise=v, n=20) for v in (0.05, 0.2))
+    assert 0 < a < b
+    c, d = (ls.equivalent_kappa("pncc", "mnist", noise=v, n=20) for v in (0.0, 0.2))
+    assert 0 < d < c <= 1
+
+
+def _log(n=20):
+    step = np.arange(n)
+    return pd.DataFrame({"step": step, "kl": 10.0 / (1 + step), "mse": 0.02 / (1 + step),
+                         "nll": 1.0 / (1 + step), "beta": 1e-3 * (1 + step)})
+
+
+def test_figures_draw_what_they_are_given():
+    fig = figs.trajectory(_log(), kappa=0.1)
+    assert len(fig.axes) == 4  # three panels and the colour bar
+    assert fig.axes[2].lines[1].get_ydata()[0] == 0.1  # the κ line
+    fig = figs.average_kl_curves({"a": (_log(), _log())})
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 2
+    rng = np.random.default_rng(0)
+    imgs = {"data": rng.integers(0, 255, (6, 3, 28, 28), dtype=np.uint8)}
+    imgs["recon"], imgs["samples"] = imgs["data"], imgs["data"][:, :1].repeat(3, 1)
+    fig = figs.image_blocks({"ELBO": imgs, "GECO": imgs})
+    assert fig.axes[0].images[0].get_array().shape == (56, 84, 3)
+    summary = pd.DataFrame({
+        "model": ["m"] * 4, "dataset": ["d"] * 4,
+        "method": ["elbo", "annealed", "geco-re-0.1", "geco-re-0.06"],
+        "kappa": [np.nan, np.nan, 0.1, 0.06], "test_avg_kl": [10, 8, 3, 5],
+        "nll_bits_per_dim": [0.5, 0.6, 0.9, 0.7], "test_avg_kl_se": [1, np.nan, 0.2, np.nan],
+        "nll_bits_per_dim_se": [0.01, np.nan, 0.02, np.nan]})
+    fig = figs.information_plane(summary, models=["m"])
+    line = fig.axes[0].lines[0]
+    assert list(line.get_xdata()) == [5, 3]  # the κ sweep, in κ order
+    plt_close_all()
+
+
+def plt_close_all():
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    root = tmp_path_factory.mktemp("store")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ls.run_chapter("smoke", store=RunStore(root / "r", root / "c"), progress=False)
+
+
+def test_smoke_end_to_end(smoke):
+    t = smoke.table
+    assert len(t) == len(ls.run_specs(smoke.settings)) + len(smoke.settings["matched"])
+    for col in ("test_avg_kl", "nll_bits_per_dim", "test_mse", "sigma_opt", "train_kl"):
+        assert np.isfinite(t[col].to_numpy(dtype=float)).all(), col
+    assert (t["nll_bits_per_dim"] > 0).all() and (t["sigma_opt"] > 0).all()
+    assert t["nll_bits_per_dim"].to_numpy() == pytest.approx(
+        t["nll_nats_per_pixel"].to_numpy() / math.log(2))
+    geco = t[t["objective"] == "geco"]
+    assert geco["constraint_met"].notna().all() and geco["lambda_at_bound"].notna().all()
+    for name, arr in smoke.arrays.items():
+        k = smoke.settings["eval"]["n_show"]
+        assert arr["data"].shape[0] == arr["recon"].shape[0] == arr["samples"].shape[0] == k
+        assert arr["data"].dtype == np.uint8
+        assert ("context" in arr) == name.startswith("convdraw/mnist-rotate"), name
+    h = tables.headline_table(t, 0.1)
+    assert set(h["GECO's KL vs ELBO's"]) <= {"lower", "higher", "no clear difference"}
+    assert len(tables.constraint_table(t)) == len(geco)
+    assert not smoke.from_cache
+
+
+def test_smoke_second_call_trains_nothing(smoke, monkeypatch):
+    import geco_core.train
+
+    monkeypatch.setattr(geco_core.train, "fit", lambda *a, **k: pytest.fail("retrained"))
+    store = RunStore(smoke.runs[next(iter(smoke.runs))].record_dir.parent, "/nonexistent")
+    again = ls.run_chapter("smoke", store=store, progress=False)
+    assert again.from_cache
+    pd.testing.assert_frame_equal(again.table, smoke.table)
+
+
+@pytest.mark.slow
+def test_every_gpu_config_trains_two_steps_at_full_size():
+    """The gpu profile cannot run here: build every one of its configs and train two steps of
+    each distinct (model, data, objective, constraint) at the paper's model size (batch 4).
+    CIFAR-10 and CelebA need a download: their configs are built and validated only."""
+    from geco_core.train import fit
+
+    s = ls.settings_for("gpu")
+    specs = ls.run_specs(s) + ls.matched_specs(
+        s, {tuple(c): 0.01 for c in s["matched"]})
+    configs = [ls.train_config(x, s) for x in specs]
+    assert all(c.model_size == "paper" and c.steps == 200_000 for c in configs)
+    seen = set()
+    for spec, cfg in zip(specs, configs):
+        kind = (spec.model, spec.dataset, spec.objective, spec.constraint)
+        if kind in seen or spec.dataset in ("cifar10", "celeba"):
+            continue
+        seen.add(kind)
+        short = dataclasses.replace(cfg, steps=2, batch_size=4, device="cpu", out_dir=None,
+                                    dataset_kwargs={"n": 64})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = fit(short)
+        assert res.step == 2 and math.isfinite(res.metrics["loss"]), spec.name
+    assert len(seen) >= 20
