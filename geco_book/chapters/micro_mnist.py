@@ -49,6 +49,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
+
+from geco_book.profiles import resolve_profile
+from geco_book.store import Run, RunStore, store_for
+from geco_book.sweep import run_sweep
+from geco_core.metrics import average_kl, marginal_kl
 from geco_core.metrics.tiling import (
     count_modes,
     effective_tiles,
@@ -57,12 +63,6 @@ from geco_core.metrics.tiling import (
     posterior_spread,
     self_classification_rate,
 )
-from torch import Tensor
-
-from geco_book.profiles import resolve_profile
-from geco_book.store import Run, RunStore, store_for
-from geco_book.sweep import run_sweep
-from geco_core.metrics import average_kl, marginal_kl
 
 __all__ = [
     "EVAL_VERSION",
@@ -100,18 +100,19 @@ _EVAL_KEYS = ("n_posterior", "n_recon", "marginal_kl_samples", "avg_kl_samples")
 # rate ν. Our RE and CLA constraints are O(0.1–1) at initialisation, so the plain update
 # λ ← λ·exp(ν·C_ma) with ν = 1 multiplies λ by up to e^0.9 per step for CLA, and the α = 0.99
 # average lags ~100 steps behind the batch constraint: λ overshoots by many orders of magnitude
-# before the average notices the constraint is met (we saw λ ≈ 2·10¹² after 200 steps of
-# GECO+RE). The factor clamp limits λ's change to 2 % per step (an e-fold in 50 steps, about
-# the memory of the moving average), and the bounds stop an unsatisfiable constraint from
-# overflowing λ. The same options are used for every constraint and κ.
+# before the average notices the constraint is met (an exploratory run without the clamp, not
+# cached, reached λ ≈ 2·10¹² after 200 steps of GECO+RE). The factor clamp limits λ's change
+# to 2 % per step (an e-fold in 50 steps, about the memory of the moving average), and the
+# bounds stop an unsatisfiable constraint from overflowing λ. The same options are used for
+# every constraint and κ.
 #
 # λ⁰ (``lambda_init``) per constraint. RE: Algorithm 1's λ⁰ = 1. CLA: λ⁰ = 100. With λ⁰ = 1 the
 # KL dominates the first ~200 steps: the posteriors collapse onto the prior and the decoder
 # commits to one image for all seven digits; for CLA the classifier's softmax then saturates on
-# it (true-label probability ~1e-8 for the digits it does not show), and the gradient cannot
-# bring those digits back even at λ = 10⁷ (RE's squared error does not saturate). Starting CLA
+# it, and the gradient can fail to bring those digits back even at λ = 10⁷ (RE's squared
+# error does not saturate). Starting CLA
 # at λ⁰ = 100 keeps the digits apart from the start. The ablations show both choices the other
-# way round: CLA with λ⁰ = 1, and RE with λ⁰ = 100, whose λ overshoots to the 10⁷ bound and,
+# way round: CLA with λ⁰ = 1, and RE with λ⁰ = 100, whose λ overshoots (to ≈ 1.6·10⁶) and,
 # since an over-satisfied RE constraint lowers log λ by at most ν·κ² per step, needs thousands
 # of steps to come back.
 _GECO = {

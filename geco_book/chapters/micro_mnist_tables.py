@@ -1,18 +1,38 @@
 """Chapter 02's tables: Fig. 8's numbers, the κ sweep and the paper's claims beside ours.
 
+Every table of a GECO run says whether its constraint was met (:func:`constraint_status`): at
+the end of training (the moving average C_ma ≤ 0, as GECO sees it), how often over the last
+quarter of the training log, and at the evaluation (the constraint's value on the evaluation's
+posterior samples), and whether λ ended at one of its bounds. The verdicts on the paper's
+claims follow :mod:`geco_book.verdicts`: one seed never gives one.
+
 Example:
     >>> TABLE_COLUMNS["MSE"], TABLE_COLUMNS["marginal KL"]
     ('mse', 'marginal_kl')
+    >>> format_cell(True), format_cell(0.123456), format_cell(None), format_cell("re")
+    ('yes', '0.1235', '—', 're')
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
-from geco_book.chapters.micro_mnist import LN7, MicroMNISTResult
+import numpy as np
 
-__all__ = ["TABLE_COLUMNS", "fig8_table", "paper_comparison", "sweep_table"]
+from geco_book.chapters.micro_mnist import LN7, MicroMNISTResult, RunResult
+from geco_book.verdicts import NO_DIFFERENCE, ONE_SEED, compare, direction
+
+__all__ = [
+    "CONSTRAINT_COLUMNS",
+    "TABLE_COLUMNS",
+    "constraint_status",
+    "fig8_table",
+    "format_cell",
+    "paper_comparison",
+    "sweep_table",
+]
 
 TABLE_COLUMNS = {
     "λ (final)": "lambda",
@@ -28,21 +48,108 @@ TABLE_COLUMNS = {
     "p_true (CLA)": "p_true",
 }
 
+#: The columns of :func:`constraint_status`, in the tables' order.
+CONSTRAINT_COLUMNS = (
+    "C_ma (final)",
+    "met: C_ma ≤ 0 (final)",
+    "share C_ma ≤ 0 (last 25 %)",
+    "C (eval.)",
+    "met: C ≤ 0 (eval.)",
+    "λ at a bound",
+)
+
+#: Relative tolerance of "λ at a bound" (λ is stored in float32).
+_BOUND_RTOL = 1e-4
+#: The last part of the training log the share of satisfied steps is taken over.
+_TAIL = 0.25
+
+
+def _lambda_bounds(result: MicroMNISTResult) -> tuple[float, float]:
+    settings = result.config.get("settings", {})
+    lo, hi = settings.get("geco_kwargs", {}).get("lambda_bounds", (math.nan, math.nan))
+    return float(lo), float(hi)
+
+
+def constraint_status(run: RunResult, bounds: tuple[float, float] = (1e-3, 1e7)) -> dict[str, Any]:
+    """Whether a GECO run met its constraint (C ≤ 0 means met), and whether λ sits at a bound.
+
+    - ``C_ma (final)``: the moving average of the batch constraint at the last step (the
+      run's final training metric ``c_ma``), ``met: C_ma ≤ 0 (final)`` its sign;
+    - ``share C_ma ≤ 0 (last 25 %)``: the fraction of the logged steps in the last quarter of
+      the training log with C_ma ≤ 0 (1: settled on the satisfied side; about ½: C_ma
+      oscillates around 0; NaN without a log);
+    - ``C (eval.)``: the constraint on the evaluation's posterior samples, MSE − κ² (RE) or
+      κ − p_true (CLA), and ``met: C ≤ 0 (eval.)`` its sign;
+    - ``λ at a bound``: the final λ within 0.01 % of ``bounds`` (GECO's ``lambda_bounds``).
+
+    The ELBO has no constraint: every entry is None (NaN for the numbers).
+
+    Example:
+        >>> from geco_book.chapters.micro_mnist import RunResult, RunSpec
+        >>> run = RunResult(RunSpec("geco", "re", 0.2), {"c_ma": 0.01, "mse": 0.03,
+        ...                 "lambda": 22.0}, None, None)
+        >>> s = constraint_status(run)
+        >>> s["met: C_ma ≤ 0 (final)"], round(s["C (eval.)"], 4), s["met: C ≤ 0 (eval.)"]
+        (False, -0.01, True)
+    """
+    spec, m = run.spec, run.metrics
+    if spec.objective != "geco":
+        return {col: (math.nan if col in ("C_ma (final)", "C (eval.)",
+                                          "share C_ma ≤ 0 (last 25 %)") else None)
+                for col in CONSTRAINT_COLUMNS}
+    c_ma = float(m.get("c_ma", math.nan))
+    if spec.constraint == "re":
+        c_eval = float(m.get("mse", math.nan)) - float(spec.kappa) ** 2
+    else:
+        c_eval = float(spec.kappa) - float(m.get("p_true", math.nan))
+    log = np.asarray(run.curves.get("c_ma", []), dtype=float)
+    log = log[np.isfinite(log)]
+    k = int(math.ceil(_TAIL * len(log)))
+    share = float(np.mean(log[-k:] <= 0)) if k else math.nan
+    lam, (lo, hi) = float(m.get("lambda", math.nan)), bounds
+    at_bound = bool(lam <= lo * (1 + _BOUND_RTOL) or lam >= hi * (1 - _BOUND_RTOL))
+    return {
+        "C_ma (final)": c_ma,
+        "met: C_ma ≤ 0 (final)": None if math.isnan(c_ma) else bool(c_ma <= 0),
+        "share C_ma ≤ 0 (last 25 %)": share,
+        "C (eval.)": c_eval,
+        "met: C ≤ 0 (eval.)": None if math.isnan(c_eval) else bool(c_eval <= 0),
+        "λ at a bound": None if math.isnan(lam) else at_bound,
+    }
+
+
+def format_cell(value: Any, digits: int = 4) -> str:
+    """A table cell as text: strings as they are, booleans "yes"/"no", None/NaN "—", numbers
+    with ``digits`` significant digits."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "—"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, float) and math.isnan(value):
+        return "—"
+    return f"{value:.{digits}g}"
+
 
 def fig8_table(result: MicroMNISTResult, reference: bool = True, ablations: bool = False):
     """The numbers beside Fig. 8: one row per model, plus (``reference``) the values of a
     perfect tiling of the prior into 7 equiprobable tiles (Prop. 2) and (``ablations``) the
-    ablation runs."""
+    ablation runs. The :data:`CONSTRAINT_COLUMNS` say whether each GECO run met its constraint
+    and whether λ ended at a bound (None for the ELBO)."""
     import pandas as pd
 
+    bounds = _lambda_bounds(result)
     rows = []
     for run in result.fig8 + (result.ablations if ablations else []):
         row = {"constraint": run.spec.constraint or "—", "κ": run.spec.kappa}
         row.update({col: run.metrics.get(key, math.nan) for col, key in TABLE_COLUMNS.items()})
+        row.update(constraint_status(run, bounds))
         rows.append(pd.Series(row, name=run.spec.label))
     df = pd.DataFrame(rows)
     if reference:
         ref = {col: math.nan for col in df.columns}
+        ref.update({col: None for col in CONSTRAINT_COLUMNS if col.startswith(("met", "λ"))})
         ref.update(
             {
                 "constraint": "—",
@@ -61,9 +168,11 @@ def fig8_table(result: MicroMNISTResult, reference: bool = True, ablations: bool
 
 def sweep_table(result: MicroMNISTResult):
     """The κ sweep: one row per (constraint, κ), ordered from the strongest to the weakest
-    constraint, with the mode counts and the marginal KL."""
+    constraint, with the mode counts, the marginal KL and whether the constraint was met
+    (:func:`constraint_status`; the flags are booleans)."""
     import pandas as pd
 
+    bounds = _lambda_bounds(result)
     rows = []
     for constraint in ("re", "cla"):
         for run in result.sweep(constraint):
@@ -81,85 +190,161 @@ def sweep_table(result: MicroMNISTResult):
                     "modes (posterior means)": m.get("n_modes", math.nan),
                     "distinct digits": m.get("distinct_digits", math.nan),
                     "self-class. rate": m.get("self_class_rate", math.nan),
+                    **constraint_status(run, bounds),
                 }
             )
     return pd.DataFrame(rows).set_index(["constraint", "κ"])
 
 
-def _monotone(values: Sequence[float], decreasing: bool = True) -> bool:
+def _monotone(values: Sequence[float], decreasing: bool = True, rel_tol: float = 0.0) -> bool:
+    """Whether ``values`` (NaNs skipped) never rise (``decreasing``) / never fall, allowing
+    steps against the direction of up to ``rel_tol`` (relative)."""
     v = [x for x in values if not math.isnan(x)]
     pairs = list(zip(v, v[1:]))
-    return bool(pairs) and all((a >= b) if decreasing else (a <= b) for a, b in pairs)
+
+    def ok(a: float, b: float) -> bool:
+        slack = rel_tol * max(abs(a), abs(b))
+        return (a >= b - slack) if decreasing else (a <= b + slack)
+
+    return bool(pairs) and all(ok(a, b) for a, b in pairs)
 
 
-def _verdict(holds: bool, tie: bool = False) -> str:
-    return "no difference" if tie else ("yes" if holds else "no")
+def _as_seeds(results: MicroMNISTResult | Sequence[MicroMNISTResult]) -> list[MicroMNISTResult]:
+    """One result per seed (a single result is one seed)."""
+    out = [results] if isinstance(results, MicroMNISTResult) else list(results)
+    if not out:
+        raise ValueError("paper_comparison needs at least one result")
+    seeds = [r.config.get("seed") for r in out]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"one result per seed expected, got seeds {seeds}")
+    return out
 
 
-def paper_comparison(result: MicroMNISTResult, rel_tol: float = 0.05):
+def _fmt_seeds(vals: Sequence[float]) -> str:
+    """One value, or the mean ± standard error over seeds."""
+    a = np.asarray(vals, dtype=float)
+    if len(a) < 2:
+        return f"{a[0]:.3g}"
+    return f"{a.mean():.3g} ± {a.std(ddof=1) / math.sqrt(len(a)):.2g}"
+
+
+def _geco_vs_elbo(e: Sequence[float], r: Sequence[float], c: Sequence[float], better: str,
+                  rel_tol: float, words: dict[str, str] | None = None) -> str:
+    """The verdict on "both GECO runs are ``better`` (``"lower"``/``"higher"``) than the ELBO".
+
+    One seed: the directions only, marked :data:`~geco_book.verdicts.ONE_SEED` (never a
+    verdict). Several seeds: :func:`~geco_book.verdicts.compare` per GECO run (gap of the means
+    beyond 2 standard errors and no overlap of the seed ranges). ``words`` renames "lower" /
+    "higher" in the text (e.g. "closer" / "farther" for a distance)."""
+    words = words or {}
+
+    def say(v: str) -> str:
+        return words.get(v, v)
+
+    n = min(len(e), len(r), len(c))
+    if n < 2:
+        dr, dc = direction(e[0], r[0], rel_tol), direction(e[0], c[0], rel_tol)
+        return f"GECO vs ELBO: RE {say(dr)}, CLA {say(dc)} ({ONE_SEED})"
+    worse = "higher" if better == "lower" else "lower"
+    vr, vc = compare(e, r), compare(e, c)
+    detail = f"{n} seeds, GECO vs ELBO: RE {say(vr)}, CLA {say(vc)}"
+    if vr == vc == better:
+        return f"holds ({detail})"
+    if worse in (vr, vc):
+        return f"does not hold ({detail})"
+    if better in (vr, vc):
+        return f"partly ({detail})"
+    return f"{NO_DIFFERENCE} ({detail})"
+
+
+def _collapse(tiles: Sequence[Sequence[float]], rel_tol: float) -> str:
+    """The verdict on "e^I falls as the constraint weakens"; ``tiles[k]`` holds the seeds'
+    values at the k-th κ, strongest constraint first."""
+    means = [float(np.mean(t)) for t in tiles]
+    monotone = _monotone(means, decreasing=True, rel_tol=rel_tol)
+    shape = "monotone" if monotone else "not monotone"
+    n = min(len(t) for t in tiles)
+    if n < 2:
+        d = direction(means[0], means[-1], rel_tol)
+        return f"e^I at the weakest κ {d} than at the strongest, {shape} ({ONE_SEED})"
+    v = compare(tiles[0], tiles[-1])
+    detail = f"{n} seeds: e^I at the weakest κ {v} than at the strongest, means {shape}"
+    if v == "lower":
+        return f"{'holds' if monotone else 'partly'} ({detail})"
+    if v == "higher":
+        return f"does not hold ({detail})"
+    return f"{NO_DIFFERENCE} ({detail})"
+
+
+def paper_comparison(
+    results: MicroMNISTResult | Sequence[MicroMNISTResult], rel_tol: float = 0.05
+):
     """The paper's qualitative claims next to what our numbers say (a DataFrame).
 
-    "holds here" is ``"yes"``, ``"no"``, or ``"no difference"`` when the compared values agree
-    within ``rel_tol`` (relative) — e.g. self-classification rates that are all 1.
+    ``results`` is one :class:`~geco_book.chapters.micro_mnist.MicroMNISTResult` per seed (a
+    single one is one seed). The ``verdict`` column follows :mod:`geco_book.verdicts`: with
+    **one seed** it only says which way the numbers differ ("lower", "higher", "equal within
+    5 %"), marked "one seed; not a verdict" — never "holds"; with **two or more seeds** a
+    claim "holds" only when every gap it needs exceeds twice its standard error and the seed
+    ranges do not overlap (:func:`geco_book.verdicts.compare`), and is otherwise "partly",
+    "does not hold" or "no clear difference". ``ours`` gives the value, or mean ± standard
+    error over the seeds, ELBO / RE / CLA (or along κ).
     """
     import pandas as pd
 
-    elbo, re, cla = result.fig8
-    e, r, c = elbo.metrics, re.metrics, cla.metrics
+    seeds = _as_seeds(results)
+    n_seeds = len(seeds)
 
-    def fmt(*vals: float) -> str:
-        return " / ".join(f"{v:.3g}" for v in vals)
+    def vals(model: int, key: str, target: float | None = None) -> list[float]:
+        out = [float(r.fig8[model].metrics[key]) for r in seeds]
+        return out if target is None else [abs(v - target) for v in out]
 
-    def close(a: float, b: float) -> bool:
-        return abs(a - b) <= rel_tol * max(abs(a), abs(b), 1e-12)
+    def ours(key: str, shift: float = 0.0) -> str:
+        return " / ".join(_fmt_seeds([v - shift for v in vals(i, key)]) for i in range(3))
 
-    def geco_better(key: str, lower_is_better: bool, target: float = 0.0) -> str:
-        def dist(m):
-            return abs(m[key] - target)
-
-        if lower_is_better:
-            both = dist(r) < dist(e) and dist(c) < dist(e)
-        else:
-            both = r[key] > e[key] and c[key] > e[key]
-        tie = close(dist(r), dist(e)) and close(dist(c), dist(e))
-        return _verdict(both, tie and not both)
+    def verdict(key: str, better: str, target: float | None = None) -> str:
+        words = None if target is None else {"lower": "closer", "higher": "farther"}
+        return _geco_vs_elbo(*(vals(i, key, target) for i in range(3)), better, rel_tol, words)
 
     rows = [
         {
             "claim (paper)": "ELBO posteriors do not form a tight tiling; GECO tightens the "
             "tiles (Fig. 8 caption)",
             "our measure": "marginal KL (holes; 0 for a tiling), ELBO / RE / CLA",
-            "ours": fmt(e["marginal_kl"], r["marginal_kl"], c["marginal_kl"]),
-            "holds here": geco_better("marginal_kl", lower_is_better=True),
+            "ours": ours("marginal_kl"),
+            "verdict": verdict("marginal_kl", "lower"),
         },
         {
             "claim (paper)": "… (same claim, tile overlap)",
             "our measure": "self-classification rate (1 = no overlap), ELBO / RE / CLA",
-            "ours": fmt(e["self_class_rate"], r["self_class_rate"], c["self_class_rate"]),
-            "holds here": geco_better("self_class_rate", lower_is_better=False),
+            "ours": ours("self_class_rate"),
+            "verdict": verdict("self_class_rate", "higher"),
         },
         {
             "claim (paper)": f"a tight tiling has average KL = ln 7 = {LN7:.3f} (Prop. 2); "
             "GECO's is closer to it",
-            "our measure": "average KL − ln 7, ELBO / RE / CLA",
-            "ours": fmt(e["avg_kl"] - LN7, r["avg_kl"] - LN7, c["avg_kl"] - LN7),
-            "holds here": geco_better("avg_kl", lower_is_better=True, target=LN7),
+            "our measure": "average KL − ln 7, ELBO / RE / CLA (verdict on its size)",
+            "ours": ours("avg_kl", shift=LN7),
+            "verdict": verdict("avg_kl", "lower", target=LN7),
         },
     ]
     for constraint, weaker in (("re", "larger κ"), ("cla", "smaller κ")):
-        runs = result.sweep(constraint)
-        tiles = [run.metrics["effective_tiles"] for run in runs]
-        kappas = ", ".join(f"{run.spec.kappa:g}" for run in runs)
+        sweeps = [r.sweep(constraint) for r in seeds]
+        kappa_lists = {tuple(run.spec.kappa for run in sw) for sw in sweeps}
+        if len(kappa_lists) != 1:
+            raise ValueError(f"the seeds' {constraint.upper()} sweeps differ in κ: {kappa_lists}")
+        kappas = kappa_lists.pop()
+        tiles = [[float(sw[k].metrics["effective_tiles"]) for sw in sweeps]
+                 for k in range(len(kappas))]
         rows.append(
             {
                 "claim (paper)": f"weaker {constraint.upper()} constraint ({weaker}) collapses "
                 "modes (App. E.1)",
-                "our measure": f"e^I(n;z) for κ = {kappas}",
-                "ours": fmt(*tiles),
-                "holds here": _verdict(
-                    _monotone(tiles, decreasing=True) and tiles[0] > tiles[-1],
-                    close(tiles[0], tiles[-1]),
-                ),
+                "our measure": "e^I(n;z) for κ = " + ", ".join(f"{k:g}" for k in kappas),
+                "ours": " / ".join(_fmt_seeds(t) for t in tiles),
+                "verdict": _collapse(tiles, rel_tol),
             }
         )
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df.insert(3, "seeds", n_seeds)
+    return df

@@ -7,7 +7,8 @@ notebooks display it and the tests count its axes. Arrays are numpy or torch; im
 - :func:`posterior_panels` — Fig. 8: 100 posterior samples per data point in the 2-D latent
   space, coloured by data point, one panel per model, with the data digits as a legend strip.
 - :func:`reconstruction_grid` — the data and, per model, reconstructions g(z), z ~ q(z|x).
-- :func:`training_curves` — KL, MSE and λ during training (what Fig. 3 plots).
+- :func:`training_curves` — KL, MSE and λ during training (what Fig. 3 plots), with κ² of
+  each RE run on the MSE panel and a symmetric-log axis where values ≤ 0 occur.
 - :func:`sweep_summary` — a tiling measure against κ, one panel per constraint.
 
 References:
@@ -24,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -218,38 +220,92 @@ def reconstruction_grid(
     return fig
 
 
+def _hline_items(spec: Any) -> list[tuple[str | None, list[float]]]:
+    """``hlines`` entry → ``[(label, values)]``: a number, or a mapping label → number(s)."""
+    if isinstance(spec, Mapping):
+        return [(str(k), list(np.atleast_1d(np.asarray(v, dtype=float)))) for k, v in spec.items()]
+    return [(None, list(np.atleast_1d(np.asarray(spec, dtype=float))))]
+
+
 def training_curves(
     curves: Mapping[str, Mapping[str, Any]],
     keys: Sequence[tuple[str, str]] = (("kl", "KL [nats]"), ("mse", "MSE"), ("lambda", "λ")),
-    hlines: Mapping[str, float] | None = None,
+    hlines: Mapping[str, Any] | None = None,
+    re_kappa: Mapping[str, float | None] | None = None,
+    linthresh: float = 1.0,
+    legend_cols: int | None = None,
 ) -> Figure:
-    """Training curves, one panel per quantity (log-scale y), one line per run.
+    """Training curves, one panel per quantity, one line per run (same colour on every panel).
+
+    A panel is log-scaled; a panel whose data hold values ≤ 0 (the Monte-Carlo KL estimate of
+    a single posterior sample can be negative) is **symmetric-log** instead (linear within
+    ±``linthresh``), so no point is dropped, and its y label says so — or linear, with a zero
+    line, when all its values lie within ±``linthresh`` (e.g. a constraint's C_ma). The runs'
+    legend is one figure legend under all panels (the colours are the same on every panel);
+    each panel's own reference lines (``hlines``, κ²) are labelled in a legend inside it.
 
     Args:
         curves: run title → columns (``step`` and the ``keys``), e.g. ``RunResult.curves``.
         keys: ``(column, axis label)`` per panel.
-        hlines: column → a reference value drawn as a dotted line (e.g. ``{"kl": ln 7}``).
+        hlines: column → reference line(s), dotted black: a number, or a mapping label →
+            a number or a sequence of numbers (e.g. ``{"kl": {"ln 7": 1.946}, "lambda":
+            {"λ bounds": (1e-3, 1e7)}}``).
+        re_kappa: run title → the κ of its RE constraint (None or absent: no RE constraint);
+            each is drawn as a dashed line at κ² on the ``"mse"`` panel in its run's colour.
+        linthresh: the linear range of a symmetric-log panel.
+        legend_cols: columns of the runs' legend (default: all runs in one row, up to 4).
 
     Returns:
-        A figure with ``len(keys)`` axes.
+        A figure with ``len(keys)`` axes and one figure legend (the runs).
     """
     fig, axes = plt.subplots(
-        1, len(keys), figsize=(4.0 * len(keys), 3.0), layout="constrained", squeeze=False
+        1, len(keys), figsize=(4.0 * len(keys), 3.3), layout="constrained", squeeze=False
     )
+    colors = {title: f"C{i % 10}" for i, title in enumerate(curves)}
+    run_handles: dict[str, Any] = {}
     for ax, (col, label) in zip(axes[0], keys):
+        y_min, y_abs = math.inf, 0.0
         for title, c in curves.items():
             if col not in c or "step" not in c:
                 continue
             y = np.asarray(c[col], dtype=float)
-            ax.plot(np.asarray(c["step"]), np.where(y > 0, y, np.nan), label=title, lw=1.2)
-        if hlines and col in hlines:
-            ax.axhline(hlines[col], ls=":", color="k", lw=1)
-        ax.set_yscale("log")
+            finite = y[np.isfinite(y)]
+            if finite.size:
+                y_min, y_abs = min(y_min, float(finite.min())), max(y_abs, float(abs(finite).max()))
+            (line,) = ax.plot(np.asarray(c["step"]), y, label=title, lw=1.2, color=colors[title])
+            run_handles.setdefault(title, line)
+        for name, spec in (hlines or {}).items():
+            if name != col:
+                continue
+            for ref_label, values in _hline_items(spec):
+                for j, v in enumerate(values):
+                    ax.axhline(v, ls=":", color="k", lw=1, label=ref_label if j == 0 else None)
+        if col == "mse":
+            kappas = {t: float(k) for t, k in (re_kappa or {}).items()
+                      if k is not None and t in curves}
+            for j, (title, kappa) in enumerate(kappas.items()):
+                text = (f"κ² = {kappa**2:.3g} (κ = {kappa:g})" if len(kappas) == 1
+                        else "κ² of each RE run (its colour)")
+                ax.axhline(kappa**2, ls="--", lw=1, color=colors[title],
+                           label=text if j == 0 else None)
+        if y_min <= 0 and y_abs <= linthresh:  # all within the linear range: a linear axis
+            ax.axhline(0.0, color="0.7", lw=0.6, zorder=0)
+        elif y_min <= 0:
+            ax.set_yscale("symlog", linthresh=linthresh)
+            ax.axhline(0.0, color="0.7", lw=0.6, zorder=0)
+            ax.set_ylim(bottom=min(-1.2 * linthresh, 1.5 * y_min))
+            label = f"{label} (symlog: linear in ±{linthresh:g})"
+        else:
+            ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_ylabel(label)
-    handles, names = axes[0, 0].get_legend_handles_labels()
-    if handles:
-        axes[0, -1].legend(handles, names, fontsize=8, loc="best")
+        refs = [(h, n) for h, n in zip(*ax.get_legend_handles_labels()) if n not in curves]
+        if refs:
+            ax.legend(*zip(*refs), fontsize=7, loc="best")
+    if run_handles:
+        ncol = legend_cols or min(len(run_handles), 4)
+        fig.legend(list(run_handles.values()), list(run_handles), loc="outside lower center",
+                   ncol=ncol, fontsize=8, frameon=False)
     return fig
 
 

@@ -106,6 +106,72 @@ def test_training_curves_one_panel_per_quantity_one_line_per_run():
     assert all(ax.get_yscale() == "log" for ax in fig.axes)
 
 
+def _dashed(ax):
+    return [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+
+
+def test_training_curves_draw_kappa_squared_for_each_re_run_in_its_colour():
+    step = np.arange(0, 100, 10)
+    curves = {
+        "RE 0.05": {"step": step, "kl": np.linspace(5, 2, 10), "mse": np.geomspace(0.2, 1e-3, 10)},
+        "RE 0.2": {"step": step, "kl": np.linspace(3, 1, 10), "mse": np.geomspace(0.2, 0.03, 10)},
+        "CLA 0.9": {"step": step, "kl": np.linspace(9, 3, 10), "mse": np.full(10, 0.3)},
+    }
+    fig = plots.training_curves(curves, re_kappa={"RE 0.05": 0.05, "RE 0.2": 0.2, "CLA 0.9": None})
+    kl_ax, mse_ax, lam_ax = fig.axes
+    dashed = _dashed(mse_ax)
+    assert sorted(float(ln.get_ydata()[0]) for ln in dashed) == pytest.approx([0.05**2, 0.2**2])
+    runs = {ln.get_label(): ln for ln in mse_ax.get_lines() if ln.get_label() in curves}
+    for ln in dashed:  # each κ² line in the colour of its run
+        owner = "RE 0.05" if ln.get_ydata()[0] == pytest.approx(0.0025) else "RE 0.2"
+        assert ln.get_color() == runs[owner].get_color()
+    assert not _dashed(kl_ax) and not _dashed(lam_ax)
+    # one κ: its value in the panel's legend
+    one = plots.training_curves({"RE 0.05": curves["RE 0.05"]}, re_kappa={"RE 0.05": 0.05})
+    texts = [t.get_text() for t in one.axes[1].get_legend().get_texts()]
+    assert texts == ["κ² = 0.0025 (κ = 0.05)"]
+
+
+def test_training_curves_legend_serves_every_panel():
+    step = np.arange(5)
+    curves = {name: {"step": step, "kl": step + 1.0, "mse": step + 0.1, "lambda": step + 2.0}
+              for name in ("ELBO", "RE", "CLA")}
+    fig = plots.training_curves(curves, hlines={"kl": {"ln 7": np.log(7)},
+                                                "lambda": {"λ bounds": (1e-3, 1e7)}},
+                                re_kappa={"RE": 0.1})
+    # the runs: one figure legend outside the panels, same colour per run on every panel
+    assert len(fig.legends) == 1
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == list(curves)
+    for name in curves:
+        colors = {ln.get_color() for ax in fig.axes for ln in ax.get_lines()
+                  if ln.get_label() == name}
+        assert len(colors) == 1
+    # every panel's reference lines are labelled in that panel
+    legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes]
+    assert legends == [["ln 7"], ["κ² = 0.01 (κ = 0.1)"], ["λ bounds"]]
+    bounds = [ln.get_ydata()[0] for ln in fig.axes[2].get_lines() if ln.get_linestyle() == ":"]
+    assert sorted(bounds) == [1e-3, 1e7]
+
+
+def test_training_curves_keep_negative_kl_on_a_symlog_axis():
+    step = np.arange(0, 100, 10)
+    kl = np.array([-0.2, -0.05, 0.3, 2.0, 10.0, 40.0, 30.0, 20.0, 15.0, 12.0])
+    curves = {"a": {"step": step, "kl": kl, "mse": np.full(10, 0.01)}}
+    fig = plots.training_curves(curves, keys=(("kl", "KL"), ("mse", "MSE")))
+    kl_ax, mse_ax = fig.axes
+    assert kl_ax.get_yscale() == "symlog" and mse_ax.get_yscale() == "log"
+    assert "symlog" in kl_ax.get_ylabel()  # the caption's reader is told
+    (line,) = [ln for ln in kl_ax.get_lines() if ln.get_label() == "a"]
+    np.testing.assert_array_equal(line.get_ydata(), kl)  # no point dropped or masked
+    assert kl_ax.get_ylim()[0] <= kl.min() and kl_ax.get_ylim()[1] >= kl.max()
+    # values of both signs within ±linthresh (a constraint's C_ma): a plain linear axis
+    c_ma = np.linspace(0.8, -0.2, 10)
+    fig = plots.training_curves({"a": {"step": step, "c_ma": c_ma}}, keys=(("c_ma", "C_ma"),))
+    assert fig.axes[0].get_yscale() == "linear"
+    (line,) = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "a"]
+    np.testing.assert_array_equal(line.get_ydata(), c_ma)
+
+
 def test_sweep_summary_one_panel_per_constraint():
     idx = pd.MultiIndex.from_tuples(
         [("RE", 0.05), ("RE", 0.2), ("CLA", 0.9), ("CLA", 0.2)], names=["constraint", "κ"]

@@ -166,3 +166,106 @@ def test_a_changed_setting_retrains_only_the_runs_it_touches(smoke, tmp_path):
     fresh = mm.run_experiment("smoke", 0, store=copy, progress=False,
                               lambda_init={"re": 1.0, "cla": 50.0})
     assert set(fresh.provenance["trained_now"]) == {"cla-0.9", "cla-0.2"}
+
+
+# --------------------------------------------------------------------------------------------
+# Tables on hand-built results (no training): constraint flags and verdicts
+# --------------------------------------------------------------------------------------------
+_SETTINGS = {"re_kappas": [0.05, 0.2], "cla_kappas": [0.9, 0.2], "ablations": [],
+             "geco_kwargs": {"factor_clamp": [0.98, 1.02], "lambda_bounds": [1e-3, 1e7]}}
+
+
+def _metrics(**kw):
+    base = {"lambda": 10.0, "beta": 0.1, "mse": 0.001, "avg_kl": 5.0, "marginal_kl": 3.0,
+            "mutual_info": math.log(7), "effective_tiles": 7.0, "self_class_rate": 1.0,
+            "own_weight": 1.0, "spread": 0.01, "p_true": 0.99, "n_modes": 7.0,
+            "distinct_digits": 7.0, "c_ma": -0.001}
+    base.update(kw)
+    return base
+
+
+def _fake_result(seed=0, elbo_kl=20.0, geco_kl=5.0, tiles=(7.0, 1.0), c_ma_log=None,
+                 overrides=None):
+    """A MicroMNISTResult with the given numbers: ELBO, RE κ = 0.05 / 0.2, CLA κ = 0.9 / 0.2."""
+    specs = [mm.RunSpec("elbo"), mm.RunSpec("geco", "re", 0.05), mm.RunSpec("geco", "cla", 0.9),
+             mm.RunSpec("geco", "re", 0.2), mm.RunSpec("geco", "cla", 0.2)]
+    values = {
+        "elbo": _metrics(avg_kl=elbo_kl, marginal_kl=elbo_kl - 2, c_ma=math.nan),
+        "re-0.05": _metrics(avg_kl=geco_kl, marginal_kl=geco_kl - 2, effective_tiles=tiles[0]),
+        "cla-0.9": _metrics(avg_kl=geco_kl, marginal_kl=geco_kl - 2, effective_tiles=tiles[0]),
+        "re-0.2": _metrics(effective_tiles=tiles[1]),
+        "cla-0.2": _metrics(effective_tiles=tiles[1]),
+    }
+    for name, kw in (overrides or {}).items():
+        values[name].update(kw)
+    z, recon = np.zeros((7, 2, 2)), np.zeros((7, 1, 28, 28), np.uint8)
+    curves = {} if c_ma_log is None else {"step": np.arange(len(c_ma_log)),
+                                          "c_ma": np.asarray(c_ma_log, dtype=float)}
+    runs = {s.name: mm.RunResult(s, values[s.name], z, recon, dict(curves)) for s in specs}
+    return mm.MicroMNISTResult(np.zeros((7, 28, 28), np.uint8), np.arange(7), runs,
+                               {"profile": "test", "seed": seed, "settings": _SETTINGS}, {})
+
+
+def test_constraint_met_columns_follow_c_ma_and_the_evaluated_constraint():
+    # RE κ = 0.05 met everywhere; RE κ = 0.2: C_ma ≤ 0 at the last step but the evaluated MSE
+    # 0.056 > κ² = 0.04 (the chapter's cpu case); CLA κ = 0.9: C_ma > 0 and p_true 0.85 < 0.9,
+    # λ at the upper bound; CLA κ = 0.2 met with λ at the lower bound.
+    result = _fake_result(
+        c_ma_log=[0.1] * 6 + [-0.01, 0.01, -0.01, -0.01],
+        overrides={
+            "re-0.05": {"c_ma": -0.002, "mse": 0.0004},
+            "re-0.2": {"c_ma": -0.0004, "mse": 0.056},
+            "cla-0.9": {"c_ma": 0.05, "p_true": 0.85, "lambda": 1e7 * (1 - 1e-7)},
+            "cla-0.2": {"c_ma": -0.1, "p_true": 0.3, "lambda": 0.0010000000474974513},  # float32
+        },
+    )
+    fig8 = tables.fig8_table(result)
+    assert set(tables.CONSTRAINT_COLUMNS) <= set(fig8.columns)
+    elbo, re, cla = (fig8.loc[s.label] for s in mm.FIG8_RUNS)
+    assert elbo["met: C_ma ≤ 0 (final)"] is None and elbo["λ at a bound"] is None
+    assert re["met: C_ma ≤ 0 (final)"] is True and re["met: C ≤ 0 (eval.)"] is True
+    assert re["C (eval.)"] == pytest.approx(0.0004 - 0.05**2)
+    assert cla["met: C_ma ≤ 0 (final)"] is False and cla["met: C ≤ 0 (eval.)"] is False
+    assert cla["C (eval.)"] == pytest.approx(0.9 - 0.85)
+    assert cla["λ at a bound"] is True and re["λ at a bound"] is False
+    # the share over the last quarter of the log: its last 3 of 10 rows, 0.01, -0.01, -0.01
+    assert re["share C_ma ≤ 0 (last 25 %)"] == pytest.approx(2 / 3)
+    assert fig8.loc["perfect tiling (Prop. 2)", "met: C_ma ≤ 0 (final)"] is None
+
+    sweep = tables.sweep_table(result)
+    assert sweep.loc[("RE", 0.2), "met: C_ma ≤ 0 (final)"]
+    assert not sweep.loc[("RE", 0.2), "met: C ≤ 0 (eval.)"]
+    assert sweep.loc[("RE", 0.2), "C (eval.)"] == pytest.approx(0.056 - 0.04)
+    assert sweep.loc[("CLA", 0.2), "λ at a bound"] and not sweep.loc[("RE", 0.2), "λ at a bound"]
+    assert sweep["met: C_ma ≤ 0 (final)"].dtype == bool
+    assert tables.format_cell(sweep.loc[("CLA", 0.9), "met: C_ma ≤ 0 (final)"]) == "no"
+
+
+def test_one_seed_never_yields_a_positive_verdict():
+    # GECO far below the ELBO and a clean collapse along κ: still no verdict from one seed
+    result = _fake_result(elbo_kl=1000.0, geco_kl=2.0, tiles=(7.0, 1.0))
+    table = tables.paper_comparison(result)
+    assert len(table) == 5 and (table["seeds"] == 1).all()
+    for verdict in table["verdict"]:
+        assert "one seed; not a verdict" in verdict
+        assert not verdict.startswith(("yes", "holds", "partly", "reproduced"))
+    assert "RE lower, CLA lower" in table["verdict"][0]  # the direction is still reported
+    assert tables.paper_comparison([result])["verdict"].equals(table["verdict"])
+
+
+def test_several_seeds_need_a_gap_beyond_the_seed_spread():
+    apart = [_fake_result(s, elbo_kl=20.0 + s, geco_kl=5.0 + 0.1 * s, tiles=(7.0 - 0.01 * s, 1.0))
+             for s in range(3)]
+    table = tables.paper_comparison(apart)
+    assert (table["seeds"] == 3).all()
+    assert table["verdict"][0].startswith("holds")  # marginal KL
+    assert table["verdict"][2].startswith("holds")  # |avg KL − ln 7|
+    assert table["verdict"][3].startswith("holds") and table["verdict"][4].startswith("holds")
+    assert table["verdict"][1].startswith("no clear difference")  # all rates 1
+    assert "±" in table["ours"][0]
+    # the ELBO's seeds overlap GECO's: no verdict however large one seed's gap is
+    overlap = [_fake_result(0, elbo_kl=30.0, geco_kl=5.0), _fake_result(1, elbo_kl=6.0,
+                                                                        geco_kl=8.0)]
+    assert tables.paper_comparison(overlap)["verdict"][0].startswith("no clear difference")
+    with pytest.raises(ValueError, match="seed"):
+        tables.paper_comparison([apart[0], apart[0]])

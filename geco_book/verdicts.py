@@ -1,0 +1,64 @@
+"""Verdicts on the paper's comparisons, shared by the chapters: a claim such as "GECO's KL is
+lower than the ELBO's" is called only when the seeds say so.
+
+:func:`compare` requires the gap of the means to exceed twice its standard error **and** the
+seed ranges not to overlap; otherwise the verdict is "no clear difference". One seed per side
+never decides anything: the standard error is unknown, so :func:`compare` answers
+"no clear difference", and a chapter with one seed per run reports the direction of the
+difference only, marked :data:`ONE_SEED` (see :func:`direction`).
+
+Example:
+    >>> compare([10.0, 11.0, 12.0], [1.0, 1.5, 2.0])
+    'lower'
+    >>> compare([10.0, 11.0, 12.0], [9.0, 11.5, 13.0])
+    'no clear difference'
+    >>> compare([10.0], [1.0])  # one seed each: no verdict
+    'no clear difference'
+    >>> direction(10.0, 1.0)
+    'lower'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["NO_DIFFERENCE", "ONE_SEED", "compare", "direction"]
+
+#: What :func:`compare` answers when the seeds do not separate the two sides.
+NO_DIFFERENCE = "no clear difference"
+
+#: The note that goes with a direction read off one seed per side: it is not a verdict.
+ONE_SEED = "one seed; not a verdict"
+
+
+def compare(a: Sequence[float], b: Sequence[float]) -> str:
+    """Is ``b`` lower than ``a`` beyond the seed spread? ``"lower"``, ``"higher"`` or
+    ``"no clear difference"`` (see the module docstring; one seed each is never enough)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        return NO_DIFFERENCE
+    gap = a.mean() - b.mean()
+    se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+    if gap > 2 * se and b.max() < a.min():
+        return "lower"
+    if -gap > 2 * se and b.min() > a.max():
+        return "higher"
+    return NO_DIFFERENCE
+
+
+def direction(a: float, b: float, rel_tol: float = 0.05) -> str:
+    """Which way ``b`` differs from ``a`` in ONE pair of numbers: ``"lower"``, ``"higher"`` or
+    ``"equal within rel_tol"``. A description, not a verdict: with one seed per side there is
+    no spread to hold the gap against (report it with :data:`ONE_SEED`).
+
+    Example:
+        >>> direction(1.0, 1.01), direction(1.0, 2.0)
+        ('equal within 5 %', 'higher')
+    """
+    a, b = float(a), float(b)
+    if abs(a - b) <= rel_tol * max(abs(a), abs(b), 1e-12):
+        return f"equal within {rel_tol:.0%}".replace("%", " %")
+    return "lower" if b < a else "higher"
