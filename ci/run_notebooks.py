@@ -68,42 +68,36 @@ def select(notebooks: list[Path], only: list[str] | None) -> list[Path]:
     return chosen
 
 
-def count_image_outputs(nb) -> int:
-    """Outputs that the book renders as images (cells tagged remove-output/remove-cell skipped)."""
-    n = 0
+def _shown_outputs(nb):
+    """Outputs of code cells that the book shows (cells tagged remove-output/remove-cell
+    skipped)."""
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
         tags = set(cell.get("metadata", {}).get("tags", []))
         if tags & {"remove-output", "remove-cell"}:
             continue
-        for out in cell.get("outputs", []):
-            data = out.get("data", {})
-            if any(m in data for m in IMAGE_MIMES) and not any(
-                m in data for m in RICHER_THAN_IMAGE
-            ):
-                n += 1
-            elif "<figcaption" in str(data.get("text/html", "")):
-                n += 1  # a captioned figure (geco_book.figures.caption.show_figure)
-    return n
+        yield from cell.get("outputs", [])
+
+
+def _is_bare_image(out) -> bool:
+    data = out.get("data", {})
+    return any(m in data for m in IMAGE_MIMES) and not any(m in data for m in RICHER_THAN_IMAGE)
+
+
+def count_image_outputs(nb) -> int:
+    """Outputs that the book renders as figures: bare images and captioned figures
+    (``geco_book.figures.caption.show_figure``: an HTML ``<figure>`` with a ``<figcaption>``)."""
+    return sum(
+        _is_bare_image(out) or "<figcaption" in str(out.get("data", {}).get("text/html", ""))
+        for out in _shown_outputs(nb)
+    )
 
 
 def count_uncaptioned_figures(nb) -> int:
     """Image outputs shown without a caption (a bare ``plt.show()`` or auto-displayed figure):
     every figure of the book is shown with ``geco_book.figures.caption.show_figure``."""
-    n = 0
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        if set(cell.get("metadata", {}).get("tags", [])) & {"remove-output", "remove-cell"}:
-            continue
-        for out in cell.get("outputs", []):
-            data = out.get("data", {})
-            if any(m in data for m in IMAGE_MIMES) and not any(
-                m in data for m in RICHER_THAN_IMAGE
-            ):
-                n += 1
-    return n
+    return sum(_is_bare_image(out) for out in _shown_outputs(nb))
 
 
 def error_outputs(nb) -> list[str]:
@@ -185,9 +179,14 @@ def run_one(
     wall = time.perf_counter() - start
     tail = "\n".join((log or "").splitlines()[-60:])
     if status == "ok":
-        errors = error_outputs(nbformat.read(output, as_version=4))
+        nb = nbformat.read(output, as_version=4)
+        errors = error_outputs(nb)
         if errors:
             status, tail = "failed", "error outputs: " + "; ".join(errors)
+        elif bare := count_uncaptioned_figures(nb):
+            status = "failed"
+            tail = (f"{bare} figure(s) shown without a caption: show every figure with "
+                    "geco_book.figures.caption.show_figure(fig, caption)")
     return status, wall, tail
 
 

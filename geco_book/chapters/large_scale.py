@@ -26,12 +26,11 @@ Example:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import sys
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +41,7 @@ from geco_book.policy import train_settings
 from geco_book.profiles import resolve_profile
 from geco_book.store import Run, RunStore, store_for
 from geco_book.sweep import run_sweep
+from geco_book.sweep import torch_threads as _torch_threads
 from geco_core.checks import check_choice, check_int, check_positive
 
 __all__ = [
@@ -316,17 +316,6 @@ def matched_specs(settings: Mapping[str, Any], elbo_mse: Mapping[tuple[str, str]
 # --------------------------------------------------------------------------------------------
 # Evaluation of one run (cached in its record)
 # --------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _data(name: str, split: str, seed: int, n: int | None):
     from data_builders import load_dataset
 

@@ -54,6 +54,7 @@ from torch import Tensor
 from geco_book.profiles import resolve_profile
 from geco_book.store import Run, RunStore, store_for
 from geco_book.sweep import run_sweep
+from geco_book.sweep import torch_threads as _torch_threads
 from geco_core.metrics import average_kl, marginal_kl
 from geco_core.metrics.tiling import (
     count_modes,
@@ -558,19 +559,6 @@ class MicroMNISTResult:
             raise ValueError(f"constraint must be 're' or 'cla', got {constraint!r}")
         kappas = sorted(self.config["settings"][key], reverse=constraint == "cla")
         return [self.runs[RunSpec("geco", constraint, float(k)).name] for k in kappas]
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """torch's intra-op thread count set to ``n`` inside the block (None: unchanged)."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
 
 
 def run_experiment(

@@ -23,15 +23,6 @@ from geco_core.metrics.estimators import (
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation cost on a shared, loaded CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("sigma", [1e-6, 1e-3, 0.05, 1.0, 30.0])
 @pytest.mark.parametrize("mean", [-0.7, 0.0, 0.2, 0.5, 1.0, 1.6])
 def test_quantized_normal_bins_sum_to_one(mean, sigma):

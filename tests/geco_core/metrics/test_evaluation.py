@@ -29,15 +29,6 @@ from geco_core.models.base import LatentVariableModel, VAEOutput
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation cost on a shared, loaded CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # --------------------------------------------------------------------------------------------
 # A tiny deterministic linear-Gaussian model implementing the base interface
 # --------------------------------------------------------------------------------------------

@@ -28,15 +28,6 @@ from geco_core.metrics.marginal import (
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation cost on a shared, loaded CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _diag_log_prob(z: Tensor, mu: Tensor, log_sigma: Tensor) -> Tensor:
     return torch.distributions.Normal(mu, log_sigma.exp()).log_prob(z).sum(-1)
 
