@@ -87,10 +87,11 @@ def constraint_table(table: pd.DataFrame) -> pd.DataFrame:
 
 #: The paper's claims of §4.1 that the chapter tests (the paper's words, shortened).
 PAPER_CLAIMS = {
-    "fig4_kl": "GECO reaches a lower KL than the ELBO, sometimes by orders of magnitude (Fig. 4)",
+    "fig4_kl": "in all cases the ELBO reaches a lower NLL at the expense of a KL that is "
+               "sometimes many orders of magnitude higher than GECO's (Fig. 4)",
     "fig4_nll": "at the price of a worse reconstruction NLL (Fig. 4)",
-    "fig3_phases": "early on the constraint dominates (β < 1 on the ELBO's scale) and β grows "
-                   "once the reconstruction error crosses κ (Fig. 3)",
+    "fig3_phases": "early on the constraint dominates (β falls) and β grows once the "
+                   "reconstruction error crosses κ (Fig. 3)",
     "fig5": "at a matched reconstruction error GECO's average KL is lower than the ELBO's "
             "(Fig. 5)",
     "fig6": "the constraint changes samples and reconstructions markedly (Fig. 6)",
@@ -138,12 +139,26 @@ def claims_table(result, kappa: float, trajectory: str) -> pd.DataFrame:
     kl_lower = int((head["GECO's KL vs ELBO's"] == "lower").sum())
     nll_higher = int((head["GECO's NLL vs ELBO's"] == "higher").sum())
     ratios = ", ".join(f"{m}/{d}: {r}" for (m, d), r in head["KL ratio ELBO/GECO"].items())
+    per_kappa = []
+    s0 = result.settings["seeds"][0]
+    for k in result.settings["kappas"]:
+        if k == kappa:
+            continue
+        lower = total = 0
+        for _, d in t.groupby(["model", "dataset"], sort=False):
+            e = d[(d["method"] == "elbo") & (d["seed"] == s0)]
+            g = d[(d["method"] == f"geco-re-{k:.4g}") & (d["seed"] == s0)]
+            if len(e) and len(g):
+                total += 1
+                lower += bool(g["test_avg_kl"].iloc[0] < e["test_avg_kl"].iloc[0])
+        per_kappa.append(f"κ = {k:g}: lower in {lower} of {total} (one seed, direction only)")
     rows = [
         {"claim (paper)": PAPER_CLAIMS["fig4_kl"],
-         "our measure": f"held-out average KL, ELBO vs GECO-RE κ = {kappa:g}, "
-                        f"{len(result.settings['seeds'])} seeds",
-         "ours": f"lower beyond the seed spread in {kl_lower} of {n}; ELBO/GECO: {ratios}",
-         "verdict": _fraction_verdict(kl_lower, n)},
+         "our measure": f"held-out average KL, ELBO vs GECO-RE κ = {kappa:g} "
+                        f"({len(result.settings['seeds'])} seeds) and the other κ (one seed)",
+         "ours": f"κ = {kappa:g}: lower beyond the seed spread in {kl_lower} of {n} "
+                 f"(ELBO/GECO: {ratios}); " + "; ".join(per_kappa),
+         "verdict": f"κ = {kappa:g}: {_fraction_verdict(kl_lower, n)}"},
         {"claim (paper)": PAPER_CLAIMS["fig4_nll"],
          "our measure": "held-out quantized-normal NLL with σ_opt [bits/dim]",
          "ours": f"GECO higher beyond the seed spread in {nll_higher} of {n}",
@@ -157,7 +172,8 @@ def claims_table(result, kappa: float, trajectory: str) -> pd.DataFrame:
             "ours": f"crosses κ at step {p['cross_step']:.0f}; β min {p['beta_min']:.2g} at "
                     f"step {p['beta_min_step']:.0f}; β start {p['beta_start']:.2g}, end "
                     f"{p['beta_end']:.2g}",
-            "verdict": "reproduced (one run)" if p["holds"] else "not reproduced at our scale"})
+            "verdict": "phases reproduced (one run; no lag visible at α = 0.9)" if p["holds"]
+            else "not reproduced at our scale"})
     matched = t[t["matched"]]
     parts, ok, lower = [], 0, 0
     for _name, g in matched.iterrows():
