@@ -11,8 +11,8 @@ chapter), in CI and on Colab (where the repository is cloned and installed edita
 Example:
     >>> cache_root().name, cache_root().parent.name
     ('_cache', 'book')
-    >>> runs_root().name
-    'runs'
+    >>> runs_root().is_absolute()
+    True
 """
 
 from __future__ import annotations
