@@ -40,14 +40,23 @@ BOOK = REPO / "book"
 SKIP_DIRS = {"_build", ".ipynb_checkpoints", "__pycache__"}
 VALID_PROFILES = ("smoke", "cpu", "gpu")
 
-#: The first code cell of every chapter, verbatim.
-COLAB_CELL = """\
+#: The first code cell of every chapter, verbatim, for the repository ``{url}`` of
+#: ``book/_config.yml`` (``repository.url``: the one setting that names the repository; the
+#: Colab badges and the launch button are derived from it too).
+COLAB_CELL_TEMPLATE = """\
 # On Google Colab, install this project (with its data); elsewhere this cell does nothing.
 import sys
 if "google.colab" in sys.modules:
     import subprocess
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "geco-core @ git+https://github.com/geco-book/taming-vaes-geco"], check=True)"""
+                    "geco-core @ git+{url}"], check=True)"""
+
+
+def colab_cell(book: Path) -> str:
+    """The install cell every chapter must start with, for the configured repository."""
+    config = yaml.safe_load((book / "_config.yml").read_text(encoding="utf-8")) or {}
+    url = str(config.get("repository", {}).get("url", "")).rstrip("/")
+    return COLAB_CELL_TEMPLATE.format(url=url)
 
 
 def _walk(book: Path, suffix: str) -> list[Path]:
@@ -177,11 +186,11 @@ def check_parameters_source(source: str) -> list[str]:
     return problems
 
 
-def check_conventions(nb, expected_colab_url: str) -> list[str]:
+def check_conventions(nb, expected_colab_url: str, expected_cell: str) -> list[str]:
     """The book's notebook conventions (Colab cell, parameters cell, Colab badge, kernel)."""
     problems = []
     code = [c for c in nb.cells if c.cell_type == "code"]
-    if not code or code[0].source.strip() != COLAB_CELL:
+    if not code or code[0].source.strip() != expected_cell:
         problems.append("the first code cell is not the Colab install cell (verbatim)")
     if len(code) < 2 or "parameters" not in _tags(code[1]):
         problems.append("the second code cell is not tagged `parameters`")
@@ -227,7 +236,8 @@ def check_book(book: Path = BOOK) -> list[str]:
         problems += [
             f"{_rel(ipynb)}: {p} (commit notebooks without outputs)" for p in check_clean(ipynb_nb)
         ]
-        problems += [f"{_rel(md)}: {p}" for p in check_conventions(md_nb, colab_url(book, ipynb))]
+        problems += [f"{_rel(md)}: {p}" for p in check_conventions(md_nb, colab_url(book, ipynb),
+                                                                    colab_cell(book))]
     return problems
 
 

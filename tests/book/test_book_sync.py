@@ -56,7 +56,7 @@ print(profile, seed)
 
 
 def demo_md(parameters: str = 'profile = "cpu"\nseed = 0', colab: str | None = None) -> str:
-    colab = check_notebooks.COLAB_CELL if colab is None else colab
+    colab = check_notebooks.colab_cell(REPO / "book") if colab is None else colab
     return DEMO.format(colab=colab, parameters=parameters)
 
 
@@ -192,3 +192,13 @@ def test_missing_parameters_tag_in_a_valid_pair(book):
     md.write_text(md.read_text().replace(":tags: [parameters]\n", ""))
     check_notebooks.write_pairs(book, [md])
     assert "the second code cell is not tagged `parameters`" in problems(book)
+
+
+def test_the_repository_url_is_one_setting(book):
+    """Changing repository.url in _config.yml changes what every install cell and badge must
+    say: an old URL left in a chapter is reported."""
+    cfg = book / "_config.yml"
+    cfg.write_text(cfg.read_text().replace("github.com/geco-book/taming-vaes-geco",
+                                           "github.com/someone/fork"))
+    found = problems(book)
+    assert "Colab install cell" in found and "someone/fork" in found
