@@ -296,9 +296,11 @@ class RunStore:
     def get(self, config: Any) -> Run | None:
         """The stored run of ``config``, or None when it has none (or a damaged one)."""
         key = run_key(config)
-        return self._load(key)
+        return self.load(key)
 
-    def _load(self, key: str) -> Run | None:
+    def load(self, key: str) -> Run | None:
+        """The stored run ``key``, or None when absent or damaged (its log must match the
+        sha256 in its record)."""
         d = self.records / key
         try:
             record = json.loads((d / "record.json").read_text())
@@ -326,7 +328,7 @@ class RunStore:
         """
         cfg = _as_config(config)
         key = run_key(cfg)
-        run = self._load(key)
+        run = self.load(key)
         if run is not None:
             return run
         return self._train(key, cfg, command)
@@ -340,7 +342,7 @@ class RunStore:
     def retrain(self, key: str) -> Run:
         """Train the stored run ``key`` again from its recorded config (e.g. to recreate its
         checkpoint); the record is rewritten."""
-        run = self._load(key)
+        run = self.load(key)
         if run is None:
             raise ValueError(f"key: no stored run {key!r} in {self.records}")
         shutil.rmtree(self.checkpoints / key, ignore_errors=True)
@@ -356,7 +358,7 @@ class RunStore:
         want.pop("steps", None)
         best: Run | None = None
         for key in self.keys():
-            run = self._load(key)
+            run = self.load(key)
             if run is None or not run.checkpoint_path.is_file():
                 continue
             other = run.config
@@ -443,7 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     store = default_store()
     if args.cmd == "list":
         for key in store.keys():
-            run = store._load(key)
+            run = store.load(key)
             if run is None:
                 print(f"{key}  (damaged record)")
                 continue
@@ -453,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"steps={run.step} seed={c['seed']} {ckpt}")
         return 0
     for key in args.keys:
-        if store._load(key) is None:
+        if store.load(key) is None:
             print(f"error: key: no stored run {key!r} in {store.records}", file=sys.stderr)
             return 2
     for key in args.keys:

@@ -151,7 +151,7 @@ def run_sweep(
     store = default_store() if store is None else store
     cfgs = [_as_config(c) for c in configs]
     keys = [run_key(c) for c in cfgs]
-    out: list[Run | None] = [store._load(k) for k in keys]
+    out: list[Run | None] = [store.load(k) for k in keys]
     todo = [i for i, r in enumerate(out) if r is None]
     first = {}
     for i in todo:  # the same config twice trains once
@@ -169,7 +169,7 @@ def run_sweep(
             _parallel(cfgs, unique, out, store, workers, threads, command, bar)
         for i in todo:
             if out[i] is None:  # a duplicate of a config trained above
-                out[i] = store._load(keys[i])
+                out[i] = store.load(keys[i])
                 bar.update(1)
     finally:
         bar.close()
@@ -207,7 +207,7 @@ def _parallel(cfgs, unique, out, store, workers, threads, command, bar) -> None:
             if err is not None:
                 raise SweepError(f"run {run_key(cfgs[index])} failed:\n{err}")
             remaining.discard(index)
-            run = store._load(key)
+            run = store.load(key)
             run.trained = trained
             out[index] = run
             bar.set_postfix_str(key)

@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -316,7 +317,9 @@ def matched_specs(settings: Mapping[str, Any], elbo_mse: Mapping[tuple[str, str]
 # --------------------------------------------------------------------------------------------
 # Evaluation of one run (cached in its record)
 # --------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=8)
 def _data(name: str, split: str, seed: int, n: int | None):
+    """A data set, built once per process (evaluations of many runs share it; read-only)."""
     from data_builders import load_dataset
 
     with warnings.catch_warnings():
@@ -535,14 +538,14 @@ def equivalent_kappa(constraint: str, dataset: str, noise: float = 0.1, n: int =
     correlation of x and x + noise (the constraint asks for at least that). Measured on ``n``
     training images (seed 0, noise seed 0) with the constraint settings of Fig. 6.
     """
-    from geco_core.train.builders import _make_constraint
+    from geco_core.train.builders import make_constraint
 
     check_choice(constraint, "constraint", ("fre", "pncc"))
     x = _data(dataset, "train", 0, n).x
     g = torch.Generator().manual_seed(0)
     noisy = (x + noise * torch.randn(x.shape, generator=g)).clamp(0, 1)
     kw = dict(_CONSTRAINT_KWARGS[constraint][dataset])
-    c = _make_constraint(constraint, 1.0, tuple(x.shape[1:]), kw)
+    c = make_constraint(constraint, 1.0, tuple(x.shape[1:]), kw)
     with torch.no_grad():
         v = c(x, noisy).mean().item()
     # FRE: ‖f(x) − f(x̂)‖²/F − κ² with κ = 1 → RMS error = √(v + 1); pNCC: κ − corr = 1 − corr.

@@ -28,7 +28,7 @@ from geco_core.models import LatentVariableModel, build_model, load_pretrained_c
 from geco_core.objectives import ELBO, AnnealedBeta, BetaVAE, GECOObjective, Objective
 from geco_core.train.config import TrainConfig, constraint_kwargs_for
 
-__all__ = ["build_model_for", "build_objective", "load_data", "target_labels"]
+__all__ = ["build_model_for", "build_objective", "load_data", "make_constraint", "target_labels"]
 
 
 def load_data(cfg: TrainConfig):
@@ -83,7 +83,7 @@ class _ClassifierFeatures(nn.Module):
         return self.classifier.features(x, depth=self.depth)
 
 
-def _make_constraint(name: str, kappa: float, image_shape, kw: dict[str, Any]) -> nn.Module:
+def make_constraint(name: str, kappa: float, image_shape, kw: dict[str, Any]) -> nn.Module:
     """``build_constraint`` plus what the engine can supply: GroupedRE's ``data_shape``, the
     pretrained MNIST classifier for CLA and for ``FRE(features="classifier", depth=k)``."""
     key = name.lower().replace("-", "_")
@@ -108,7 +108,7 @@ def build_objective(cfg: TrainConfig, image_shape: Sequence[int] | None = None) 
     if cfg.objective == "beta_vae":
         return BetaVAE(cfg.beta)
     constraints = [
-        _make_constraint(name, kappa, image_shape, _constraint_kwargs(cfg, name))
+        make_constraint(name, kappa, image_shape, _constraint_kwargs(cfg, name))
         for name, kappa in zip(cfg.constraints, cfg.kappas)
     ]
     return GECOObjective(
