@@ -14,7 +14,7 @@ step() {
 }
 
 step bash ci/setup.sh
-step "$PY" -m ruff check .
+step "$PY" -m ruff check --no-cache .
 step "$PY" -m pytest
 step "$PY" ci/check_notebooks.py
 step "$PY" ci/run_notebooks.py --profile smoke

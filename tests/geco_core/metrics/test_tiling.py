@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from geco_core.metrics.tiling import (
     count_modes,
     effective_tiles,
