@@ -133,13 +133,7 @@ def _as_config(config: Any):
 def _defaults() -> dict[str, Any]:
     from geco_core.train import TrainConfig
 
-    out = {}
-    for f in dataclasses.fields(TrainConfig):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = json.loads(json.dumps(f.default))
-        elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = json.loads(json.dumps(f.default_factory()))
-    return out
+    return TrainConfig.defaults()
 
 
 def key_fields(config: Any) -> dict[str, Any]:
@@ -240,6 +234,14 @@ class Run:
         model, _objective, _config, _step = load_run(self.run_dir, device=device)
         return model
 
+    def has_evaluation(self, name: str, settings: Mapping[str, Any]) -> bool:
+        """Whether :meth:`evaluation` ``(name, settings)`` is cached in the record."""
+        return self._evaluation_base(name, settings).with_suffix(".json").is_file()
+
+    def _evaluation_base(self, name: str, settings: Mapping[str, Any]) -> Path:
+        tag = _sha256_bytes(_canonical({"name": name, **dict(settings)}).encode())[:12]
+        return self.record_dir / "eval" / f"{name}-{tag}"
+
     def evaluation(
         self,
         name: str,
@@ -252,8 +254,7 @@ class Run:
         version there). ``compute(run)`` returns ``(metrics, arrays)``: JSON-able numbers and
         numpy arrays; it is called only when the cache lacks this evaluation.
         """
-        tag = _sha256_bytes(_canonical({"name": name, **dict(settings)}).encode())[:12]
-        base = self.record_dir / "eval" / f"{name}-{tag}"
+        base = self._evaluation_base(name, settings)
         jpath, npath = base.with_suffix(".json"), base.with_suffix(".npz")
         if jpath.is_file():
             entry = json.loads(jpath.read_text())

@@ -161,10 +161,11 @@ def run_sweep(
                file=sys.stderr)
     try:
         if unique and (workers == 1 or len(unique) == 1):
-            for i in unique:
-                bar.set_postfix_str(keys[i])
-                out[i] = store.get_or_train(cfgs[i], command=command)
-                bar.update(1)
+            with torch_threads(threads):  # in this process: the same threads as a worker's
+                for i in unique:
+                    bar.set_postfix_str(keys[i])
+                    out[i] = store.get_or_train(cfgs[i], command=command)
+                    bar.update(1)
         elif unique:
             _parallel(cfgs, unique, out, store, workers, threads, command, bar)
         for i in todo:

@@ -6,6 +6,9 @@
 - :mod:`~geco_core.metrics.marginal` — tensor-level marginal-KL estimators of §4.1.1 / Table 2
   (the exact N-component mixture in bounded memory, its diagonal-Gaussian matmul form, the
   subsampled mixture) with the mutual information I(n; z);
+- :mod:`~geco_core.metrics.aggregate` — estimators of the marginal KL from one matrix of
+  log q(z_s|xᵢ) (exact, leave-one-out, held-out, the minibatch estimators of Chen et al. 2018)
+  and the aggregate density log q(z) (imported from the submodule, not re-exported);
 - :mod:`~geco_core.metrics.evaluation` — model-level: :func:`sigma_opt`, :func:`nll_per_pixel`,
   :func:`average_kl`, :func:`marginal_kl` of a
   :class:`~geco_core.models.base.LatentVariableModel` on data tensors.
@@ -35,6 +38,7 @@ from geco_core.metrics.evaluation import (
     AverageKL,
     QuantizedNLL,
     average_kl,
+    log_q_pairs_fn,
     marginal_kl,
     nll_per_pixel,
     sigma_opt,
@@ -44,6 +48,7 @@ from geco_core.metrics.marginal import (
     LogQPairsFn,
     MarginalKL,
     draw_sources,
+    gaussian_blocks,
     gaussian_log_q_pairs,
     gaussian_log_q_pairs_fn,
     logsumexp_chunked,
@@ -60,7 +65,9 @@ __all__ = [
     "MarginalKL",
     "QuantizedNLL",
     "average_kl",
+    "log_q_pairs_fn",
     "draw_sources",
+    "gaussian_blocks",
     "gaussian_kl",
     "gaussian_log_q_pairs",
     "gaussian_log_q_pairs_fn",

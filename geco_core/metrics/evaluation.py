@@ -60,6 +60,7 @@ from geco_core.metrics.marginal import (
     SAMPLINGS,
     MarginalKL,
     draw_sources,
+    gaussian_log_q_pairs_fn,
     marginal_kl_from_log_q,
     marginal_kl_gaussian,
     marginal_kl_subsampled_from_log_q,
@@ -71,6 +72,7 @@ __all__ = [
     "AverageKL",
     "QuantizedNLL",
     "average_kl",
+    "log_q_pairs_fn",
     "marginal_kl",
     "nll_per_pixel",
     "sigma_opt",
@@ -353,6 +355,41 @@ def _pairs_fn(
     return fn
 
 
+def log_q_pairs_fn(
+    model: LatentVariableModel, x: Tensor, context: Tensor | None = None, batch_size: int = 256
+) -> Callable[[Tensor, int, int], Tensor]:
+    """The block function ``(z [cs, d], i0, i1) -> [cs, i1 - i0]`` of log q(z_s|xᵢ) for a model
+    and its data points, by the model's ``posterior_kind``: the closed-form diagonal Gaussian
+    (``"gaussian"``), the encoder context h(xᵢ) computed once per point and the inverse flow per
+    pair (``"context"``), else ``model.log_q`` on matched rows (any model). Call it under
+    ``torch.no_grad()`` with the model in eval mode.
+
+    Example:
+        >>> from geco_core.models import build_model
+        >>> m = build_model("conv_vae", (1, 28, 28), latent_dim=2).eval()
+        >>> x = torch.rand(3, 1, 28, 28)
+        >>> with torch.no_grad():
+        ...     fn = log_q_pairs_fn(m, x)
+        ...     z = m.sample_posterior(x, n=1)[0][0]
+        ...     fn(z, 0, 3).shape
+        torch.Size([3, 3])
+    """
+    N = _check_data(model, x, context)
+    check_int(batch_size, "batch_size")
+    kind = model.posterior_kind
+    if kind == "gaussian":
+        mus, lss = [], []
+        for b in range(0, N, batch_size):
+            mu, ls = model.posterior_params(x[b : b + batch_size],
+                                            _rows(context, slice(b, b + batch_size)))
+            mus.append(mu.double())
+            lss.append(ls.double())
+        return gaussian_log_q_pairs_fn(torch.cat(mus), torch.cat(lss))
+    if kind == "context":
+        return _context_pairs_fn(model, x, context, batch_size)
+    return _pairs_fn(model, x, context)
+
+
 def _with_progress(
     fn: Callable[[Tensor, int, int], Tensor], total: int, enabled: bool, desc: str
 ) -> tuple[Callable[[Tensor, int, int], Tensor], tqdm]:
@@ -416,8 +453,9 @@ def marginal_kl(
         S: Monte Carlo samples; seed: fixes sources, samples and subsets.
         sampling: ``"uniform"`` or ``"stratified"`` source indices.
         method: one of :data:`METHODS`; M: mixture components per sample for ``"subsampled"``.
-        chunk_s, chunk_n: block sizes (defaults: gaussian 2048 × 16384, context 32 × 512,
-            pairs 4 × 64; subsampled chunk_s = 16).
+        chunk_s, chunk_n: block sizes (defaults: gaussian
+            :func:`~geco_core.metrics.marginal.gaussian_blocks` of the thread count, context
+            32 × 512, pairs 4 × 64; subsampled chunk_s = 16).
         batch_size: batch size of the encoder passes over x.
         dtype: compute dtype of the gaussian method.
         progress: tqdm bar over the pair evaluations (model-based methods).
@@ -471,8 +509,8 @@ def marginal_kl(
                 S,
                 seed=seed,
                 sampling=sampling,
-                chunk_s=chunk_s or 2048,
-                chunk_n=chunk_n or 16384,
+                chunk_s=chunk_s,
+                chunk_n=chunk_n,
                 warn=warn,
             )
 

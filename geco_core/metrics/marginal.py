@@ -65,6 +65,7 @@ __all__ = [
     "LogQPairsFn",
     "MarginalKL",
     "draw_sources",
+    "gaussian_blocks",
     "gaussian_log_q_pairs",
     "gaussian_log_q_pairs_fn",
     "logsumexp_chunked",
@@ -398,14 +399,29 @@ def gaussian_log_q_pairs_fn(mu: Tensor, log_sigma: Tensor) -> LogQPairsFn:
     return fn
 
 
+def gaussian_blocks(threads: int | None = None) -> tuple[int, int]:
+    """The [chunk_s, chunk_n] blocks of :func:`marginal_kl_gaussian` for ``threads`` torch
+    threads (default: torch's current count): cache-sized 512 × 2048 blocks with one thread
+    (≈ 1.0× a same-flop matmul, 32 MiB of float64 per block), 2048 × 16384 with several
+    (fewer, larger ops: each op pays a thread barrier). Measured by
+    ``benchmarks/bench_speed.py``.
+
+    Example:
+        >>> gaussian_blocks(1), gaussian_blocks(8)
+        ((512, 2048), (2048, 16384))
+    """
+    threads = torch.get_num_threads() if threads is None else check_int(threads, "threads")
+    return (512, 2048) if threads == 1 else (2048, 16384)
+
+
 def marginal_kl_gaussian(
     mu: Tensor,
     log_sigma: Tensor,
     S: int,
     seed: int = 0,
     sampling: str = "uniform",
-    chunk_s: int = 2048,
-    chunk_n: int = 16384,
+    chunk_s: int | None = None,
+    chunk_n: int | None = None,
     log_prior_fn: Callable[[Tensor], Tensor] = standard_normal_log_prob,
     warn: bool = True,
 ) -> MarginalKL:
@@ -420,7 +436,8 @@ def marginal_kl_gaussian(
     inputs. Block sizes (``benchmarks/bench_marginal_kl.py``, N = S = 10⁴, d = 32): with one
     thread, cache-sized 512 × 2048 blocks run at ≈ 1.0× the time of one matmul of the same
     flops and the default ≈ 1.3–1.8×; with several threads on a loaded machine every op pays a
-    barrier, and the default's few large ops (≈ 2–3×) beat small blocks (5–15×).
+    barrier, and the default's few large ops (≈ 2–3×) beat small blocks (5–15×). So the
+    default (``chunk_s``/``chunk_n`` None) is :func:`gaussian_blocks` of torch's thread count.
 
     The result also carries ``value_cv`` = closed-form average KL − I(n; z): the same
     expectation with much lower variance, because the per-point KL spread cancels in the
@@ -437,6 +454,9 @@ def marginal_kl_gaussian(
             f"mu, log_sigma: expected equal shapes [N, d], got {tuple(mu.shape)} and "
             f"{tuple(log_sigma.shape)}"
         )
+    default_s, default_n = gaussian_blocks()
+    chunk_s = default_s if chunk_s is None else chunk_s
+    chunk_n = default_n if chunk_n is None else chunk_n
     if not (torch.isfinite(mu).all() and torch.isfinite(log_sigma).all()):
         raise ValueError("mu, log_sigma: contain NaN or inf")
     N, d = mu.shape

@@ -70,6 +70,10 @@ class LatentVariableModel(nn.Module):
     def forward(self, x: Tensor, context: Tensor | None = None) -> VAEOutput:
         raise NotImplementedError
 
+    def prepare(self, x: Tensor, context: Tensor | None = None) -> None:
+        """Data-dependent initialisation from the first training batch, called by the training
+        engine before its first step (outside ``torch.compile``). Default: nothing."""
+
     def decode(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         """g(z): decoder mean for latent ``z`` ``[B, latent_dim]``."""
         raise NotImplementedError

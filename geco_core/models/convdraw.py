@@ -283,6 +283,15 @@ class ConvDRAW(LatentVariableModel):
         self._canvas0_ready = True
 
     # -- latent layout ---------------------------------------------------------------------
+    def prepare(self, x: Tensor, context: Tensor | None = None) -> None:
+        """Initialise c_0 from ``x`` (:meth:`init_canvas_`) unless it is initialised already:
+        what the first training forward would do, done before it, so that a compiled forward
+        never sees the flag change (no recompilation)."""
+        if not self._canvas0_ready:
+            self._canvas0_ready = bool(self.canvas0_initialised)
+            if not self._canvas0_ready:
+                self.init_canvas_(x)
+
     def flatten_latents(self, zs: Sequence[Tensor]) -> Tensor:
         """T maps ``[B, Z, h, w]`` → flat ``[B, latent_dim]`` (step-major)."""
         return torch.stack(list(zs), dim=1).flatten(1)

@@ -128,7 +128,13 @@ class ConditionalAffineCoupling(nn.Module):
         return self.lin_h(h)
 
     def _shift_log_scale(self, z_a: Tensor, hc: Tensor) -> tuple[Tensor, Tensor]:
-        shift, raw = self.out(self.mlp(self.lin_z(z_a) + hc)).chunk(2, dim=-1)
+        a = self.lin_z(z_a) + hc
+        if torch.is_grad_enabled():
+            a = self.mlp(a)
+        else:  # evaluation over many pairs: the same values, without two [..., hidden] copies
+            a = self.mlp[1](nn.functional.elu(a, inplace=True))
+            a = nn.functional.elu(a, inplace=True)
+        shift, raw = self.out(a).chunk(2, dim=-1)
         return shift, soft_clip_log_scale(raw, self.log_scale_bound)
 
     def _merge(self, z_a: Tensor, y_b: Tensor) -> Tensor:

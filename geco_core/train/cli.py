@@ -162,6 +162,8 @@ def _helps() -> dict[str, str]:
         "max_grad_norm": "clip the global gradient norm to this (default: no clipping)",
         "max_bad_steps": "stop after this many consecutive non-finite gradients (default "
         "%(default)s)",
+        "compile": "run the model through torch.compile (not bitwise the eager run; pays "
+        "only on long runs, see benchmarks/bench_speed.py; default: eager)",
         "progress": "show a progress bar (default: show it)",
     }
 

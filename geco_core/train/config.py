@@ -164,6 +164,13 @@ class TrainConfig:
         max_grad_norm: clip the global gradient norm (None: no clipping; the paper clips none).
         max_bad_steps: raise after this many consecutive steps with a non-finite gradient
             (each such step is skipped with a warning).
+        compile: run the model's forward (and its backward) through ``torch.compile``: the
+            same computation in fused kernels after a one-off compilation of tens of seconds,
+            with the eager noise generator. The conv VAE's and the VAE + NVP's losses equal
+            the eager run's within float rounding (not bitwise); ConvDRAW's T noise draws per
+            step may be reordered by the compiler, so its run is statistically, not
+            numerically, the eager one. It pays on long runs only (``benchmarks/
+            bench_speed.py``). Off by default: a run's numbers do not depend on the compiler.
         progress: show a tqdm progress bar (rank 0).
     """
 
@@ -199,6 +206,7 @@ class TrainConfig:
     geco_kwargs: dict[str, Any] = field(default_factory=dict)
     max_grad_norm: float | None = None
     max_bad_steps: int = 10
+    compile: bool = False
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -299,7 +307,7 @@ class TrainConfig:
                 raise TypeError(f"{name} must be a non-empty path string or None, got {value!r}")
         if self.download is not None and not isinstance(self.download, bool):
             raise TypeError(f"download must be True, False or None, got {self.download!r}")
-        for name in ("learn_sigma", "progress"):
+        for name in ("learn_sigma", "compile", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         positive = ["lambda_init", "sigma", "beta", "anneal_sigma_start", "anneal_sigma_end", "nu"]
@@ -388,6 +396,23 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-able dict (what checkpoints store)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Every field's default, JSON-normalised like :meth:`to_dict` (fields without one,
+        none today, are left out).
+
+        Example:
+            >>> TrainConfig.defaults()["alpha"], TrainConfig.defaults()["compile"]
+            (0.99, False)
+        """
+        out = {}
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                out[f.name] = json.loads(json.dumps(f.default))
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f.name] = json.loads(json.dumps(f.default_factory()))
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:

@@ -308,7 +308,12 @@ def _check_data(saved: Mapping[str, Any], data_record: Mapping[str, Any], ckpt_p
 def _load_resumable(ckpt_path: Path, cfg: TrainConfig, world: int) -> dict[str, Any]:
     """The checkpoint to resume from, after checking it belongs to this run."""
     saved = ckpt.load_checkpoint(ckpt_path)
-    ckpt.check_config(saved["config"], cfg.to_dict(), RESUME_MAY_DIFFER, path=str(ckpt_path))
+    # A field the engine gained after the checkpoint was written counts as its default (the
+    # run store keys runs the same way: a new field at its default changes no run).
+    defaults = TrainConfig.defaults()
+    saved_cfg = {**{k: v for k, v in defaults.items() if k not in saved["config"]},
+                 **saved["config"]}
+    ckpt.check_config(saved_cfg, cfg.to_dict(), RESUME_MAY_DIFFER, path=str(ckpt_path))
     if saved.get("world_size", 1) != world:
         raise ValueError(
             f"refusing to resume: {ckpt_path} was written by a run with world_size="
@@ -406,6 +411,16 @@ def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int, world: int,
         )
     else:
         ddp_model = model
+    # torch.compile traces the forward once (per input shape) and fuses its small kernels; the
+    # backward goes through the compiled graph too. The eager module stays the one saved.
+    step_model = ddp_model
+    if cfg.compile:
+        import torch._inductor.config as inductor_config
+
+        # Draw the reparameterisation noise with the eager generator (inductor's own RNG would
+        # give other samples than an eager run with the same seed).
+        inductor_config.fallback_random = True
+        step_model = torch.compile(ddp_model, dynamic=False)
     model.train()
 
     saved_step = start if start > 0 else None
@@ -468,7 +483,9 @@ def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int, world: int,
             x = x_all[idx]
             context = None if ctx_all is None else ctx_all[idx]
             labels = labels_all[idx]
-            out = ddp_model(x, context)
+            if t == start:
+                model.prepare(x, context)  # data-dependent initialisation, outside compile
+            out = step_model(x, context)
             loss, metrics = objective(out, x, context=context, labels=labels, step=t)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

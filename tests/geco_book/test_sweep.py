@@ -125,3 +125,23 @@ def test_arguments_are_checked(tiny_config):
         run_sweep([tiny_config()], workers=0)
     with pytest.raises(TypeError, match="threads"):
         run_sweep([tiny_config()], threads=1.5)
+
+
+def test_one_worker_trains_in_this_process_with_the_requested_threads(tiny_config, tmp_path,
+                                                                      monkeypatch):
+    import torch
+
+    store = RunStore(tmp_path / "records", tmp_path / "checkpoints")
+    seen = []
+    real = RunStore.get_or_train
+
+    def spy(self, config, **kw):
+        seen.append(torch.get_num_threads())
+        return real(self, config, **kw)
+
+    monkeypatch.setattr(RunStore, "get_or_train", spy)
+    before = torch.get_num_threads()
+    want = 1 if before != 1 else 2
+    run_sweep([tiny_config(seed=0), tiny_config(seed=1)], store=store, workers=1,
+              threads=want, progress=False)
+    assert seen == [want, want] and torch.get_num_threads() == before

@@ -99,3 +99,25 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     assert la["step"].tolist() == lb["step"].tolist()  # rows after the checkpoint were redone
     cols = ["kl", "mse", "nll", "lambda", "c_ma", "loss"]
     assert la[cols].equals(lb[cols])
+
+
+def test_a_checkpoint_from_before_a_new_engine_field_resumes_at_its_default(tiny, quiet,
+                                                                             tmp_path):
+    """A config field added to the engine after a checkpoint was written (e.g. ``compile``)
+    counts as its default on resume; a non-default value is still refused."""
+    from geco_core import checkpoint as ckpt
+    from geco_core.train import fit
+
+    out = tmp_path / "run"
+    fit(tiny(out_dir=str(out), steps=4, ckpt_every=4))
+    path = out / "checkpoint.pt"
+    state = ckpt.load_checkpoint(path)
+    del state["config"]["compile"]  # as written by the engine before the field existed
+    ckpt.save_checkpoint(path, state)
+    res = fit(tiny(out_dir=str(out), steps=6, ckpt_every=4), resume=True)
+    assert res.step == 6
+    state = ckpt.load_checkpoint(path)
+    del state["config"]["compile"]
+    ckpt.save_checkpoint(path, state)
+    with pytest.raises(ValueError, match="compile: checkpoint=False, now=True"):
+        fit(tiny(out_dir=str(out), steps=8, ckpt_every=4, compile=True), resume=True)
