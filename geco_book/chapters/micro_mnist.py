@@ -13,9 +13,14 @@ to collapse the modes of the data").
 
 What theory predicts (§3.1): for n points the optimal posteriors tile the prior into n
 equiprobable tiles (Prop. 2): KL[q(z|x_i) ‖ π] = ln n (ln 7 ≈ 1.946 here), marginal KL 0, no
-overlap. :func:`evaluate_model` measures exactly these properties with
-:mod:`geco_core.metrics.tiling`, :func:`geco_core.metrics.average_kl` and
-:func:`geco_core.metrics.marginal_kl`.
+overlap. :func:`geco_book.chapters.micro_mnist_eval.evaluate_model` measures exactly these
+properties.
+
+The measures settle slowly (the average KL of the ELBO is still falling after thousands of
+steps), so every model is evaluated at several points of one training run (``eval_steps``: the
+store continues each stage from the previous one's checkpoint, bitwise as one run), and Fig. 8's
+three models with ``fig8_seeds`` seeds and the κ sweep with ``sweep_seeds`` (each seed draws
+other 7 digits and other initial weights); the ablations use the chapter's seed only.
 
 Every model trains through the run store (:mod:`geco_book.store`, in parallel with
 :func:`geco_book.sweep.run_sweep`); its evaluation is cached in the run's record, so the
@@ -38,42 +43,30 @@ Example:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import sys
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
+from geco_book.chapters.micro_mnist_eval import EVAL_KEYS, EVAL_VERSION, evaluate_model, to_uint8
 from geco_book.profiles import resolve_profile
 from geco_book.store import Run, RunStore, store_for
 from geco_book.sweep import run_sweep
 from geco_book.sweep import torch_threads as _torch_threads
-from geco_core.metrics import average_kl, marginal_kl
-from geco_core.metrics.tiling import (
-    count_modes,
-    effective_tiles,
-    own_weight,
-    pairwise_log_q,
-    posterior_spread,
-    self_classification_rate,
-)
 
 __all__ = [
-    "EVAL_VERSION",
     "FIG8_RUNS",
     "LN7",
     "SETTINGS",
     "MicroMNISTResult",
     "RunResult",
     "RunSpec",
-    "evaluate_model",
     "run_experiment",
     "run_specs",
     "settings_for",
@@ -83,11 +76,6 @@ __all__ = [
 #: ln 7: the KL[q(z|x_i) ‖ π] of every point, and I(n; z), for a perfect tiling (Prop. 2).
 LN7 = math.log(7.0)
 
-#: Version of :func:`evaluate_model`: bump it when a change alters its numbers (the cached
-#: evaluations are keyed by it and by the evaluation settings).
-EVAL_VERSION = 1
-
-_EVAL_KEYS = ("n_posterior", "n_recon", "marginal_kl_samples", "avg_kl_samples")
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,9 +124,18 @@ _ELBO = {"sigma": 0.1, "learn_sigma": True}
 #: slower than one thread did (measured: 0.42 s vs 0.03 s per step under load ≈ 11).
 #: ``workers``: runs trained in parallel processes (each run is seeded by itself, so the
 #: numbers do not depend on it); the cpu profile uses both cores of a 2-core machine.
+#: ``eval_steps``: the steps at which every model is evaluated (ascending, the last = ``steps``);
+#: each stage continues the previous one's checkpoint. ``fig8_seeds``: seeds of Fig. 8's three
+#: models (the chapter's seed, seed + 1, …); ``sweep_seeds``: seeds of the κ sweep; the
+#: ablations use the chapter's seed only.
+#: cpu: 20,000 steps (10× session 2's 2,000, at which the measures had not settled), 3 seeds for
+#: Fig. 8 and the sweep: 30 runs × 20,000 steps ≈ 55 min on 2 cores (≈ 11 ms per step).
 SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": {
         "steps": 30,
+        "eval_steps": [15, 30],
+        "fig8_seeds": 2,
+        "sweep_seeds": 1,
         "lr": 3e-4,
         "model_size": "small",
         "model_kwargs": {
@@ -161,7 +158,10 @@ SETTINGS: dict[str, dict[str, Any]] = {
         **_ELBO,
     },
     "cpu": {
-        "steps": 2000,
+        "steps": 20_000,
+        "eval_steps": [2000, 5000, 10_000, 20_000],
+        "fig8_seeds": 3,
+        "sweep_seeds": 3,
         "lr": 3e-4,
         "model_size": "small",
         "model_kwargs": {
@@ -187,6 +187,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
         # The paper's optimiser for the VAE+NVP (§4.1: Adam, learning rate 1e-6) and the
         # engine's larger gpu model sizes, with a 2-D latent; many more steps.
         "steps": 300_000,
+        "eval_steps": [30_000, 100_000, 300_000],
+        "fig8_seeds": 3,
+        "sweep_seeds": 3,
         "lr": 1e-6,
         "model_size": "paper",
         "model_kwargs": {"latent_dim": 2},
@@ -211,15 +214,29 @@ def settings_for(profile: str, **overrides: Any) -> dict[str, Any]:
     Raises:
         ValueError: unknown profile (listing the valid ones) or an unknown override key.
 
+    Overriding ``steps`` alone keeps the ``eval_steps`` below it and ends them at ``steps``.
+
     Example:
-        >>> settings_for("smoke", steps=3)["steps"]
-        3
+        >>> settings_for("smoke", steps=3)["eval_steps"]
+        [3]
+        >>> settings_for("cpu", steps=8000)["eval_steps"]
+        [2000, 5000, 8000]
     """
     out = json.loads(json.dumps(resolve_profile(profile, SETTINGS)))
     unknown = sorted(set(overrides) - set(out))
     if unknown:
         raise ValueError(f"unknown setting(s) {unknown}; valid settings: {sorted(out)}")
     out.update(json.loads(json.dumps(overrides)))
+    if "steps" in overrides and "eval_steps" not in overrides:
+        out["eval_steps"] = [v for v in out["eval_steps"] if v < out["steps"]] + [out["steps"]]
+    stages = out["eval_steps"]
+    if (not stages or any(not isinstance(v, int) or v < 1 for v in stages)
+            or stages != sorted(set(stages)) or stages[-1] != out["steps"]):
+        raise ValueError(f"eval_steps must be ascending positive integers ending at steps = "
+                         f"{out['steps']}, got {stages!r}")
+    for key in ("fig8_seeds", "sweep_seeds"):
+        if not isinstance(out[key], int) or out[key] < 1:
+            raise ValueError(f"{key} must be an integer >= 1, got {out[key]!r}")
     return out
 
 
@@ -291,107 +308,6 @@ def run_specs(settings: Mapping[str, Any]) -> list[RunSpec]:
 
 
 # --------------------------------------------------------------------------------------------
-# Tiling measures (one function per quantity)
-# --------------------------------------------------------------------------------------------
-
-# --------------------------------------------------------------------------------------------
-# Evaluation of one trained model
-# --------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """No gradients and a forked global RNG (CPU, and ``device`` if CUDA) seeded with ``seed``."""
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
-        torch.manual_seed(seed)
-        yield
-
-
-def _to_uint8(img: Tensor) -> np.ndarray:
-    return (img.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-
-
-def evaluate_model(
-    model: torch.nn.Module,
-    x: Tensor,
-    labels: Tensor,
-    classifier: torch.nn.Module | None,
-    *,
-    n_posterior: int,
-    n_recon: int,
-    marginal_kl_samples: int,
-    avg_kl_samples: int,
-    seed: int,
-) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """The numbers and arrays of one trained model on the n data points ``x``.
-
-    Returns ``(metrics, arrays)``. Metrics: ``mse`` (per pixel, over ``n_posterior`` posterior
-    samples per point), ``avg_kl`` ± ``avg_kl_se`` (Monte Carlo, :func:`geco_core.metrics.
-    average_kl`), ``marginal_kl`` ± ``marginal_kl_se``, ``mutual_info`` and
-    ``effective_tiles`` (:func:`geco_core.metrics.marginal_kl`, exact mixture over the n
-    points), ``self_class_rate``, ``own_weight``, ``spread`` (mean √det Σ), ``n_modes``
-    (:func:`geco_core.metrics.tiling.count_modes`), and with a classifier ``p_true``
-    (mean true-label probability of the reconstructions, the CLA quantity), ``recon_accuracy``
-    and ``distinct_digits`` (number of different majority labels the classifier reads in the
-    n points' reconstructions).
-    Arrays: ``z`` ``[n, n_posterior, d]`` float32, ``recon`` ``[n, n_recon, H, W]`` uint8.
-    """
-    was_training = model.training
-    model.eval()
-    n = x.shape[0]
-    try:
-        with _seeded(seed, x.device):
-            z, _ = model.sample_posterior(x, n=n_posterior)  # [S, n, d]
-            z = z.transpose(0, 1).contiguous()  # [n, S, d]
-            log_q = pairwise_log_q(model, z, x).reshape(n * n_posterior, n)
-            source = torch.arange(n, device=x.device).repeat_interleave(n_posterior)
-            x_hat = model.decode(z.reshape(n * n_posterior, -1))
-            x_rep = x.repeat_interleave(n_posterior, dim=0)
-            mse = float((x_hat - x_rep).pow(2).mean())
-            metrics: dict[str, float] = {
-                "mse": mse,
-                "self_class_rate": self_classification_rate(log_q, source),
-                "own_weight": own_weight(log_q, source),
-            }
-            zc = z.double().cpu()
-            metrics["spread"] = float(posterior_spread(zc).mean())
-            metrics["n_modes"] = float(count_modes(zc))
-            if classifier is not None:
-                probs = classifier.to(x.device)(x_hat).softmax(-1)
-                lab = labels.to(x.device).long().repeat_interleave(n_posterior)
-                metrics["p_true"] = float(probs.gather(1, lab[:, None]).mean())
-                pred = probs.argmax(-1)
-                metrics["recon_accuracy"] = float((pred == lab).double().mean())
-                majority = pred.reshape(n, n_posterior).mode(dim=1).values
-                metrics["distinct_digits"] = float(len(set(majority.tolist())))
-            recon = x_hat.reshape(n, n_posterior, *x.shape[1:])[:, :n_recon, 0]
-        akl = average_kl(model, x, n_samples=avg_kl_samples, seed=seed + 1)
-        mkl = marginal_kl(
-            model,
-            x,
-            S=marginal_kl_samples,
-            seed=seed + 2,
-            sampling="stratified",
-            progress=False,
-            warn=False,
-        )
-    finally:
-        model.train(was_training)
-    metrics.update(
-        avg_kl=akl.value,
-        avg_kl_se=akl.stderr,
-        marginal_kl=mkl.value,
-        marginal_kl_se=mkl.stderr,
-        mutual_info=mkl.mutual_info,
-        mutual_info_se=mkl.mutual_info_stderr,
-        effective_tiles=effective_tiles(mkl.mutual_info),
-    )
-    arrays = {"z": z.float().cpu().numpy(), "recon": _to_uint8(recon)}
-    return metrics, arrays
-
-
-
-
-# --------------------------------------------------------------------------------------------
 # Training and evaluation through the run store
 # --------------------------------------------------------------------------------------------
 @dataclass
@@ -404,7 +320,8 @@ class RunResult:
             ``train_kl``, ``train_mse``) and the evaluation of :func:`evaluate_model`.
         z: posterior samples ``[n, n_posterior, 2]``; recon: ``[n, n_recon, 28, 28]`` uint8.
         curves: training log columns (``step``, ``kl``, ``mse``, ``lambda``, ``beta``, …).
-        wall_time: training seconds.
+        wall_time: training seconds (all stages).
+        history: the metrics of every stage of ``eval_steps`` (``history[-1]`` is ``metrics``).
     """
 
     spec: RunSpec
@@ -413,6 +330,7 @@ class RunResult:
     recon: np.ndarray
     curves: dict[str, np.ndarray] = field(default_factory=dict)
     wall_time: float = float("nan")
+    history: list[dict[str, float]] = field(default_factory=list)
 
 
 _CURVE_COLUMNS = ("step", "kl", "mse", "lambda", "beta", "c_ma", "sigma")
@@ -427,10 +345,11 @@ def _lambda_init(spec: RunSpec, settings: Mapping[str, Any]) -> float:
 
 
 
-
-def train_config(spec: RunSpec, settings: Mapping[str, Any], seed: int):
+def train_config(spec: RunSpec, settings: Mapping[str, Any], seed: int,
+                 steps: int | None = None):
     """The :class:`geco_core.train.TrainConfig` of one run: the same architecture, initial
-    weights (``seed``), batches (all 7 points each step) and number of steps for every run.
+    weights (``seed``), batches (all 7 points each step) and number of steps (``steps``,
+    default ``settings["steps"]``; a stage of ``eval_steps``) for every run.
 
     Example:
         >>> cfg = train_config(RunSpec("geco", "re", 0.05), settings_for("smoke"), seed=0)
@@ -449,18 +368,19 @@ def train_config(spec: RunSpec, settings: Mapping[str, Any], seed: int):
             lambda_init=_lambda_init(spec, settings),
             geco_kwargs=dict(settings["geco_kwargs"]),
         )
+    steps = int(settings["steps"] if steps is None else steps)
     return TrainConfig(
         model="vae_nvp",
         dataset="micro-mnist",
         objective=spec.objective,
-        steps=int(settings["steps"]),
+        steps=steps,
         batch_size=7,
         lr=settings["lr"],
         sigma=settings["sigma"],
         learn_sigma=settings["learn_sigma"],
         seed=seed,
         log_every=int(settings["log_every"]),
-        ckpt_every=int(settings["steps"]),
+        ckpt_every=steps,
         device="auto",
         model_size=settings["model_size"],
         download=False,
@@ -493,7 +413,7 @@ def _data_description(ds) -> dict[str, Any]:
 def _evaluate_run(run: Run, spec: RunSpec, settings, seed, data, threads) -> RunResult:
     """The cached evaluation of one stored run (computed from its checkpoint when absent)."""
     eval_settings = {"version": EVAL_VERSION, "seed": seed,
-                     **{k: int(settings[k]) for k in _EVAL_KEYS}}
+                     **{k: int(settings[k]) for k in EVAL_KEYS}}
 
     def compute(r: Run):
         from geco_core.models import load_pretrained_classifier
@@ -501,7 +421,7 @@ def _evaluate_run(run: Run, spec: RunSpec, settings, seed, data, threads) -> Run
         model = r.load_model()
         with _torch_threads(threads):
             return evaluate_model(model, data.x, data.labels, load_pretrained_classifier(),
-                                  seed=seed, **{k: int(settings[k]) for k in _EVAL_KEYS})
+                                  seed=seed, **{k: int(settings[k]) for k in EVAL_KEYS})
 
     ev, arrays = run.evaluation("micro_mnist", eval_settings, compute)
     last = run.metrics
@@ -525,13 +445,17 @@ def _evaluate_run(run: Run, spec: RunSpec, settings, seed, data, threads) -> Run
 # --------------------------------------------------------------------------------------------
 @dataclass
 class MicroMNISTResult:
-    """Everything the chapter shows: data, one :class:`RunResult` per run, provenance.
+    """Everything the chapter shows at one seed: data, one :class:`RunResult` per run,
+    provenance, and the other seeds' Fig. 8 runs.
 
     Attributes:
         x: the 7 digits ``[7, 28, 28]`` uint8; labels: ``[7]`` int.
-        runs: run name (:attr:`RunSpec.name`) → result, Fig. 8's three first.
-        config: :func:`experiment_config`; provenance: see :func:`save_cache`.
-        from_cache: whether the runs were loaded from a valid cache.
+        runs: run name (:attr:`RunSpec.name`) → result, Fig. 8's three first (a replicate holds
+            Fig. 8's three only).
+        config: profile, seed and settings; provenance: the runs' keys and origin.
+        from_cache: whether nothing was trained.
+        replicates: one result per further seed (Fig. 8's runs, and the κ sweep's where
+            ``sweep_seeds`` reaches them).
     """
 
     x: np.ndarray
@@ -540,6 +464,21 @@ class MicroMNISTResult:
     config: dict[str, Any]
     provenance: dict[str, Any]
     from_cache: bool = False
+    replicates: list[MicroMNISTResult] = field(default_factory=list)
+
+    @property
+    def seeds(self) -> list[MicroMNISTResult]:
+        """This result and its replicates: one per seed of Fig. 8, this seed first."""
+        return [self, *self.replicates]
+
+    @property
+    def has_sweeps(self) -> bool:
+        """Whether this seed holds the κ sweep (the chapter's seed does; replicates do when
+        ``sweep_seeds`` covers them)."""
+        st = self.config["settings"]
+        names = {RunSpec("geco", c, float(k)).name
+                 for c, key in (("re", "re_kappas"), ("cla", "cla_kappas")) for k in st[key]}
+        return names <= set(self.runs)
 
     @property
     def fig8(self) -> list[RunResult]:
@@ -583,55 +522,90 @@ def run_experiment(
         command: how this was invoked, for the records' provenance.
         **overrides: settings to change (:func:`settings_for`), e.g. ``steps=100``.
 
+    Every run is trained in the stages of ``eval_steps`` (each continuing the previous stage's
+    checkpoint) and evaluated after each; Fig. 8's three runs also at the ``fig8_seeds`` − 1
+    seeds after ``seed``, the κ sweep at ``sweep_seeds`` − 1 (their results are the returned
+    result's ``replicates``).
+
     Returns:
-        A :class:`MicroMNISTResult`; ``from_cache`` says whether nothing was trained.
+        A :class:`MicroMNISTResult` of ``seed``; ``from_cache`` says whether nothing was trained.
     """
     settings = settings_for(profile, **overrides)
     store = store_for(profile) if store is None else store
-    ds = _load_data(seed)
-    specs = run_specs(settings)
-    configs = [train_config(s, settings, seed) for s in specs]
+    n_fig8, n_sweep = int(settings["fig8_seeds"]), int(settings["sweep_seeds"])
+    seeds = [seed + i for i in range(max(n_fig8, n_sweep))]
+    ablations = {RunSpec(**ab) for ab in settings["ablations"]}
+    sweep = [sp for sp in run_specs(settings) if sp not in FIG8_RUNS and sp not in ablations]
+    jobs = [(seed, spec) for spec in run_specs(settings)]
+    for i, s in enumerate(seeds[1:], start=1):
+        jobs += [(s, spec) for spec in (list(FIG8_RUNS) if i < n_fig8 else [])
+                 + (sweep if i < n_sweep else [])]
+    stages = [int(v) for v in settings["eval_steps"]]
     if force:
-        for cfg in configs:
-            store.forget(cfg)
+        for s, spec in jobs:
+            for steps in stages:
+                store.forget(train_config(spec, settings, s, steps))
     if command is None:
         extra = "".join(f", {k}={v!r}" for k, v in overrides.items())
         command = (f"geco_book.chapters.micro_mnist.run_experiment(profile={profile!r}, "
                    f"seed={seed}{extra})")
-    runs = run_sweep(configs, store=store, workers=int(settings["workers"]),
-                     threads=settings["threads"], progress=progress,
-                     desc=f"micro-mnist [{profile}]", command=command)
-    results = {
-        spec.name: _evaluate_run(run, spec, settings, seed, ds, settings["threads"])
-        for spec, run in zip(specs, runs)
-    }
-    first = runs[0].record["provenance"]
-    provenance = {
-        "profile": profile,
-        "seed": seed,
-        "data": _data_description(ds),
-        "store": str(store.records),
-        "runs": {spec.name: run.key for spec, run in zip(specs, runs)},
-        "trained_now": [spec.name for spec, run in zip(specs, runs) if run.trained],
-        "engine_version": runs[0].record["engine_version"],
-        "wall_time_s": round(sum(r.wall_time for r in runs), 1),
-        "run_wall_time_s": {s.name: round(r.wall_time, 2) for s, r in zip(specs, runs)},
-        "workers": int(settings["workers"]),
-        "torch_threads": settings["threads"],
-        "git_commit": first["git_commit"],
-        "created_utc": first["created_utc"],
-        "versions": first["versions"],
-        "command": first["command"],
-    }
-    config = {"profile": profile, "seed": seed, "settings": settings}
-    return MicroMNISTResult(
-        _to_uint8(ds.x[:, 0]),
-        ds.labels.numpy().astype(np.int64),
-        results,
-        config,
-        provenance,
-        from_cache=not any(r.trained for r in runs),
-    )
+    data = {s: _load_data(s) for s in seeds}
+    history: dict[tuple[int, str], list[RunResult]] = {(s, sp.name): [] for s, sp in jobs}
+    stage_runs: list[list[Run]] = []
+    for i, steps in enumerate(stages):  # each stage continues the previous one's checkpoint
+        runs = run_sweep([train_config(sp, settings, s, steps) for s, sp in jobs], store=store,
+                         workers=int(settings["workers"]), threads=settings["threads"],
+                         progress=progress, command=command,
+                         desc=f"micro-mnist [{profile}] stage {i + 1}/{len(stages)}")
+        for (s, spec), run in zip(jobs, runs):
+            history[s, spec.name].append(
+                _evaluate_run(run, spec, settings, s, data[s], settings["threads"]))
+        stage_runs.append(runs)
+    final = stage_runs[-1]
+    trained = [run.trained for runs in stage_runs for run in runs]
+    first = final[0].record["provenance"]
+
+    def result_for(s: int) -> MicroMNISTResult:
+        names = [sp.name for t, sp in jobs if t == s]
+        runs = {}
+        for name in names:
+            last = history[s, name][-1]
+            last.history = [r.metrics for r in history[s, name]]
+            runs[name] = last
+        idx = [k for k, (t, _) in enumerate(jobs) if t == s]
+        provenance = {
+            "profile": profile,
+            "seed": s,
+            "data": _data_description(data[s]),
+            "store": str(store.records),
+            "runs": {jobs[k][1].name: final[k].key for k in idx},
+            "stage_runs": {jobs[k][1].name: [runs_[k].key for runs_ in stage_runs] for k in idx},
+            "eval_steps": stages,
+            "trained_now": sorted({jobs[k][1].name for runs_ in stage_runs for k in idx
+                                   if runs_[k].trained}),
+            "engine_version": final[0].record["engine_version"],
+            "wall_time_s": round(sum(final[k].wall_time for k in idx), 1),
+            "run_wall_time_s": {jobs[k][1].name: round(final[k].wall_time, 2) for k in idx},
+            "workers": int(settings["workers"]),
+            "torch_threads": settings["threads"],
+            "git_commit": first["git_commit"],
+            "created_utc": first["created_utc"],
+            "versions": first["versions"],
+            "command": first["command"],
+        }
+        ds = data[s]
+        return MicroMNISTResult(
+            to_uint8(ds.x[:, 0]),
+            ds.labels.numpy().astype(np.int64),
+            runs,
+            {"profile": profile, "seed": s, "settings": settings},
+            provenance,
+            from_cache=not any(trained),
+        )
+
+    result = result_for(seed)
+    result.replicates = [result_for(s) for s in seeds[1:]]
+    return result
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,10 +27,15 @@ from geco_book.verdicts import NO_DIFFERENCE, ONE_SEED, compare, direction
 __all__ = [
     "CONSTRAINT_COLUMNS",
     "TABLE_COLUMNS",
+    "CHANGE_FLOOR",
+    "SEED_COLUMNS",
     "constraint_status",
+    "convergence_table",
+    "fig8_seed_table",
     "fig8_table",
     "format_cell",
     "paper_comparison",
+    "sweep_seed_table",
     "sweep_table",
 ]
 
@@ -166,6 +171,123 @@ def fig8_table(result: MicroMNISTResult, reference: bool = True, ablations: bool
     return df
 
 
+#: The measures of :func:`fig8_seed_table` and :func:`convergence_table`.
+SEED_COLUMNS = {
+    "MSE": "mse",
+    "avg KL": "avg_kl",
+    "marginal KL": "marginal_kl",
+    "e^I (eff. tiles)": "effective_tiles",
+    "self-class. rate": "self_class_rate",
+    "p_true (CLA)": "p_true",
+    "λ (final)": "lambda",
+}
+
+
+#: The scale below which a change counts as absolute in :func:`convergence_table` (a marginal
+#: KL of 0.01 nats moving to 0.02 is settled, not a 100 % change).
+CHANGE_FLOOR = {"mse": 1e-3, "avg_kl": 0.1, "marginal_kl": 0.1, "effective_tiles": 1.0,
+                "self_class_rate": 0.1, "p_true": 0.1}
+
+
+def _mean_se(vals: Sequence[float]) -> tuple[float, float]:
+    a = np.asarray(vals, dtype=float)
+    return float(a.mean()), (float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else math.nan)
+
+
+def fig8_seed_table(result: MicroMNISTResult):
+    """Fig. 8's three models over all seeds (``result.seeds``): mean ± standard error of each
+    measure of :data:`SEED_COLUMNS` (the cells are text "mean ± SE", the SE "—" for one seed),
+    and in how many seeds the constraint was met (C_ma ≤ 0 at the end and C ≤ 0 at the
+    evaluation) and λ ended at a bound."""
+    import pandas as pd
+
+    seeds = result.seeds
+    bounds = _lambda_bounds(result)
+    rows = []
+    for i, spec in enumerate(r.spec for r in result.fig8):
+        runs = [r.fig8[i] for r in seeds]
+        row: dict[str, Any] = {"seeds": len(runs)}
+        for col, key in SEED_COLUMNS.items():
+            mean, se = _mean_se([run.metrics.get(key, math.nan) for run in runs])
+            row[col] = f"{format_cell(mean, 3)} ± {format_cell(se, 2)}"
+        status = [constraint_status(run, bounds) for run in runs]
+        if spec.objective == "geco":
+            met = sum(bool(st["met: C_ma ≤ 0 (final)"] and st["met: C ≤ 0 (eval.)"])
+                      for st in status)
+            row["constraint met"] = f"{met}/{len(runs)}"
+            row["λ at a bound"] = f"{sum(bool(st['λ at a bound']) for st in status)}/{len(runs)}"
+        else:
+            row["constraint met"] = row["λ at a bound"] = "—"
+        rows.append(pd.Series(row, name=spec.label))
+    df = pd.DataFrame(rows)
+    df.index.name = "model"
+    return df
+
+
+def sweep_seed_table(result: MicroMNISTResult):
+    """The κ sweep over the seeds that hold it: per (constraint, κ), strongest constraint
+    first, mean ± SE of e^I, the marginal and average KL and the MSE / p_true, and in how many
+    seeds the constraint was met (final C_ma ≤ 0 and C ≤ 0 at the evaluation) and λ ended at
+    a bound."""
+    import pandas as pd
+
+    seeds = [r for r in result.seeds if r.has_sweeps]
+    bounds = _lambda_bounds(result)
+    rows = []
+    for constraint in ("re", "cla"):
+        sweeps = [r.sweep(constraint) for r in seeds]
+        for k, run0 in enumerate(sweeps[0]):
+            runs = [sw[k] for sw in sweeps]
+            row: dict[str, Any] = {"constraint": constraint.upper(), "κ": run0.spec.kappa,
+                                   "seeds": len(runs)}
+            for col, key in (("e^I (eff. tiles)", "effective_tiles"),
+                             ("marginal KL", "marginal_kl"), ("avg KL", "avg_kl"),
+                             ("MSE", "mse"), ("p_true", "p_true")):
+                mean, se = _mean_se([run.metrics.get(key, math.nan) for run in runs])
+                row[col] = f"{format_cell(mean, 3)} ± {format_cell(se, 2)}"
+            status = [constraint_status(run, bounds) for run in runs]
+            met = sum(bool(st["met: C_ma ≤ 0 (final)"] and st["met: C ≤ 0 (eval.)"])
+                      for st in status)
+            row["constraint met"] = f"{met}/{len(runs)}"
+            row["λ at a bound"] = f"{sum(bool(st['λ at a bound']) for st in status)}/{len(runs)}"
+            rows.append(row)
+    return pd.DataFrame(rows).set_index(["constraint", "κ"])
+
+
+def convergence_table(result: MicroMNISTResult, runs: Sequence[RunResult] | None = None):
+    """Whether the measures settled: for each run (default Fig. 8's, every seed) and measure
+    of :data:`SEED_COLUMNS` (but λ), the relative change between the last two evaluated steps,
+    |last − previous| / max(|previous|, floor), with the floor of :data:`CHANGE_FLOOR` (below
+    it a change is measured in the measure's own unit).
+
+    One row per (model, seed); the ``max rel. change`` column is the largest change over the
+    measures, the number the chapter's "settled" statement refers to."""
+    import pandas as pd
+
+    pairs = ([(r.config["seed"], run) for r in result.seeds for run in r.fig8]
+             if runs is None else [(result.config["seed"], run) for run in runs])
+    rows = []
+    for seed, run in pairs:
+        h = run.history
+        if len(h) < 2:
+            raise ValueError(f"{run.spec.name}: fewer than two evaluated steps, nothing to "
+                             "compare")
+        prev, last = h[-2], h[-1]
+        row: dict[str, Any] = {"model": run.spec.label, "seed": seed,
+                               "steps": f"{int(prev['steps'])} → {int(last['steps'])}"}
+        changes = []
+        for col, key in SEED_COLUMNS.items():
+            if key == "lambda" or key not in last:
+                continue
+            a, b = float(prev[key]), float(last[key])
+            change = abs(b - a) / max(abs(a), CHANGE_FLOOR[key])
+            row[f"{col} (rel. change)"] = change
+            changes.append(change)
+        row["max rel. change"] = max(changes)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(["model", "seed"])
+
+
 def sweep_table(result: MicroMNISTResult):
     """The κ sweep: one row per (constraint, κ), ordered from the strongest to the weakest
     constraint, with the mode counts, the marginal KL and whether the constraint was met
@@ -210,8 +332,8 @@ def _monotone(values: Sequence[float], decreasing: bool = True, rel_tol: float =
 
 
 def _as_seeds(results: MicroMNISTResult | Sequence[MicroMNISTResult]) -> list[MicroMNISTResult]:
-    """One result per seed (a single result is one seed)."""
-    out = [results] if isinstance(results, MicroMNISTResult) else list(results)
+    """One result per seed (a single result stands for itself and its replicates)."""
+    out = results.seeds if isinstance(results, MicroMNISTResult) else list(results)
     if not out:
         raise ValueError("paper_comparison needs at least one result")
     seeds = [r.config.get("seed") for r in out]
@@ -281,8 +403,9 @@ def paper_comparison(
 ):
     """The paper's qualitative claims next to what our numbers say (a DataFrame).
 
-    ``results`` is one :class:`~geco_book.chapters.micro_mnist.MicroMNISTResult` per seed (a
-    single one is one seed). The ``verdict`` column follows :mod:`geco_book.verdicts`: with
+    ``results`` is one :class:`~geco_book.chapters.micro_mnist.MicroMNISTResult` per seed, or
+    one result with its ``replicates`` (the other seeds of Fig. 8). The κ-sweep rows use the
+    seeds that hold a sweep. The ``verdict`` column follows :mod:`geco_book.verdicts`: with
     **one seed** it only says which way the numbers differ ("lower", "higher", "equal within
     5 %"), marked "one seed; not a verdict" — never "holds"; with **two or more seeds** a
     claim "holds" only when every gap it needs exceeds twice its standard error and the seed
@@ -329,7 +452,7 @@ def paper_comparison(
         },
     ]
     for constraint, weaker in (("re", "larger κ"), ("cla", "smaller κ")):
-        sweeps = [r.sweep(constraint) for r in seeds]
+        sweeps = [r.sweep(constraint) for r in seeds if r.has_sweeps]
         kappa_lists = {tuple(run.spec.kappa for run in sw) for sw in sweeps}
         if len(kappa_lists) != 1:
             raise ValueError(f"the seeds' {constraint.upper()} sweeps differ in κ: {kappa_lists}")
@@ -346,5 +469,6 @@ def paper_comparison(
             }
         )
     df = pd.DataFrame(rows)
-    df.insert(3, "seeds", n_seeds)
+    n_sweep = sum(r.has_sweeps for r in seeds)
+    df.insert(3, "seeds", [n_seeds] * 3 + [n_sweep] * 2)
     return df

@@ -10,6 +10,8 @@ notebooks display it and the tests count its axes. Arrays are numpy or torch; im
 - :func:`training_curves` — KL, MSE and λ during training (what Fig. 3 plots), with κ² of
   each RE run on the MSE panel and a symmetric-log axis where values ≤ 0 occur.
 - :func:`sweep_summary` — a tiling measure against κ, one panel per constraint.
+- :func:`measures_vs_steps` — the evaluated measures at each stage of training, mean ± SE
+  over seeds and each seed as a thin line: whether the measures have settled.
 
 References:
     Rezende & Viola, "Taming VAEs", 2018: Fig. 3, Fig. 8, Appendix E.1.
@@ -35,6 +37,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 
 __all__ = [
+    "measures_vs_steps",
     "point_colors",
     "posterior_panels",
     "reconstruction_grid",
@@ -344,4 +347,88 @@ def sweep_summary(
         if c.upper() == "CLA":
             ax.invert_xaxis()
         ax.legend(fontsize=8)
+    return fig
+
+
+def measures_vs_steps(
+    histories: Mapping[str, Sequence[Sequence[Mapping[str, float]]]],
+    keys: Sequence[tuple[str, str]] = (("avg_kl", "average KL [nats]"),
+                                       ("marginal_kl", "marginal KL [nats]"),
+                                       ("effective_tiles", "e^{I(n;z)}"),
+                                       ("self_class_rate", "self-classification rate"),
+                                       ("mse", "MSE")),
+    reference: Mapping[str, float] | None = None,
+    log_keys: Sequence[str] = ("avg_kl", "marginal_kl", "mse"),
+) -> Figure:
+    """Evaluated measures against training steps: one panel per measure, one colour per run.
+
+    Each run's mean over seeds is drawn with ± one standard error (error bars, when there are
+    two or more seeds) and every seed as a thin line of the same colour, so the reader sees
+    both whether a measure has stopped moving and how far the seeds spread. The step axis is
+    logarithmic, ticked at the evaluated steps; a panel of ``log_keys`` whose values are all
+    positive is logarithmic too (its lower limit at most four decades below its maximum), the
+    bounded measures (tiles, rates) are linear.
+
+    Args:
+        histories: run title → one history per seed; a history is the list of evaluations of
+            one training run, each a mapping with ``"steps"`` and the ``keys`` (e.g.
+            ``RunResult.history``). Seeds may differ in length (a shorter one is drawn as far
+            as it goes; the mean uses the steps all seeds reached).
+        keys: ``(measure, axis label)`` per panel.
+        reference: measure → a reference value (dotted black), e.g. ``{"avg_kl": ln 7}``.
+        log_keys: the measures drawn on a log axis when positive.
+
+    Returns:
+        A figure with ``len(keys)`` axes and one figure legend (the runs).
+
+    Example:
+        >>> h = [[{"steps": 10, "avg_kl": 3.0}, {"steps": 100, "avg_kl": 2.0}]] * 2
+        >>> fig = measures_vs_steps({"run": h}, keys=[("avg_kl", "KL")], reference={"avg_kl": 1.9})
+        >>> len(fig.axes), fig.axes[0].get_xscale()
+        (1, 'log')
+    """
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.4 * len(keys), 3.1),
+                             layout="constrained", squeeze=False)
+    handles: dict[str, Any] = {}
+    all_steps = sorted({float(e["steps"]) for seeds in histories.values() for h in seeds
+                        for e in h})
+    for ax, (key, label) in zip(axes[0], keys):
+        positive, top = True, -math.inf
+        for i, (title, seeds) in enumerate(histories.items()):
+            color = f"C{i % 10}"
+            for h in seeds:
+                steps = [float(e["steps"]) for e in h]
+                ys = [float(e.get(key, math.nan)) for e in h]
+                positive &= all(y > 0 for y in ys if math.isfinite(y))
+                top = max([top] + [y for y in ys if math.isfinite(y)])
+                ax.plot(steps, ys, color=color, lw=0.6, alpha=0.45)
+            n_common = min(len(h) for h in seeds)
+            if n_common == 0:
+                continue
+            steps = [float(seeds[0][k]["steps"]) for k in range(n_common)]
+            vals = np.array([[float(h[k].get(key, math.nan)) for k in range(n_common)]
+                             for h in seeds])
+            mean = vals.mean(axis=0)
+            se = (vals.std(axis=0, ddof=1) / math.sqrt(len(seeds)) if len(seeds) > 1
+                  else np.zeros_like(mean))
+            line = ax.errorbar(steps, mean, yerr=se, color=color, marker="o", ms=3, lw=1.4,
+                               capsize=2, label=f"{title} ({len(seeds)} seed"
+                               f"{'s' if len(seeds) != 1 else ''})")
+            handles.setdefault(title, line)
+        if reference and key in reference:
+            ax.axhline(reference[key], ls=":", color="k", lw=1)
+        ax.set_xscale("log")
+        ax.set_xticks(all_steps, [f"{v / 1000:g}k" if v >= 1000 else f"{v:g}"
+                                  for v in all_steps])
+        ax.minorticks_off()
+        if positive and key in log_keys:
+            ax.set_yscale("log")
+            lo, _ = ax.get_ylim()
+            ax.set_ylim(bottom=max(lo, top * 1e-4))
+        ax.set_xlabel("training step")
+        ax.set_ylabel(label)
+    if handles:
+        fig.legend(list(handles.values()), [h.get_label() for h in handles.values()],
+                   loc="outside lower center", ncol=min(len(handles), 4), fontsize=8,
+                   frameon=False)
     return fig

@@ -183,3 +183,22 @@ def test_sweep_summary_one_panel_per_constraint():
     np.testing.assert_allclose(re_line.get_xdata(), [0.05, 0.2])
     np.testing.assert_allclose(re_line.get_ydata(), [6.5, 2.0])
     assert fig.axes[1].xaxis_inverted()  # CLA: weaker to the right
+
+
+def test_measures_vs_steps_draws_the_mean_and_every_seed():
+    h = [[{"steps": 10, "avg_kl": 4.0 + s, "mse": 0.1}, {"steps": 100, "avg_kl": 2.0 + s,
+           "mse": 0.05}] for s in range(3)]
+    short = [[{"steps": 10, "avg_kl": -1.0, "mse": 0.2}]]
+    fig = plots.measures_vs_steps({"a": h, "b": short},
+                                  keys=[("avg_kl", "KL"), ("mse", "MSE")],
+                                  reference={"avg_kl": 1.9})
+    ax_kl, ax_mse = fig.axes
+    # 3 seed lines + 1 for run b, plus the reference line; the means are errorbar containers
+    assert len(ax_kl.lines) >= 5 and len(ax_kl.containers) == 2
+    mean = ax_kl.containers[0].lines[0].get_ydata()
+    np.testing.assert_allclose(mean, [5.0, 3.0])
+    assert ax_kl.get_yscale() == "linear"  # run b's negative value keeps a linear axis
+    assert ax_mse.get_yscale() == "log" and ax_kl.get_xscale() == "log"
+    labels = [t.get_text() for t in fig.legends[0].texts]
+    assert labels == ["a (3 seeds)", "b (1 seed)"]
+    plt.close(fig)

@@ -57,6 +57,24 @@ def test_changing_a_setting_invalidates_exactly_the_runs_that_use_it():
     assert all(steps[n] != base[n] for n in base)
 
 
+def test_eval_steps_end_at_steps_and_are_checked():
+    assert mm.settings_for("cpu")["eval_steps"][-1] == mm.settings_for("cpu")["steps"]
+    assert mm.settings_for("cpu", steps=7000)["eval_steps"] == [2000, 5000, 7000]
+    assert mm.settings_for("cpu", steps=20_000, eval_steps=[20_000])["eval_steps"] == [20_000]
+    for bad in ([2000, 1000, 20_000], [5000, 10_000], [0, 20_000], [2000, 2000, 20_000], []):
+        with pytest.raises(ValueError, match="eval_steps"):
+            mm.settings_for("cpu", eval_steps=bad)
+    with pytest.raises(ValueError, match="fig8_seeds"):
+        mm.settings_for("cpu", fig8_seeds=0)
+    with pytest.raises(ValueError, match="sweep_seeds"):
+        mm.settings_for("cpu", sweep_seeds=1.5)
+    # a stage's config differs from the final one in its steps only
+    spec, settings = mm.FIG8_RUNS[1], mm.settings_for("cpu")
+    a, b = mm.train_config(spec, settings, 0, 2000), mm.train_config(spec, settings, 0)
+    diff = {k for k, v in a.to_dict().items() if b.to_dict()[k] != v}
+    assert diff == {"steps", "ckpt_every"} and b.steps == 20_000
+
+
 def test_editing_a_docstring_of_a_model_module_keeps_the_committed_cache_valid(tmp_path):
     """A copy of the library whose VAE+NVP module has a new docstring renders chapter 02 from
     the committed records without training (training would raise)."""
@@ -77,7 +95,7 @@ def test_editing_a_docstring_of_a_model_module_keeps_the_committed_cache_valid(t
         "def boom(*a, **k): raise SystemExit('stale: the chapter tried to train')\n"
         "t.fit = boom\n"
         "from geco_book.chapters import micro_mnist as mm\n"
-        "r = mm.run_experiment('cpu', progress=False)\n"
+        "r = mm.run_experiment('cpu', progress=False, workers=1)  # in-process: fit is patched\n"
         "assert r.from_cache\n"
         "print('ok', len(r.runs))\n"
     )
@@ -128,6 +146,68 @@ def test_smoke_profile_runs_end_to_end_quickly(smoke):
     assert list(sweep.index.get_level_values(0).unique()) == ["RE", "CLA"]
     assert np.isfinite(sweep.to_numpy(dtype=float)).all()
     assert len(tables.paper_comparison(result)) == 5
+
+
+def test_every_run_is_evaluated_at_every_stage_and_fig8_at_every_seed(smoke):
+    result, store, _ = smoke
+    settings = result.config["settings"]
+    stages = settings["eval_steps"]
+    assert len(stages) >= 2
+    assert [r.config["seed"] for r in result.seeds] == list(range(settings["fig8_seeds"]))
+    assert settings["sweep_seeds"] == 1  # smoke: the sweep at the chapter's seed only
+    assert result.has_sweeps and not any(r.has_sweeps for r in result.replicates)
+    for rep in result.replicates:
+        assert [r.spec for r in rep.fig8] == list(mm.FIG8_RUNS) and len(rep.runs) == 3
+        assert rep.provenance["data"]["pool_indices"] != result.provenance["data"]["pool_indices"]
+    for r in result.seeds:
+        for name, run in r.runs.items():
+            assert [int(h["steps"]) for h in run.history] == stages
+            assert run.history[-1] == run.metrics
+            keys = r.provenance["stage_runs"][name]
+            assert len(keys) == len(stages) and keys[-1] == r.provenance["runs"][name]
+            # each stage continued the previous stage's checkpoint
+            for before, after in zip(keys, keys[1:]):
+                assert store.load(after).record["continued_from"] == before
+    # the measures moved between stages (a stage is a real evaluation, not a copy)
+    elbo = result.runs["elbo"].history
+    assert elbo[0]["avg_kl"] != elbo[-1]["avg_kl"]
+    table = tables.convergence_table(result)
+    assert len(table) == 3 * settings["fig8_seeds"]
+    assert (table["max rel. change"] >= 0).all()
+    seeds = tables.fig8_seed_table(result)
+    assert list(seeds["seeds"]) == [settings["fig8_seeds"]] * 3
+    assert seeds.loc[mm.FIG8_RUNS[1].label, "constraint met"].endswith(f"/{settings['fig8_seeds']}")
+
+
+def test_sweep_seeds_train_the_sweep_at_the_further_seeds_and_reach_the_verdicts(smoke,
+                                                                                   tmp_path):
+    _, store, _ = smoke
+    copy = RunStore(tmp_path / "records", tmp_path / "checkpoints")
+    shutil.copytree(store.records, copy.records)
+    shutil.copytree(store.checkpoints, copy.checkpoints)
+    result = mm.run_experiment("smoke", 0, store=copy, progress=False, sweep_seeds=2)
+    sweep = {f"re-{k:g}" for k in (0.3,)} | {f"cla-{k:g}" for k in (0.2,)}
+    rep = result.replicates[0]
+    assert rep.has_sweeps and sweep <= set(rep.runs) and "cla-0.9-lambda0-1" not in rep.runs
+    # only the replicate's sweep runs were trained: everything else came from the store
+    assert set(rep.provenance["trained_now"]) == sweep
+    assert result.provenance["trained_now"] == []
+    table = tables.paper_comparison(result)
+    assert list(table["seeds"]) == [2, 2, 2, 2, 2]
+
+
+def test_a_run_continued_over_stages_equals_one_straight_run(smoke, tmp_path):
+    """The staged run's final numbers equal those of one run trained straight to the end."""
+    result, store, _ = smoke
+    settings = result.config["settings"]
+    straight = RunStore(tmp_path / "records", tmp_path / "checkpoints")
+    for spec in mm.FIG8_RUNS[:2]:
+        run = straight.get_or_train(mm.train_config(spec, settings, 0))
+        assert run.record["continued_from"] is None
+        staged = store.load(result.provenance["runs"][spec.name])
+        assert run.key == staged.key
+        numbers = {k: v for k, v in run.metrics.items() if k != "wall_time"}
+        assert numbers == {k: staged.metrics[k] for k in numbers}  # bitwise: the same floats
 
 
 def test_provenance_names_every_run_and_its_origin(smoke):
@@ -251,6 +331,50 @@ def test_one_seed_never_yields_a_positive_verdict():
         assert not verdict.startswith(("yes", "holds", "partly", "reproduced"))
     assert "RE lower, CLA lower" in table["verdict"][0]  # the direction is still reported
     assert tables.paper_comparison([result])["verdict"].equals(table["verdict"])
+
+
+def test_seed_table_and_convergence_table_on_known_numbers():
+    base = _fake_result(0, elbo_kl=20.0)
+    base.replicates = [_fake_result(1, elbo_kl=22.0), _fake_result(2, elbo_kl=24.0)]
+    for r, fail in zip(base.seeds, (False, True, False)):
+        for run in r.fig8:
+            run.history = [dict(run.metrics, steps=100, avg_kl=run.metrics["avg_kl"] * 2,
+                                marginal_kl=0.01), dict(run.metrics, steps=200)]
+        if fail:  # RE not met at seed 1
+            r.runs["re-0.05"].metrics["mse"] = 0.01
+    seeds = tables.fig8_seed_table(base)
+    # ELBO avg KL 20, 22, 24: mean 22, SE = 2 / √3
+    assert seeds.loc["ELBO (β = 1)", "avg KL"] == f"22 ± {2 / math.sqrt(3):.2g}"
+    assert seeds.loc["GECO + RE (κ = 0.05)", "constraint met"] == "2/3"
+    assert seeds.loc["GECO + CLA (κ = 0.9)", "constraint met"] == "3/3"
+    assert seeds.loc["ELBO (β = 1)", "constraint met"] == "—"
+    conv = tables.convergence_table(base)
+    assert len(conv) == 9
+    # avg KL halved between the stages: rel. change 0.5; marginal KL 0.01 → 18 (ELBO, seed 0)
+    row = conv.loc[("ELBO (β = 1)", 0)]
+    assert row["avg KL (rel. change)"] == pytest.approx(0.5)
+    assert row["marginal KL (rel. change)"] == pytest.approx((18.0 - 0.01) / 0.1)
+    assert row["max rel. change"] == pytest.approx((18.0 - 0.01) / 0.1)
+    assert row["steps"] == "100 → 200"
+    base.fig8[0].history = base.fig8[0].history[:1]
+    with pytest.raises(ValueError, match="two evaluated steps"):
+        tables.convergence_table(base)
+
+
+def test_sweep_seed_table_over_the_seeds_that_hold_the_sweep():
+    base = _fake_result(0, tiles=(7.0, 1.0))
+    base.replicates = [_fake_result(1, tiles=(6.0, 2.0)), _fake_result(2, tiles=(5.0, 3.0))]
+    base.replicates[1].runs["re-0.2"].metrics["mse"] = 0.05  # > κ² = 0.04: not met
+    table = tables.sweep_seed_table(base)
+    assert list(table.index) == [("RE", 0.05), ("RE", 0.2), ("CLA", 0.9), ("CLA", 0.2)]
+    assert (table["seeds"] == 3).all()
+    assert table.loc[("RE", 0.05), "e^I (eff. tiles)"] == "6 ± 0.58"  # 7, 6, 5
+    assert table.loc[("CLA", 0.2), "e^I (eff. tiles)"] == "2 ± 0.58"  # 1, 2, 3
+    assert table.loc[("RE", 0.2), "constraint met"] == "2/3"
+    # a replicate without the sweep is left out
+    base.replicates[1].runs = {k: v for k, v in base.replicates[1].runs.items()
+                               if k in ("elbo", "re-0.05", "cla-0.9")}
+    assert (tables.sweep_seed_table(base)["seeds"] == 2).all()
 
 
 def test_several_seeds_need_a_gap_beyond_the_seed_spread():
