@@ -12,7 +12,8 @@ Prints, single-threaded (``torch.set_num_threads(1)``: what every chapter worker
    d = 32) with the blocks :func:`geco_core.metrics.marginal.gaussian_blocks` picks for one
    thread, against one ``[S, 2d+1] @ [2d+1, N]`` matmul.
 3. **VAE + NVP pairs/s** of chapter 04's pair matrix (:func:`geco_core.metrics.aggregate.
-   log_q_matrix`), eager, and compiled ÷ eager for its block function.
+   log_q_matrix`), eager, compiled ÷ eager for its block function, and eager ÷ a dense matmul
+   of the same FLOPs (counted by ``torch.utils.flop_counter``).
 
 Each ratio is measured in rounds that interleave the two variants (A, B, B, A), so drift and
 other processes hit both alike; the script prints min / median / max of the per-round ratios.
@@ -149,8 +150,18 @@ def bench_pairs(N: int, S: int, rounds: int) -> dict:
         cfn(z, 0, N)
         compile_s = time.perf_counter() - t0
         te, tc, ratio = paired(lambda: fn(z, 0, N), lambda: cfn(z, 0, N), rounds, 1)
+        # the same FLOPs as one dense matmul of the flow's width: [m, 128] @ [128, 128]
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter:
+            fn(z, 0, N)
+        flops = counter.get_total_flops()
+        m = max(1, int(flops / (2 * 128 * 128)))
+        a, b = torch.randn(m, 128), torch.randn(128, 128)
+        _, tm, ref_ratio = paired(lambda: fn(z, 0, N), lambda: a @ b, rounds, 1)
     return {"block": [S, N], "eager_pairs_s": S * N / min(te), "compiled_pairs_s": S * N / min(tc),
-            "compile_s": compile_s, "compiled_over_eager": _summary(ratio)}
+            "compile_s": compile_s, "compiled_over_eager": _summary(ratio),
+            "flops_per_pair": flops / (S * N), "eager_over_same_flop_matmul": _summary(ref_ratio)}
 
 
 def main() -> None:
@@ -186,6 +197,9 @@ def main() -> None:
     print(f"VAE+NVP pairs (block {q['block']}): eager {q['eager_pairs_s']:,.0f} pairs/s, "
           f"compiled ÷ eager {c['min']:.2f} / {c['median']:.2f} / {c['max']:.2f} "
           f"(compile {q['compile_s']:.0f} s)")
+    c = q["eager_over_same_flop_matmul"]
+    print(f"VAE+NVP pairs, eager ÷ same-FLOP matmul ({q['flops_per_pair'] / 1e3:.0f} kFLOP per "
+          f"pair): {c['min']:.2f} / {c['median']:.2f} / {c['max']:.2f}")
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
 

@@ -318,7 +318,7 @@ def matched_specs(settings: Mapping[str, Any], elbo_mse: Mapping[tuple[str, str]
 # Evaluation of one run (cached in its record)
 # --------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=8)
-def _data(name: str, split: str, seed: int, n: int | None):
+def cached_dataset(name: str, split: str, seed: int, n: int | None):
     """A data set, built once per process (evaluations of many runs share it; read-only)."""
     from data_builders import load_dataset
 
@@ -346,8 +346,8 @@ def evaluate_run(model: torch.nn.Module, cfg, settings: Mapping[str, Any]):
     from geco_core.metrics import average_kl, nll_per_pixel, sigma_opt
 
     ev = settings["eval"]
-    train = _data(cfg.dataset, "train", cfg.seed, cfg.dataset_kwargs.get("n"))
-    test = _data(cfg.dataset, "test", 0, int(ev["n_test"]))
+    train = cached_dataset(cfg.dataset, "train", cfg.seed, cfg.dataset_kwargs.get("n"))
+    test = cached_dataset(cfg.dataset, "test", 0, int(ev["n_test"]))
     was = model.training
     model.eval()
     try:
@@ -541,7 +541,7 @@ def equivalent_kappa(constraint: str, dataset: str, noise: float = 0.1, n: int =
     from geco_core.train.builders import make_constraint
 
     check_choice(constraint, "constraint", ("fre", "pncc"))
-    x = _data(dataset, "train", 0, n).x
+    x = cached_dataset(dataset, "train", 0, n).x
     g = torch.Generator().manual_seed(0)
     noisy = (x + noise * torch.randn(x.shape, generator=g)).clamp(0, 1)
     kw = dict(_CONSTRAINT_KWARGS[constraint][dataset])

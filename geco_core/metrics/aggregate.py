@@ -13,7 +13,10 @@ their biases:
   scored under the training aggregate.
 - :func:`leave_one_out_estimate` — the own component dropped, mixture over the N − 1 others:
   the sample is independent of its mixture, so by Jensen its expectation is a *lower* bound of
-  KL[q ‖ π]. Exact and leave-one-out bracket the population value; their gap shrinks with N.
+  KL[q ‖ π]. Exact and leave-one-out bracket the population value; their gap closes only once
+  the posteriors overlap, i.e. for N of the order of e^{I(n; z)} or more (with sharp posteriors,
+  far beyond any data set). Both bounds take the encoder as independent of the N points; a
+  trained encoder is not, so the bracket is a heuristic.
 - :func:`minibatch_weighted_estimate` and :func:`minibatch_stratified_estimate` — the
   minibatch-weighted (MWS) and minibatch-stratified (MSS) estimators of Chen et al. (2018),
   which score each sample under the B points of its minibatch only (its own included).

@@ -44,7 +44,8 @@ def test_exact_and_leave_one_out_against_brute_force():
     loo = leave_one_out_estimate(L, lp, src)
     assert loo.value == pytest.approx(np.mean(terms), abs=1e-12)
     assert loo.stderr == pytest.approx(np.std(terms, ddof=1) / math.sqrt(40), rel=1e-9)
-    # the own term only adds mass: leave-one-out is never above exact, sample by sample
+    # the own component adds mass, so here leave-one-out ends below exact (term by term it
+    # need not: it divides by N − 1, not N)
     assert loo.value < e.value
     # the same number as the streaming estimator of geco_core.metrics.marginal
     fn = lambda zb, i0, i1: L[: len(zb), i0:i1].clone() if len(zb) == 40 else None  # noqa: E731
@@ -99,6 +100,24 @@ def test_minibatch_weighted_offsets_in_the_two_limits():
     # MSS: own weight 1/N, so the disjoint limit is exact, and complete overlap gives 0
     mss = minibatch_stratified_estimate(L, lp, src, B, generator=torch.Generator().manual_seed(0))
     assert mss.value == pytest.approx(-math.log(N), abs=1e-9)
+    L = torch.full((N, N), -1.3, dtype=torch.float64)
+    lp = torch.full((N,), -1.3, dtype=torch.float64)
+    mss = minibatch_stratified_estimate(L, lp, src, B, generator=torch.Generator().manual_seed(0))
+    assert mss.value == pytest.approx(0.0, abs=1e-12)
+
+
+def test_mss_weights_give_an_unbiased_mixture_density_over_uniform_batches():
+    """E over the uniformly drawn other members of a batch of Σ_j W_0j q(z|x_j), the own point
+    at position 0, is q_N(z) = (1/N) Σ_i q(z|x_i): enumerated over every ordered batch."""
+    import itertools
+
+    N, B = 6, 4
+    q = np.random.default_rng(0).random(N) + 0.1  # q(z|x_i) for one z, own point i = 0
+    W = mss_log_weights(B, N).exp().numpy()
+    others = [j for j in range(N) if j != 0]
+    vals = [W[0, 0] * q[0] + sum(W[0, k + 1] * q[j] for k, j in enumerate(perm))
+            for perm in itertools.permutations(others, B - 1)]
+    assert np.mean(vals) == pytest.approx(q.mean(), rel=1e-12)
 
 
 def test_mss_weights_match_their_definition_and_the_batch_sum():
