@@ -15,6 +15,9 @@ Prints, single-threaded (``torch.set_num_threads(1)``: what every chapter worker
    log_q_matrix`), eager, compiled ÷ eager for its block function, and eager ÷ a dense matmul
    of the same FLOPs (counted by ``torch.utils.flop_counter``).
 
+4. **ConvDRAW pairs/s** of the subsampled estimator (``model.log_q`` on matched rows), and
+   its time ÷ a dense matmul of the same FLOPs.
+
 Each ratio is measured in rounds that interleave the two variants (A, B, B, A), so drift and
 other processes hit both alike; the script prints min / median / max of the per-round ratios.
 
@@ -164,6 +167,30 @@ def bench_pairs(N: int, S: int, rounds: int) -> dict:
             "flops_per_pair": flops / (S * N), "eager_over_same_flop_matmul": _summary(ref_ratio)}
 
 
+def bench_convdraw_pairs(n_pairs: int, rounds: int) -> dict:
+    """ConvDRAW's subsampled marginal-KL cost: ``model.log_q`` on ``n_pairs`` matched (z, x)
+    rows (one full T-step encoder pass each), against a dense matmul of the same FLOPs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model = build_model("convdraw", (1, 28, 28)).eval()
+    x = torch.rand(n_pairs, 1, 28, 28)
+    with torch.no_grad():
+        z = torch.randn(n_pairs, model.latent_dim)
+
+        def pairs():
+            model.log_q(z, x)
+
+        with FlopCounterMode(display=False) as counter:
+            pairs()
+        flops = counter.get_total_flops()
+        m = max(1, int(flops / (2 * 128 * 128)))
+        a, b = torch.randn(m, 128), torch.randn(128, 128)
+        tp, _, ratio = paired(pairs, lambda: a @ b, rounds, 1)
+    return {"pairs": n_pairs, "pairs_s": n_pairs / min(tp), "flops_per_pair": flops / n_pairs,
+            "eager_over_same_flop_matmul": _summary(ratio)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true")
@@ -200,6 +227,12 @@ def main() -> None:
     c = q["eager_over_same_flop_matmul"]
     print(f"VAE+NVP pairs, eager ÷ same-FLOP matmul ({q['flops_per_pair'] / 1e3:.0f} kFLOP per "
           f"pair): {c['min']:.2f} / {c['median']:.2f} / {c['max']:.2f}")
+    d = bench_convdraw_pairs(64 if a.quick else 256, rounds)
+    res["convdraw_pairs"] = d
+    c = d["eager_over_same_flop_matmul"]
+    print(f"ConvDRAW pairs (subsampled estimator, log_q on {d['pairs']} rows): "
+          f"{d['pairs_s']:,.0f} pairs/s, ÷ same-FLOP matmul ({d['flops_per_pair'] / 1e6:.1f} "
+          f"MFLOP per pair): {c['min']:.2f} / {c['median']:.2f} / {c['max']:.2f}")
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
 
