@@ -305,6 +305,15 @@ def _check_data(saved: Mapping[str, Any], data_record: Mapping[str, Any], ckpt_p
         )
 
 
+def _per_constraint(row: Mapping[str, float]) -> tuple[list[float], list[float]]:
+    """(C_ma, λ) per constraint from a log row: ``c_ma``/``lambda`` for one constraint,
+    ``c_ma_i``/``lambda_i`` columns for several."""
+    if "c_ma" in row:
+        return [row["c_ma"]], [row["lambda"]]
+    n = sum(1 for k in row if k.startswith("c_ma_"))
+    return [row[f"c_ma_{i}"] for i in range(n)], [row[f"lambda_{i}"] for i in range(n)]
+
+
 def _load_resumable(ckpt_path: Path, cfg: TrainConfig, world: int) -> dict[str, Any]:
     """The checkpoint to resume from, after checking it belongs to this run."""
     saved = ckpt.load_checkpoint(ckpt_path)
@@ -467,6 +476,12 @@ def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int, world: int,
 
     last: dict[str, float] = {}
     bad = 0
+    monitor = None
+    if cfg.objective == "geco" and is_main:  # warns when κ looks infeasible (reads the log)
+        from geco_core.feasibility import FeasibilityMonitor
+
+        bounds = cfg.geco_kwargs.get("lambda_bounds")
+        monitor = FeasibilityMonitor(upper=None if bounds is None else float(bounds[1]))
     t0 = time.perf_counter()
     bar = tqdm(
         total=cfg.steps,
@@ -519,6 +534,8 @@ def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int, world: int,
                 wall = wall_before + time.perf_counter() - t0
                 row.update(step=t, epoch=(t * cfg.batch_size * world) / n, lr=lr, wall_time=wall)
                 last = order_row(row)
+                if monitor is not None:
+                    monitor.update(t, *_per_constraint(row))
                 if log_file is not None:
                     log_file.write(json.dumps(last, default=json_default) + "\n")
                     log_file.flush()

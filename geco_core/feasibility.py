@@ -1,0 +1,121 @@
+"""Help choosing κ: a warning when a GECO constraint looks infeasible, and a κ proposed from a
+short ELBO warm-up.
+
+GECO's update λ ← λ·exp(ν·C_ma) (Algorithm 1) grows λ for as long as the moving average of
+the constraint stays positive. When κ cannot be met by the model at hand, λ grows without
+bound (or sits at ``lambda_bounds``' upper end) while C_ma never reaches 0, and the KL term is
+switched off in all but name. :class:`FeasibilityMonitor` watches the logged (C_ma, λ) pairs of
+a run and warns once per constraint when that pattern has lasted a whole window.
+:func:`propose_kappa` turns the per-pixel MSE an ELBO reaches into an RE tolerance a little
+looser than it: chapters 03 and 04 of the book found GECO spending fewer nats than the ELBO only
+where κ² lay above the ELBO's own MSE.
+
+References:
+    Rezende & Viola, "Taming VAEs", 2018: Algorithm 1, §4.1 (κ per data set).
+
+Example:
+    >>> m = FeasibilityMonitor(window=300, growth=10.0)
+    >>> for step in range(0, 400, 100):  # C_ma stays at +0.02 while λ grows 10× per 100 steps
+    ...     flagged = m.update(step, c_ma=[0.02], lambdas=[10.0 ** (step / 100)], warn=False)
+    >>> flagged, m.flagged
+    ([0], {0})
+    >>> round(propose_kappa([0.02, 0.015, 0.012, 0.0121, 0.0119, 0.012]), 4)  # √0.012 × 1.1
+    0.1205
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import deque
+from collections.abc import Sequence
+
+from geco_core.checks import check_int, check_positive
+
+__all__ = ["FeasibilityMonitor", "propose_kappa"]
+
+
+class FeasibilityMonitor:
+    """Flags GECO constraints that look infeasible from a run's logged (step, C_ma, λ).
+
+    A constraint k is flagged when, over the observations of the last ``window`` steps (at
+    least ``min_points`` of them), every C_ma[k] was > 0 and λ_k either grew by at least
+    ``growth``× across the window or sat at ``upper`` (GECO's upper λ bound, if any). Each
+    constraint warns once (``UserWarning``, naming the step, C_ma and λ) and stays in
+    :attr:`flagged`. The monitor only reads numbers: it never changes training.
+
+    Args:
+        window: steps of history the rule looks at (the engine logs every ``log_every``).
+        growth: the factor λ must grow by across the window.
+        upper: λ's upper bound (``lambda_bounds[1]``) or None.
+        min_points: fewest observations inside the window before a constraint can be flagged.
+    """
+
+    def __init__(self, window: int = 2000, growth: float = 100.0, upper: float | None = None,
+                 min_points: int = 3) -> None:
+        self.window = check_int(window, "window")
+        self.growth = check_positive(growth, "growth")
+        self.upper = None if upper is None else check_positive(upper, "upper")
+        self.min_points = check_int(min_points, "min_points", minimum=2)
+        self._history: deque[tuple[int, list[float], list[float]]] = deque()
+        self.flagged: set[int] = set()
+
+    def update(self, step: int, c_ma: Sequence[float], lambdas: Sequence[float],
+               warn: bool = True) -> list[int]:
+        """Record one observation; return the constraints flagged by it (and warn)."""
+        c, lam = [float(v) for v in c_ma], [float(v) for v in lambdas]
+        if len(c) != len(lam):
+            raise ValueError(f"c_ma and lambdas: one value per constraint, got {len(c)} and "
+                             f"{len(lam)}")
+        self._history.append((int(step), c, lam))
+        while self._history and self._history[0][0] < step - self.window:
+            self._history.popleft()
+        if len(self._history) < self.min_points or step - self._history[0][0] < self.window:
+            return []
+        new = []
+        for k in range(len(c)):
+            if k in self.flagged:
+                continue
+            positive = all(h[1][k] > 0 for h in self._history)
+            lam0, lam1 = self._history[0][2][k], lam[k]
+            grew = lam0 > 0 and lam1 / lam0 >= self.growth
+            at_bound = self.upper is not None and lam1 >= self.upper * (1 - 1e-4)
+            if positive and (grew or at_bound) and all(map(math.isfinite, (lam0, lam1))):
+                self.flagged.add(k)
+                new.append(k)
+                if warn:
+                    how = "sits at its upper bound" if at_bound else f"grew {lam1 / lam0:.3g}×"
+                    warnings.warn(
+                        f"GECO constraint {k} looks infeasible at step {step}: its moving "
+                        f"average C_ma stayed > 0 (now {c[k]:.3g}) for {self.window} steps while "
+                        f"λ {how} (now {lam1:.3g}); the model may not reach this κ — try a "
+                        f"larger κ (e.g. geco_core.feasibility.propose_kappa of an ELBO run's MSE)",
+                        UserWarning,
+                        stacklevel=2,
+                    )
+        return new
+
+
+def propose_kappa(mse: Sequence[float], slack: float = 0.1, tail: float = 0.5) -> float:
+    """An RE tolerance κ from the per-pixel MSE of a short ELBO warm-up: (1 + ``slack``) ×
+    √(mean MSE of the last ``tail`` of the trace), i.e. κ² a little above what the ELBO reaches.
+
+    Args:
+        mse: per-pixel MSE values in step order (e.g. the ``mse`` column of the engine's log).
+        slack: relative margin on κ (0.1: κ² ≈ 1.21 × the ELBO's MSE).
+        tail: fraction of the trace averaged (its end: the warm-up's settled part).
+
+    Raises:
+        ValueError: an empty trace, a non-finite or negative MSE, or ``tail`` outside (0, 1].
+    """
+    values = [float(v) for v in mse]
+    if not values:
+        raise ValueError("mse: need at least one value")
+    if not all(math.isfinite(v) and v >= 0 for v in values):
+        raise ValueError("mse: values must be finite and >= 0")
+    check_positive(slack, "slack")
+    if not 0 < tail <= 1:
+        raise ValueError(f"tail must lie in (0, 1], got {tail!r}")
+    k = max(1, math.ceil(tail * len(values)))
+    last = values[-k:]
+    return (1.0 + slack) * math.sqrt(sum(last) / len(last))
