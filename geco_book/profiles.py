@@ -19,10 +19,11 @@ Example:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["PROFILES", "resolve_profile"]
+__all__ = ["PROFILES", "resolve_profile", "settings_copy"]
 
 #: The valid profiles, from cheapest to most expensive.
 PROFILES: tuple[str, ...] = ("smoke", "cpu", "gpu")
@@ -71,3 +72,28 @@ def resolve_profile(profile: str, table: Mapping[str, Mapping[str, Any]]) -> dic
             f"table[{profile!r}] must be a mapping of settings, got {type(settings).__name__}"
         )
     return dict(settings)
+
+
+def settings_copy(profile: str, table: Mapping[str, Mapping[str, Any]],
+                  overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A chapter's settings: a deep (JSON) copy of ``table[profile]`` with ``overrides``
+    applied (also deep-copied); an override that names no setting is refused.
+
+    Raises:
+        ValueError: as :func:`resolve_profile`, or an unknown override key (listing the
+            valid settings).
+
+    Example:
+        >>> settings_copy("cpu", {"cpu": {"n": [1, 2]}}, {"n": [3]})
+        {'n': [3]}
+        >>> settings_copy("cpu", {"cpu": {"n": 1}}, {"m": 2})
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown setting(s) ['m']; valid settings: ['n']
+    """
+    out = json.loads(json.dumps(resolve_profile(profile, table)))
+    unknown = sorted(set(overrides) - set(out))
+    if unknown:
+        raise ValueError(f"unknown setting(s) {unknown}; valid settings: {sorted(out)}")
+    out.update(json.loads(json.dumps(dict(overrides))))
+    return out

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import math
 import sys
 import warnings
@@ -38,8 +37,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from geco_book.images import to_uint8
 from geco_book.policy import train_settings
-from geco_book.profiles import resolve_profile
+from geco_book.profiles import settings_copy
 from geco_book.store import Run, RunStore, store_for
 from geco_book.sweep import run_sweep
 from geco_book.sweep import torch_threads as _torch_threads
@@ -174,11 +174,7 @@ def settings_for(profile: str, **overrides: Any) -> dict[str, Any]:
         >>> settings_for("cpu")["kappas"]
         [0.06, 0.1, 0.175]
     """
-    out = json.loads(json.dumps(resolve_profile(profile, SETTINGS)))
-    unknown = sorted(set(overrides) - set(out))
-    if unknown:
-        raise ValueError(f"unknown setting(s) {unknown}; valid settings: {sorted(out)}")
-    out.update(json.loads(json.dumps(overrides)))
+    out = settings_copy(profile, SETTINGS, overrides)
     out["profile"] = profile
     return out
 
@@ -328,10 +324,6 @@ def cached_dataset(name: str, split: str, seed: int, n: int | None):
         return load_dataset(name, split=split, seed=seed, download=False, **kw)
 
 
-def _to_uint8(img: torch.Tensor) -> np.ndarray:
-    return (img.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-
-
 def evaluate_run(model: torch.nn.Module, cfg, settings: Mapping[str, Any]):
     """The chapter's numbers of one trained model: ``(metrics, arrays)``.
 
@@ -377,12 +369,12 @@ def evaluate_run(model: torch.nn.Module, cfg, settings: Mapping[str, Any]):
         "test_source": test.source,
     }
     arrays = {
-        "data": _to_uint8(test.x[:k]),
-        "recon": _to_uint8(out.x_mean[:k]),
-        "samples": _to_uint8(samples),
+        "data": to_uint8(test.x[:k]),
+        "recon": to_uint8(out.x_mean[:k]),
+        "samples": to_uint8(samples),
     }
     if ctx is not None:
-        arrays["context"] = _to_uint8(ctx)
+        arrays["context"] = to_uint8(ctx)
     return metrics, arrays
 
 

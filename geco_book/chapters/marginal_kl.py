@@ -32,7 +32,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -47,7 +46,8 @@ import torch
 from scipy import stats
 
 from geco_book.chapters import large_scale as ch03
-from geco_book.profiles import resolve_profile
+from geco_book.images import to_uint8
+from geco_book.profiles import settings_copy
 from geco_book.store import Run, RunStore, store_for
 from geco_book.sweep import torch_threads
 from geco_core.checks import check_int
@@ -151,11 +151,7 @@ def settings_for(profile: str, **overrides: Any) -> dict[str, Any]:
         >>> settings_for("cpu")["batch_sizes"]
         [32, 256, 2048]
     """
-    out = json.loads(json.dumps(resolve_profile(profile, SETTINGS)))
-    unknown = sorted(set(overrides) - set(out))
-    if unknown:
-        raise ValueError(f"unknown setting(s) {unknown}; valid settings: {sorted(out)}")
-    out.update(json.loads(json.dumps(overrides)))
+    out = settings_copy(profile, SETTINGS, overrides)
     out["profile"] = profile
     return out
 
@@ -178,12 +174,18 @@ def model_specs(settings: Mapping[str, Any]) -> list[ch03.RunSpec]:
 # --------------------------------------------------------------------------------------------
 # The evaluation of one model
 # --------------------------------------------------------------------------------------------
-def _to_uint8(img: torch.Tensor) -> np.ndarray:
-    return (img.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-
-
 def _counts(counts: Sequence[int], n: int) -> list[int]:
     return sorted({min(int(c), n) for c in counts})
+
+
+def _sources(N: int, settings: Mapping[str, Any], detail: bool, seed: int):
+    """The training points that get one posterior sample each, and the generator that drew
+    them (the evaluation draws its later subsets from it): every point for a detail model,
+    else ``n_samples_other`` random ones, sorted."""
+    g = torch.Generator().manual_seed(seed + 1)
+    S = N if detail else min(N, int(settings["n_samples_other"]))
+    src = torch.arange(N) if S == N else torch.randperm(N, generator=g)[:S].sort().values
+    return src, g
 
 
 def evaluate_model(model, train, test, settings: Mapping[str, Any], *, detail: bool,
@@ -209,10 +211,8 @@ def evaluate_model(model, train, test, settings: Mapping[str, Any], *, detail: b
     cs, cn = (int(v) for v in settings["chunk"])
     x, ctx = train.x, train.context
     N = x.shape[0]
-    g = torch.Generator().manual_seed(seed + 1)
-    # the detail models: one sample of every point; the others a random subset of the points
-    S = N if detail else min(N, int(settings["n_samples_other"]))
-    src = torch.arange(N) if S == N else torch.randperm(N, generator=g)[:S].sort().values
+    src, g = _sources(N, settings, detail, seed)
+    S = len(src)
     model.eval()
     t0 = time.perf_counter()
     with torch.random.fork_rng(), torch.no_grad():
@@ -288,9 +288,8 @@ def own_density_terms(model, train, settings: Mapping[str, Any], *, detail: bool
     """
     x, ctx = train.x, train.context
     N = x.shape[0]
-    g = torch.Generator().manual_seed(seed + 1)
-    S = N if detail else min(N, int(settings["n_samples_other"]))
-    src = torch.arange(N) if S == N else torch.randperm(N, generator=g)[:S].sort().values
+    src, _ = _sources(N, settings, detail, seed)
+    S = len(src)
     model.eval()
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(seed)
@@ -342,8 +341,8 @@ def _detail(model, test, settings, seed, x, ctx, progress):
     }
     arrays = {"prior_log_ratio": ratio.astype(np.float32),
               "prior_confidence": conf.astype(np.float32),
-              "lowest": _to_uint8(images[torch.as_tensor(low.copy())]),
-              "highest": _to_uint8(images[torch.as_tensor(high.copy())])}
+              "lowest": to_uint8(images[torch.as_tensor(low.copy())]),
+              "highest": to_uint8(images[torch.as_tensor(high.copy())])}
     if np.isfinite(conf).all():
         metrics["ratio_confidence_spearman"] = float(stats.spearmanr(ratio, conf)[0])
     return metrics, arrays

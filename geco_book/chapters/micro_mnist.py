@@ -43,7 +43,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import warnings
@@ -54,8 +53,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from geco_book.chapters.micro_mnist_eval import EVAL_KEYS, EVAL_VERSION, evaluate_model, to_uint8
-from geco_book.profiles import resolve_profile
+from geco_book.chapters.micro_mnist_eval import EVAL_KEYS, EVAL_VERSION, evaluate_model
+from geco_book.images import to_uint8
+from geco_book.profiles import settings_copy
 from geco_book.store import Run, RunStore, store_for
 from geco_book.sweep import run_sweep
 from geco_book.sweep import torch_threads as _torch_threads
@@ -223,11 +223,7 @@ def settings_for(profile: str, **overrides: Any) -> dict[str, Any]:
         >>> settings_for("cpu", steps=8000)["eval_steps"]
         [2000, 5000, 8000]
     """
-    out = json.loads(json.dumps(resolve_profile(profile, SETTINGS)))
-    unknown = sorted(set(overrides) - set(out))
-    if unknown:
-        raise ValueError(f"unknown setting(s) {unknown}; valid settings: {sorted(out)}")
-    out.update(json.loads(json.dumps(overrides)))
+    out = settings_copy(profile, SETTINGS, overrides)
     if "steps" in overrides and "eval_steps" not in overrides:
         out["eval_steps"] = [v for v in out["eval_steps"] if v < out["steps"]] + [out["steps"]]
     stages = out["eval_steps"]

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from geco_book.images import to_uint8
 from geco_core.metrics import average_kl, marginal_kl
 from geco_core.metrics.tiling import (
     count_modes,
@@ -33,7 +34,7 @@ from geco_core.metrics.tiling import (
     self_classification_rate,
 )
 
-__all__ = ["EVAL_KEYS", "EVAL_VERSION", "evaluate_model", "to_uint8"]
+__all__ = ["EVAL_KEYS", "EVAL_VERSION", "evaluate_model"]
 
 #: Version of :func:`evaluate_model`: bump it when a change alters its numbers (the cached
 #: evaluations are keyed by it and by the evaluation settings).
@@ -50,11 +51,6 @@ def _seeded(seed: int, device: torch.device) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices), torch.no_grad():
         torch.manual_seed(seed)
         yield
-
-
-def to_uint8(img: Tensor) -> np.ndarray:
-    """Images in [0, 1] as uint8 (rounded), on the CPU."""
-    return (img.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
 
 def evaluate_model(
