@@ -115,6 +115,7 @@ def multiplier_update(
     nu: float,
     log_factor_bounds: tuple[float, float] | None = None,
     lambda_bounds: tuple[float, float] | None = None,
+    satisfied_speedup: float = 1.0,
 ) -> Tensor:
     """Algorithm 1, last line: ``λᵗ = λᵗ⁻¹ · exp(ν · C_maᵗ)`` (``Δ log λ ∝ Cᵗ``), elementwise.
 
@@ -125,8 +126,17 @@ def multiplier_update(
         log_factor_bounds: optional ``(log lo, log hi)``: the factor ``exp(ν C_ma)`` is clamped
             to ``[lo, hi]`` (the ``factor_clamp`` option of :class:`GECO`).
         lambda_bounds: optional ``(lo, hi)``: the new λ is clamped to it.
+        satisfied_speedup: s ≥ 1: where the constraint is satisfied (``C_ma < 0``) the step is
+            ``ν·s·C_ma`` (the ``satisfied_speedup`` option of :class:`GECO`; 1 = Algorithm 1).
+
+    Example:
+        >>> lam = torch.tensor([1.0, 1.0])
+        >>> multiplier_update(lam, torch.tensor([0.5, -0.5]), nu=1.0, satisfied_speedup=2.0).log()
+        tensor([ 0.5000, -1.0000])
     """
     log_factor = c_ma * nu
+    if satisfied_speedup != 1.0:
+        log_factor = torch.where(c_ma < 0, log_factor * satisfied_speedup, log_factor)
     if log_factor_bounds is not None:
         log_factor = log_factor.clamp(*log_factor_bounds)
     new = lambdas * torch.exp(log_factor)
@@ -144,6 +154,7 @@ def geco_step(
     warmup_steps: int = 0,
     log_factor_bounds: tuple[float, float] | None = None,
     lambda_bounds: tuple[float, float] | None = None,
+    satisfied_speedup: float = 1.0,
 ) -> GECOState:
     """One multiplier step of Algorithm 1 on a detached estimate Ĉᵗ; returns the new state.
 
@@ -155,7 +166,8 @@ def geco_step(
     ok = torch.isfinite(c_hat).all()
     t = state.step
     c_ma = torch.where(ok, constraint_moving_average(state.c_ma, c_hat, alpha, t == 0), state.c_ma)
-    lambdas = multiplier_update(state.lambdas, c_ma, nu, log_factor_bounds, lambda_bounds)
+    lambdas = multiplier_update(state.lambdas, c_ma, nu, log_factor_bounds, lambda_bounds,
+                                satisfied_speedup)
     due = ok
     if warmup_steps > 0:
         due = due & (t >= warmup_steps)
@@ -261,7 +273,20 @@ class GECO:
             clamped to it after every update and ``lambda_init`` must lie inside. A floor
             matters because a multiplicative update cannot leave 0 and an inactive constraint
             (κ² above the data variance) makes λ decay geometrically until it underflows; a
-            ceiling stops overflow when the constraint cannot be met.
+            ceiling stops overflow when the constraint cannot be met. EfficientMORL (Emami et
+            al. 2021, ``lib/geco.py``) floors its multiplier at ≈ 1 on a summed-NLL scale ("so
+            that the model estimates a proper ELBO at the end of training"); on the
+            per-pixel-MSE scale of :mod:`geco_core.objectives` the same floor — never weight
+            the reconstruction less than a Gaussian likelihood of unit σ would — is λ ≥ D/2.
+        satisfied_speedup: s ≥ 1 (option; default 1 = off). While the constraint is satisfied
+            (``C_ma < 0``) λ moves with step ``s·ν`` instead of ν, so a λ that overshot while
+            the model was catching up comes back s times faster. The multiplicative update
+            is asymmetric at the boundary: early violations are large (a fresh decoder's MSE
+            is many times κ²) and grow λ quickly, while the slack of a met constraint is small
+            and shrinks λ slowly. From the GECO of applied-ai-lab/genesis (``utils/geco.py``,
+            option ``speedup``, 10 in their training defaults), which applies it when the
+            reconstruction error is below its goal; EfficientMORL (``lib/geco.py``,
+            ``step_size_acceleration``, 5 in two of its configs) does the same.
         warmup_steps: w ≥ 0 (option; default 0 = off). λ stays at ``lambda_init`` for the first
             w accepted steps (a β-VAE with β = 1/lambda_init) while the moving average still
             runs, so λ does not react to the large, transient reconstruction error of a
@@ -306,6 +331,7 @@ class GECO:
         factor_clamp: tuple[float, float] | None = None,
         lambda_bounds: tuple[float, float] | None = None,
         warmup_steps: int = 0,
+        satisfied_speedup: float = 1.0,
         max_bad_steps: int = 10,
     ) -> None:
         self.n_constraints = check_int(n_constraints, "n_constraints")
@@ -315,6 +341,9 @@ class GECO:
         self.update_every = check_int(update_every, "update_every")
         self.warmup_steps = check_int(warmup_steps, "warmup_steps", minimum=0)
         self.max_bad_steps = check_int(max_bad_steps, "max_bad_steps")
+        self.satisfied_speedup = check_positive(satisfied_speedup, "satisfied_speedup")
+        if self.satisfied_speedup < 1.0:
+            raise ValueError(f"satisfied_speedup must be >= 1, got {satisfied_speedup!r}")
         self.factor_clamp = _interval(factor_clamp, "factor_clamp", 0.0)
         if self.factor_clamp is not None and not (
             0.0 < self.factor_clamp[0] <= 1.0 <= self.factor_clamp[1]
@@ -390,6 +419,7 @@ class GECO:
             self.warmup_steps,
             self._log_factor_bounds,
             self.lambda_bounds,
+            self.satisfied_speedup,
         )
         self.state = new
         self._watch(new.bad_steps)
@@ -525,6 +555,8 @@ class GECO:
             options.append(f"lambda_bounds={self.lambda_bounds}")
         if self.warmup_steps:
             options.append(f"warmup_steps={self.warmup_steps}")
+        if self.satisfied_speedup != 1.0:
+            options.append(f"satisfied_speedup={self.satisfied_speedup}")
         extra = "".join(", " + o for o in options)
         return f"GECO(n_constraints={self.n_constraints}, alpha={self.alpha}, nu={self.nu}{extra})"
 

@@ -437,9 +437,14 @@ def _accepted_kwargs(module: nn.Module):
     return lambda name: name in names
 
 
+#: Every objective by name: the paper's (above) and the later methods of
+#: :mod:`geco_core.alternatives` (σ-VAE, ControlVAE, softplus and cooper Lagrangians).
 OBJECTIVES: dict[str, type[Objective]] = {
     "elbo": ELBO,
     "geco": GECOObjective,
     "annealed": AnnealedBeta,
     "beta_vae": BetaVAE,
 }
+
+# The later methods register themselves in OBJECTIVES (their module imports this one's bases).
+import geco_core.alternatives  # noqa: E402, F401

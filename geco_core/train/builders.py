@@ -25,7 +25,14 @@ from torch import Tensor, nn
 
 from geco_core.constraints import build_constraint
 from geco_core.models import LatentVariableModel, build_model, load_pretrained_classifier
-from geco_core.objectives import ELBO, AnnealedBeta, BetaVAE, GECOObjective, Objective
+from geco_core.objectives import (
+    ELBO,
+    OBJECTIVES,
+    AnnealedBeta,
+    BetaVAE,
+    GECOObjective,
+    Objective,
+)
 from geco_core.train.config import TrainConfig, constraint_kwargs_for
 
 __all__ = ["build_model_for", "build_objective", "load_data", "make_constraint", "target_labels"]
@@ -107,10 +114,15 @@ def build_objective(cfg: TrainConfig, image_shape: Sequence[int] | None = None) 
         return AnnealedBeta(cfg.anneal_sigma_start, cfg.anneal_sigma_end, cfg.anneal_steps)
     if cfg.objective == "beta_vae":
         return BetaVAE(cfg.beta)
+    cls = OBJECTIVES[cfg.objective]
+    if cfg.objective in ("sigma_vae", "control_vae"):
+        return cls(**cfg.objective_kwargs)
     constraints = [
         make_constraint(name, kappa, image_shape, _constraint_kwargs(cfg, name))
         for name, kappa in zip(cfg.constraints, cfg.kappas)
     ]
+    if cfg.objective != "geco":  # the Lagrangians of geco_core.alternatives
+        return cls(constraints, **cfg.objective_kwargs)
     return GECOObjective(
         constraints,
         alpha=cfg.alpha,

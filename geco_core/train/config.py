@@ -77,7 +77,9 @@ RESUME_MAY_DIFFER = (
     "download",
 )
 
-_KWARGS_FIELDS = ("dataset_kwargs", "model_kwargs", "constraint_kwargs", "geco_kwargs")
+_KWARGS_FIELDS = (
+    "dataset_kwargs", "model_kwargs", "constraint_kwargs", "geco_kwargs", "objective_kwargs"
+)
 
 
 #: Device types ``TrainConfig.device`` may name (besides ``"auto"``).
@@ -159,6 +161,10 @@ class TrainConfig:
             before :meth:`from_dict`).
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``…
         split, data_root, download, dataset_kwargs: passed to ``load_dataset``.
+        objective_kwargs: the arguments of the later methods' objectives
+            (:mod:`geco_core.alternatives`: ``control_vae``'s ``kl_target``, ``kp``, …;
+            ``softplus_lagrangian``'s ``rate``; ``cooper``'s ``dual_lr``, ``dual_optimizer``,
+            …). The Lagrangians take ``constraint`` and ``kappa`` like GECO.
         model_kwargs, constraint_kwargs, geco_kwargs: passed to the builders
             (``constraint_kwargs`` may be keyed by constraint name).
         max_grad_norm: clip the global gradient norm (None: no clipping; the paper clips none).
@@ -204,6 +210,7 @@ class TrainConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     constraint_kwargs: dict[str, Any] = field(default_factory=dict)
     geco_kwargs: dict[str, Any] = field(default_factory=dict)
+    objective_kwargs: dict[str, Any] = field(default_factory=dict)
     max_grad_norm: float | None = None
     max_bad_steps: int = 10
     compile: bool = False
@@ -385,6 +392,15 @@ class TrainConfig:
             "geco_kwargs",
             "GECO (alpha, nu and lambda_init are fields of their own)",
         )
+        if self.objective_kwargs:
+            cls = OBJECTIVES[self.objective]
+            valid = _keyword_names(cls.__init__)
+            if valid is not None:
+                valid = [k for k in valid if k != "constraints"]
+            if self.objective in ("elbo", "geco", "annealed", "beta_vae"):
+                valid = []  # the paper's objectives take their arguments from fields
+            _check_keys(self.objective_kwargs, valid, "objective_kwargs",
+                        f"objective {self.objective!r}")
         for c in self.constraints:
             kw = constraint_kwargs_for(self.constraint_kwargs, self.constraints, c)
             valid = _keyword_names(CONSTRAINTS[c].__init__)

@@ -346,3 +346,22 @@ def test_non_numeric_hyper_parameters_and_integer_estimates_raise_type_error():
     assert geco.step_count == 0 and geco.lambdas.dtype == torch.float64
     geco.loss(torch.tensor(1.0), torch.tensor([0.5]))
     assert geco.lambdas.dtype == torch.float32 and geco.step_count == 1
+
+
+def test_satisfied_speedup_multiplies_the_step_only_where_the_constraint_is_met():
+    from geco_core.geco import multiplier_update
+
+    lam = torch.tensor([2.0, 2.0], dtype=torch.float64)
+    c = torch.tensor([0.3, -0.3], dtype=torch.float64)
+    new = multiplier_update(lam, c, nu=0.5, satisfied_speedup=10.0)
+    torch.testing.assert_close(new, lam * torch.exp(torch.tensor([0.15, -1.5],
+                                                                 dtype=torch.float64)))
+    # through GECO: a violated step as Algorithm 1, a satisfied one 10× faster (α = 0)
+    g = GECO(alpha=0.0, nu=1.0, satisfied_speedup=10.0)
+    g.loss(torch.tensor(0.0), torch.tensor([0.2], requires_grad=True))
+    assert float(g.lambdas) == pytest.approx(math.exp(0.2))
+    g.loss(torch.tensor(0.0), torch.tensor([-0.1], requires_grad=True))
+    assert float(g.lambdas) == pytest.approx(math.exp(0.2 - 1.0))
+    with pytest.raises(ValueError, match="satisfied_speedup"):
+        GECO(satisfied_speedup=0.5)
+    assert "satisfied_speedup=10.0" in repr(g)

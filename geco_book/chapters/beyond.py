@@ -1,0 +1,465 @@
+"""Chapter 05, beyond the paper: does GECO spare the sweep, against the methods after it.
+
+Every run here is one of chapter 03's models (the VAE + conditional RealNVP and ConvDRAW at
+the cpu profile's sizes, steps, batch, learning rates and GECO's α, ν) on MNIST or
+Color-MNIST; only the objective changes. The chapter's three experiments:
+
+1. **The sweep GECO saves** (:func:`run_search`): for each (model, data set), GECO + RE with
+   κ = 0.1 is chapter 03's run (loaded from the store, not retrained); a β-VAE user searches
+   for the β whose held-out MSE lands within ±5 % of κ² (:class:`geco_book.beta_search.
+   BetaSearch`: a log grid, then bisection in log β). All searches share one sweep of workers.
+2. **The alternatives and GECO's variants** (:func:`method_specs`) on one (model, data set):
+   σ-VAE, ControlVAE, cooper's gradient ascent and νPI, Sonnet's softplus multiplier, GECO
+   with the genesis speed-up and with the EfficientMORL floor, beside GECO, the ELBO, the
+   annealed β and the β-VAE at the β the search found.
+3. **Robustness** (:func:`robustness_specs`): GECO against ν, α, λ⁰, learning rate and batch
+   size; the β-VAE at its best β against learning rate and batch size.
+
+Each run is evaluated once (chapter 03's :func:`~geco_book.chapters.large_scale.evaluate_run`,
+cached in its record under the same key, so chapter 03's runs bring their evaluations).
+Tables are in :mod:`geco_book.chapters.beyond_tables`, figures in
+:mod:`geco_book.figures.beyond`. Regenerate the cpu results with::
+
+    python -m geco_book.chapters.beyond --profile cpu
+
+References:
+    Rezende & Viola, "Taming VAEs", 2018: §3.2 (λ = 1/β), Algorithm 1; the methods' papers in
+    :mod:`geco_core.alternatives`.
+
+Example:
+    >>> s = settings_for("smoke")
+    >>> [m.name for m in method_specs(s)][:3]
+    ['vae_nvp/mnist/geco/s0', 'vae_nvp/mnist/elbo/s0', 'vae_nvp/mnist/annealed/s0']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from geco_book.beta_search import BetaSearch
+from geco_book.chapters import large_scale as ls
+from geco_book.profiles import settings_copy
+from geco_book.store import Run, RunStore
+from geco_book.sweep import run_sweep
+from geco_book.sweep import torch_threads as _torch_threads
+
+__all__ = [
+    "METHODS",
+    "SETTINGS",
+    "Spec",
+    "evaluate",
+    "method_specs",
+    "robustness_specs",
+    "run_search",
+    "settings_for",
+    "train_config",
+]
+
+# --------------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------------
+# cpu profile: chapter 03's cpu runs (sizes, steps 3,000 / 1,500, batch 32, Adam 3e-4 / 1e-3,
+# α = 0.9, ν = 1, λ ∈ [1e-3, 1e8]) so that its GECO and ELBO runs are reused as they are.
+# - search: the four (model, data) of chapter 03 with both models and both data sets; κ = 0.1;
+#   λ grid 1e3…1e6 (β 1e-3…1e-6: around the ELBO's λ ≈ 3e4–1e5), extended by decades up to
+#   GECO's bound 1e8; ±5 %; at most 8 runs per search; seed 0;
+# - methods and robustness on the VAE+NVP / MNIST, the cheapest model whose κ = 0.1 is
+#   feasible at this scale; 2 seeds for the methods (chapter 03 has 3 of GECO and the ELBO).
+_CPU_METHODS_SEEDS = [0, 1]
+
+#: The methods of experiment 2: name → (objective, TrainConfig overrides, label). GECO's
+#: variants keep GECO's config and add one option; the β-VAE's β comes from the search.
+METHODS: dict[str, dict[str, Any]] = {
+    "geco": {"label": "GECO (Algorithm 1)"},
+    "elbo": {"label": "ELBO (learned σ)"},
+    "annealed": {"label": "ELBO + annealed β (GQN σ 2.0 → 0.7)"},
+    "beta_vae": {"label": "β-VAE at the searched β"},
+    "sigma_vae": {"label": "σ-VAE (σ² = batch MSE)", "objective": "sigma_vae"},
+    "control_vae": {"label": "ControlVAE (KL set-point = the searched β-VAE's KL)",
+                    "objective": "control_vae"},
+    "cooper_ga": {"label": "cooper: gradient ascent on λ", "objective": "cooper",
+                  "objective_kwargs": {"dual_lr": 1e4, "dual_optimizer": "sgd"}},
+    "cooper_nupi": {"label": "cooper: νPI on λ", "objective": "cooper",
+                    "objective_kwargs": {"dual_lr": 1e4, "dual_optimizer": "nupi",
+                                         "kp": 10.0}},
+    "softplus_adam": {"label": "softplus λ in the model's Adam (Sonnet)",
+                      "objective": "softplus_lagrangian"},
+    "geco_speedup": {"label": "GECO + speed-up ×10 when satisfied (genesis)",
+                     "geco_kwargs": {"satisfied_speedup": 10.0}},
+    "geco_floor": {"label": "GECO + floor λ ≥ D/2 (EfficientMORL)", "floor": True},
+}
+
+SETTINGS: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "search_combos": [["vae_nvp", "mnist"]],
+        "seed": 0,
+        "kappa": 0.1,
+        "grid": [1e3, 1e5],
+        "tol": 0.05,
+        "max_runs": 3,
+        "methods_combo": ["vae_nvp", "mnist"],
+        "methods": list(METHODS),
+        "methods_seeds": [0],
+        "robustness": {"nu": [10.0], "alpha": [0.0], "lambda_init": [100.0], "lr": [1e-3],
+                       "batch_size": [16]},
+        "robustness_beta": ["lr"],
+        "rule_nu": 0.1,
+        "workers": 1,
+    },
+    "cpu": {
+        "search_combos": [["vae_nvp", "mnist"], ["vae_nvp", "color-mnist"],
+                          ["convdraw", "mnist"], ["convdraw", "color-mnist"]],
+        "seed": 0,  # the seed of the single-seed runs: the searches, robustness, the ν rule
+        "kappa": 0.1,
+        "grid": [1e3, 1e4, 1e5, 1e6],
+        "tol": 0.05,
+        "max_runs": 8,
+        "methods_combo": ["vae_nvp", "mnist"],
+        "methods": list(METHODS),
+        "methods_seeds": _CPU_METHODS_SEEDS,
+        "robustness": {"nu": [0.1, 10.0], "alpha": [0.0, 0.99], "lambda_init": [1e-2, 1e2],
+                       "lr": [1e-4, 1e-3], "batch_size": [16, 64]},
+        "robustness_beta": ["lr", "batch_size"],
+        "rule_nu": 0.1,  # ν·Ĉ⁰ ≈ 0.01–0.02: λ moves ≤ 1–2 % per step at the start
+        "workers": 2,
+    },
+    "gpu": {
+        "search_combos": [["vae_nvp", "mnist"], ["vae_nvp", "color-mnist"],
+                          ["convdraw", "mnist"], ["convdraw", "color-mnist"]],
+        "seed": 0,  # the seed of the single-seed runs: the searches, robustness, the ν rule
+        "kappa": 0.1,
+        "grid": [1e3, 1e4, 1e5, 1e6],
+        "tol": 0.05,
+        "max_runs": 8,
+        "methods_combo": ["vae_nvp", "mnist"],
+        "methods": list(METHODS),
+        "methods_seeds": [0, 1, 2],
+        "robustness": {"nu": [0.1, 10.0], "alpha": [0.0, 0.9], "lambda_init": [1e-2, 1e2],
+                       "lr": [3e-7, 3e-6], "batch_size": [16, 64]},
+        "robustness_beta": ["lr", "batch_size"],
+        "rule_nu": 0.1,
+        "workers": 1,
+    },
+}
+
+
+def settings_for(profile: str, **overrides: Any) -> dict[str, Any]:
+    """A deep copy of :data:`SETTINGS` [``profile``] with ``overrides``; ``"base"`` holds
+    chapter 03's settings at the same profile (sizes, steps, evaluation).
+
+    Example:
+        >>> s = settings_for("cpu")
+        >>> s["kappa"], s["base"]["steps"]
+        (0.1, {'convdraw': 1500, 'vae_nvp': 3000})
+    """
+    out = settings_copy(profile, SETTINGS, overrides)
+    out["profile"] = profile
+    out["base"] = ls.settings_for(profile)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Runs
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Spec:
+    """One run of the chapter: a method on a (model, data set) at a seed, with overrides of
+    the method's config (``variant``: sorted ``(field, value)`` pairs, e.g. ν or the lr).
+
+    Example:
+        >>> Spec("vae_nvp", "mnist", "beta_vae", lam=1e5).name
+        'vae_nvp/mnist/beta_vae-lam1e+05/s0'
+    """
+
+    model: str
+    dataset: str
+    method: str
+    seed: int = 0
+    lam: float | None = None
+    variant: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def name(self) -> str:
+        tag = self.method if self.lam is None else f"{self.method}-lam{self.lam:.4g}"
+        tail = "".join(f"-{k}{v:g}" if isinstance(v, float) else f"-{k}{v}"
+                       for k, v in self.variant)
+        return f"{self.model}/{self.dataset}/{tag}{tail}/s{self.seed}"
+
+
+def _geco_spec(model: str, data: str, seed: int, settings) -> ls.RunSpec:
+    return ls.RunSpec(model, data, "geco", "re", float(settings["kappa"]), seed=seed)
+
+
+def train_config(spec: Spec, settings: Mapping[str, Any], *, kl_target: float | None = None):
+    """The :class:`geco_core.train.TrainConfig` of ``spec``: chapter 03's GECO config of the
+    same (model, data, seed) with the method's objective and options (the GECO, ELBO and
+    annealed runs are chapter 03's configs exactly, so the store returns its runs).
+    ``kl_target`` is ControlVAE's set-point.
+
+    Example:
+        >>> s = settings_for("cpu")
+        >>> from geco_book.store import run_key
+        >>> a = train_config(Spec("vae_nvp", "mnist", "geco"), s)
+        >>> b = ls.train_config(ls.RunSpec("vae_nvp", "mnist", "geco", "re", 0.1), s["base"])
+        >>> run_key(a) == run_key(b)
+        True
+    """
+    base = settings["base"]
+    m = spec.method
+    if m in ("elbo", "annealed"):
+        cfg = ls.train_config(ls.RunSpec(spec.model, spec.dataset, m, seed=spec.seed), base)
+    else:
+        cfg = ls.train_config(_geco_spec(spec.model, spec.dataset, spec.seed, settings), base)
+        info = METHODS[m]
+        plain = {"constraint": "re", "kappa": 0.1, "constraint_kwargs": {},
+                 "geco_kwargs": {}}  # the defaults: a non-GECO run's key holds none of them
+        if m == "beta_vae":
+            if spec.lam is None:
+                raise ValueError("lam: a beta_vae spec needs its λ = 1/β")
+            cfg = dataclasses.replace(cfg, objective="beta_vae", beta=1.0 / float(spec.lam),
+                                      **plain)
+        elif m in ("sigma_vae", "control_vae"):
+            kw = dict(info.get("objective_kwargs", {}))
+            if m == "control_vae":
+                if kl_target is None:
+                    raise ValueError("kl_target: ControlVAE needs its KL set-point")
+                kw["kl_target"] = float(f"{kl_target:.4g}")
+            cfg = dataclasses.replace(cfg, objective=info["objective"], objective_kwargs=kw,
+                                      **plain)
+        elif "objective" in info:  # the Lagrangians: GECO's constraint, other multiplier
+            cfg = dataclasses.replace(cfg, objective=info["objective"], geco_kwargs={},
+                                      objective_kwargs=dict(info.get("objective_kwargs", {})))
+        elif m != "geco":  # GECO's variants: one more option
+            gk = dict(cfg.geco_kwargs)
+            gk.update(info.get("geco_kwargs", {}))
+            extra: dict[str, Any] = {}
+            if info.get("floor"):
+                d = ls.cached_dataset(spec.dataset, "test", 0, 1).x[0].numel()  # D pixels
+                gk["lambda_bounds"] = [d / 2.0, gk["lambda_bounds"][1]]
+                extra["lambda_init"] = d / 2.0
+            cfg = dataclasses.replace(cfg, geco_kwargs=gk, **extra)
+    if spec.variant:
+        cfg = dataclasses.replace(cfg, **dict(spec.variant))
+    return cfg
+
+
+def method_specs(settings: Mapping[str, Any], lam_beta: float | None = None) -> list[Spec]:
+    """Experiment 2's runs: every method of ``settings["methods"]`` at every seed (the β-VAE
+    only when ``lam_beta``, the λ the search found, is given)."""
+    model, data = settings["methods_combo"]
+    out = []
+    for seed in settings["methods_seeds"]:
+        for m in settings["methods"]:
+            if m == "beta_vae":
+                if lam_beta is not None:
+                    out.append(Spec(model, data, m, seed=seed, lam=float(lam_beta)))
+                continue
+            out.append(Spec(model, data, m, seed=seed))
+    return out
+
+
+def robustness_specs(settings: Mapping[str, Any], lam_beta: float | None = None) -> list[Spec]:
+    """Experiment 3's runs: GECO with one setting changed at a time (at ``settings["seed"]``;
+    the unchanged run is experiment 2's GECO); the β-VAE at ``lam_beta`` with its lr or batch
+    changed."""
+    model, data = settings["methods_combo"]
+    seed = int(settings["seed"])
+    out = []
+    for k, values in settings["robustness"].items():
+        for v in values:
+            value = int(v) if k == "batch_size" else float(v)
+            out.append(Spec(model, data, "geco", seed=seed, variant=((k, value),)))
+    if lam_beta is not None:
+        for k in settings["robustness_beta"]:
+            for v in settings["robustness"][k]:
+                value = int(v) if k == "batch_size" else float(v)
+                out.append(Spec(model, data, "beta_vae", seed=seed, lam=float(lam_beta),
+                                variant=((k, value),)))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation (chapter 03's, cached under its name)
+# --------------------------------------------------------------------------------------------
+def evaluate(run: Run, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Chapter 03's evaluation of ``run`` (held-out MSE, average KL, NLL with σ_opt), cached
+    in the record under chapter 03's key (its runs bring their evaluations)."""
+    base = settings["base"]
+    eval_settings = {"version": ls.EVAL_VERSION, **base["eval"]}
+
+    def compute(r: Run):
+        with _torch_threads(base["threads"]):
+            return ls.evaluate_run(r.load_model(), r.config, base)
+
+    metrics, _ = run.evaluation("large_scale", eval_settings, compute)
+    return metrics
+
+
+def _sweep(specs: Sequence[Spec], settings, store: RunStore, progress: bool, desc: str,
+           command: str | None, **cfg_kw) -> list[Run]:
+    cfgs = [train_config(s, settings, **cfg_kw) for s in specs]
+    return run_sweep(cfgs, store=store, workers=int(settings["workers"]),
+                     threads=settings["base"]["threads"], progress=progress, desc=desc,
+                     command=command)
+
+
+def run_search(settings: Mapping[str, Any], store: RunStore, *, progress: bool = True,
+               command: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    """Experiment 1: one :class:`BetaSearch` per (model, data set) of
+    ``settings["search_combos"]``, all searches' proposals trained together in rounds.
+
+    Returns, per (model, data): ``search`` (the finished :class:`BetaSearch`), ``runs``
+    (λ → stored run) and ``geco`` (chapter 03's GECO runs of that combination, by seed).
+    """
+    target = float(settings["kappa"]) ** 2
+    searches = {tuple(c): BetaSearch(target=target, tol=float(settings["tol"]),
+                                     grid=tuple(settings["grid"]),
+                                     max_runs=int(settings["max_runs"]))
+                for c in settings["search_combos"]}
+    runs: dict[tuple[str, str], dict[float, Run]] = {c: {} for c in searches}
+    rnd = 0
+    while True:
+        todo = [(c, lam) for c, s in searches.items() for lam in s.propose()]
+        if not todo:
+            break
+        specs = [Spec(c[0], c[1], "beta_vae", seed=int(settings["seed"]), lam=lam)
+                 for c, lam in todo]
+        done = _sweep(specs, settings, store, progress, f"β search round {rnd}", command)
+        for (c, lam), run in zip(todo, done):
+            runs[c][lam] = run
+            searches[c].record(lam, float(evaluate(run, settings)["test_mse"]))
+        rnd += 1
+    out = {}
+    for c, s in searches.items():
+        seeds = ls.settings_for(settings["profile"])["seeds"]
+        geco = _sweep([Spec(c[0], c[1], "geco", seed=int(k)) for k in seeds], settings, store,
+                      progress, "GECO (chapter 03)", command)
+        out[c] = {"search": s, "runs": runs[c], "geco": dict(zip(seeds, geco))}
+    return out
+
+
+@dataclass
+class ChapterResult:
+    """Everything chapter 05 shows: ``search`` (experiment 1, as :func:`run_search`),
+    ``rows`` (one dict per run of experiments 2–3 and the rule check: its spec, training end
+    state, evaluation and log summary), ``runs`` (name → stored run), settings, provenance."""
+
+    search: dict[tuple[str, str], dict[str, Any]]
+    rows: list[dict[str, Any]]
+    runs: dict[str, Run]
+    settings: dict[str, Any]
+    provenance: dict[str, Any]
+    from_cache: bool
+
+    def log(self, name: str):
+        """The training log of run ``name`` (a DataFrame)."""
+        return self.runs[name].log()
+
+
+def rule_specs(settings: Mapping[str, Any]) -> list[Spec]:
+    """The ν rule's check: GECO with ν = ``settings["rule_nu"]`` (and the genesis speed-up) on
+    every (model, data) of the search, at ``settings["seed"]``."""
+    out = []
+    seed = int(settings["seed"])
+    for model, data in settings["search_combos"]:
+        out.append(Spec(model, data, "geco", seed=seed,
+                        variant=(("nu", float(settings["rule_nu"])),)))
+        out.append(Spec(model, data, "geco_speedup", seed=seed))
+    return out
+
+
+def run_chapter(profile: str = "cpu", *, store: RunStore | None = None, progress: bool = True,
+                command: str | None = None, **overrides: Any) -> ChapterResult:
+    """Train (or load) and evaluate every run of the chapter at ``profile``: the searches,
+    then the methods (the β-VAE at the β the search found on ``methods_combo``, ControlVAE's
+    KL set-point = that β-VAE's final training KL), the robustness runs and the rule check."""
+    from geco_book.chapters.beyond_tables import run_row
+    from geco_book.store import store_for
+
+    settings = settings_for(profile, **overrides)
+    store = store_for(profile) if store is None else store
+    if command is None:
+        command = f"geco_book.chapters.beyond.run_chapter(profile={profile!r})"
+    search = run_search(settings, store, progress=progress, command=command)
+    combo = tuple(settings["methods_combo"])
+    s = search[combo]["search"]
+    lam_beta = s.best[0]
+    beta_run = search[combo]["runs"][lam_beta]
+    log = beta_run.log()
+    kl_target = float(log["kl"].tail(max(len(log) // 10, 1)).mean())
+    specs = method_specs(settings, lam_beta) + robustness_specs(settings, lam_beta)
+    specs += [r for r in rule_specs(settings) if r not in specs]
+    runs = _sweep(specs, settings, store, progress, f"beyond [{profile}]", command,
+                  kl_target=kl_target)
+    rows, by_name = [], {}
+    for spec, run in zip(specs, runs):
+        rows.append(run_row(spec, run, evaluate(run, settings), settings))
+        by_name[spec.name] = run
+    for c, r in search.items():
+        for lam, run in r["runs"].items():
+            by_name[Spec(c[0], c[1], "beta_vae", lam=lam).name] = run
+        for seed, run in r["geco"].items():
+            by_name[Spec(c[0], c[1], "geco", seed=int(seed)).name] = run
+    all_runs = list(by_name.values())
+    first = all_runs[0].record
+    provenance = {
+        "profile": profile,
+        "n_runs": len(all_runs),
+        "trained_now": sorted(n for n, r in by_name.items() if r.trained),
+        "train_wall_time_s": round(sum(r.wall_time for r in all_runs), 1),
+        "data_source": first["data"]["source"],
+        "git_commit": first["provenance"]["git_commit"],
+        "versions": first["provenance"]["versions"],
+        "workers": int(settings["workers"]),
+        "lam_beta": lam_beta,
+        "kl_target": kl_target,
+    }
+    return ChapterResult(search=search, rows=rows, runs=by_name, settings=settings,
+                         provenance=provenance,
+                         from_cache=not any(r.trained for r in all_runs))
+
+
+def main(argv: Sequence[str] | None = None):
+    """``python -m geco_book.chapters.beyond --profile cpu [--part search|all]``."""
+    import argparse
+    import sys
+
+    from geco_book.store import store_for
+
+    p = argparse.ArgumentParser(prog="python -m geco_book.chapters.beyond",
+                                description="Train or load chapter 05's runs.")
+    p.add_argument("--profile", default="cpu", choices=sorted(SETTINGS))
+    p.add_argument("--part", default="all", choices=["search", "all"])
+    args = p.parse_args(argv)
+    argv_list = list(sys.argv[1:] if argv is None else argv)
+    command = " ".join(["python -m geco_book.chapters.beyond", *argv_list])
+    settings = settings_for(args.profile)
+    store = store_for(args.profile)
+    if args.part == "search":
+        res = run_search(settings, store, command=command)
+        for c, r in res.items():
+            s = r["search"]
+            print(c, s.status, s.n_runs, [(f"{lam:.3g}", round(v, 5)) for lam, v in s.history])
+        return res
+    res = run_chapter(args.profile, store=store, command=command)
+    import pandas as pd
+
+    from geco_book.chapters import beyond_tables as bt
+
+    with pd.option_context("display.width", 220, "display.max_rows", 200,
+                           "display.max_columns", 30):
+        print(bt.sweep_table(res).to_string())
+        print(bt.methods_table(res).to_string())
+        print(bt.robustness_table(res).to_string())
+    print(f"from_cache={res.from_cache} train_wall_time_s={res.provenance['train_wall_time_s']}",
+          file=sys.stderr)
+    return res
+
+
+if __name__ == "__main__":
+    from geco_book.chapters.beyond import main as _main
+
+    _main()

@@ -1,0 +1,236 @@
+"""Chapter 05's tables: the sweep GECO saves, the alternatives, robustness, the ν rule.
+
+Every number is read from a stored run: its training log (λ or β against steps, the training
+MSE) and chapter 03's cached evaluation (held-out MSE and average KL on 1,000 held-out
+images). The target throughout is "held-out MSE ≤ κ²" with κ = 0.1; a run *hits* it when its
+held-out MSE is within ±5 % of κ² (what the β search aims at) and *meets* it when the MSE is
+at most κ²·1.05 (GECO's inequality, with the same 5 % slack for the train/held-out gap).
+
+Summary measures of one run's log (:func:`log_summary`):
+
+- **time to target**: the first logged step from which the training MSE, averaged over a
+  100-step window, is ≤ κ² (NaN: never);
+- **λ peak / λ end**: the largest and the last λ (GECO and the Lagrangians; the implied
+  λ = 1/β or D/(2σ²) of the others); λ *ran away* when the peak is ≥ 100× the end or sat at
+  the upper bound 10⁸ while the target was met;
+- **overshoot**: κ²/(held-out MSE) − 1 for a run that met the target (how far past the
+  tolerance it went, paying KL for nothing).
+
+Comparisons of methods over seeds use :func:`geco_book.verdicts.compare` (gap > 2 SE and no
+overlap of the seeds' ranges).
+
+Example:
+    >>> import pandas as pd
+    >>> log = pd.DataFrame({"step": [0, 25, 50, 75, 100, 125, 150],
+    ...                     "mse": [0.5, 0.1, 0.02, 0.01, 0.008, 0.007, 0.007],
+    ...                     "lambda": [1.0, 10.0, 1e3, 1e4, 1e4, 9e3, 8e3]})
+    >>> s = log_summary(log, target=0.01, window=50)
+    >>> s["time_to_target"], s["lambda_peak"], s["lambda_end"]
+    (100, 10000.0, 8000.0)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from geco_book.verdicts import compare
+
+__all__ = [
+    "LAMBDA_CEILING",
+    "log_summary",
+    "methods_table",
+    "robustness_table",
+    "rule_table",
+    "run_row",
+    "sweep_table",
+]
+
+#: GECO's upper λ bound at the cpu profile (chapter 03's ``lambda_bounds``).
+LAMBDA_CEILING = 1e8
+_TOL = 0.05
+
+
+def log_summary(log: pd.DataFrame, target: float, window: int = 100) -> dict[str, Any]:
+    """Time to target, λ peak and end, and the step of the peak, from one training log (see
+    the module docstring). ``window``: steps of the training-MSE average."""
+    steps = log["step"].to_numpy()
+    mse = log["mse"].to_numpy(dtype=float)
+    every = max(int(steps[1] - steps[0]), 1) if len(steps) > 1 else 1
+    k = max(int(round(window / every)), 1)
+    smooth = pd.Series(mse).rolling(k, min_periods=k).mean().to_numpy()
+    ok = np.nonzero(smooth <= target)[0]
+    lam = log["lambda"].to_numpy(dtype=float)
+    ipk = int(np.nanargmax(lam))
+    return {
+        "time_to_target": int(steps[ok[0]]) if len(ok) else math.nan,
+        "lambda_peak": float(lam[ipk]),
+        "lambda_peak_step": int(steps[ipk]),
+        "lambda_end": float(lam[-1]),
+    }
+
+
+def run_row(spec, run, ev: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """One table row: the spec, the training end state, the evaluation and the log summary."""
+    from geco_book.chapters.beyond import METHODS
+
+    target = float(settings["kappa"]) ** 2
+    log = run.log()
+    tail = log.tail(max(len(log) // 10, 1))
+    summ = log_summary(log, target)
+    mse = float(ev["test_mse"])
+    row = {
+        "name": spec.name, "model": spec.model, "dataset": spec.dataset,
+        "method": spec.method, "label": METHODS[spec.method]["label"], "seed": spec.seed,
+        "lam_fixed": spec.lam, "variant": ",".join(f"{k}={v:g}" for k, v in spec.variant),
+        "steps": run.step, "wall_time_s": run.wall_time,
+        "train_kl": float(tail["kl"].mean()), "train_mse": float(tail["mse"].mean()),
+        "test_mse": mse, "test_avg_kl": float(ev["test_avg_kl"]),
+        "nll_bits_per_dim": float(ev["nll_bits_per_dim"]),
+        "mse_over_target": mse / target,
+        "hit": abs(mse / target - 1.0) <= _TOL,
+        "met": mse <= target * (1 + _TOL),
+        **summ,
+    }
+    row["ran_away"] = bool(row["met"] and (
+        summ["lambda_peak"] >= 100 * summ["lambda_end"]
+        or summ["lambda_peak"] >= LAMBDA_CEILING * 0.9999))
+    row["at_ceiling"] = bool(summ["lambda_end"] >= LAMBDA_CEILING * 0.9999)
+    return row
+
+
+def _pm(values, digits: int = 3) -> str:
+    v = np.asarray(list(values), dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return "—"
+    if len(v) == 1:
+        return f"{v[0]:.{digits}g}"
+    return f"{v.mean():.{digits}g} ± {v.std(ddof=1) / math.sqrt(len(v)):.2g}"
+
+
+def sweep_table(res) -> pd.DataFrame:
+    """Experiment 1, one row per (model, data set): GECO's runs (chapter 03, every seed)
+    against the β search — runs, training seconds, the β found and what it gave."""
+    target = float(res.settings["kappa"]) ** 2
+    rows = []
+    from geco_book.chapters.beyond import evaluate
+
+    for (model, data), r in res.search.items():
+        s = r["search"]
+        geco = list(r["geco"].values())
+        g_ev = [evaluate(run, res.settings) for run in geco]
+        g_mse = [e["test_mse"] for e in g_ev]
+        g_sum = [log_summary(run.log(), target) for run in geco]
+        lam_b, mse_b = s.best
+        best_run = r["runs"][lam_b]
+        b_ev = evaluate(best_run, res.settings)
+        rows.append({
+            "model": model, "dataset": data,
+            "GECO seeds": len(geco),
+            "GECO held-out MSE / κ²": _pm(np.asarray(g_mse) / target),
+            "GECO met (≤ 1.05 κ²)": f"{sum(m <= target * 1.05 for m in g_mse)}/{len(geco)}",
+            "GECO hit (±5 %)": f"{sum(abs(m / target - 1) <= _TOL for m in g_mse)}/{len(geco)}",
+            "GECO KL": _pm(e["test_avg_kl"] for e in g_ev),
+            "GECO λ end": _pm((x["lambda_end"] for x in g_sum), 2),
+            "GECO λ peak": _pm((x["lambda_peak"] for x in g_sum), 2),
+            "GECO s per run": _pm((run.wall_time for run in geco), 3),
+            "search": s.status,
+            "search runs": s.n_runs,
+            "search s": round(sum(run.wall_time for run in r["runs"].values())),
+            "β-VAE λ = 1/β": f"{lam_b:.3g}",
+            "β-VAE MSE / κ²": f"{mse_b / target:.3g}",
+            "β-VAE KL": f"{b_ev['test_avg_kl']:.3g}",
+            "KL: β-VAE vs GECO": _kl_verdict(b_ev["test_avg_kl"],
+                                             [e["test_avg_kl"] for e in g_ev], s.status),
+        })
+    return pd.DataFrame(rows).set_index(["model", "dataset"])
+
+
+def _kl_verdict(beta_kl: float, geco_kls, status: str) -> str:
+    """One β-VAE run against GECO's seeds: lower/higher only when outside GECO's whole range."""
+    if status != "found":
+        return "no β found"
+    lo, hi = min(geco_kls), max(geco_kls)
+    if beta_kl < lo:
+        return "β-VAE lower (below every GECO seed; one β-VAE seed)"
+    if beta_kl > hi:
+        return "β-VAE higher (above every GECO seed; one β-VAE seed)"
+    return "within GECO's seeds"
+
+
+def _rows(res, *, variant: bool) -> pd.DataFrame:
+    t = pd.DataFrame(res.rows)
+    return t[(t["variant"] != "") == variant]
+
+
+def methods_table(res) -> pd.DataFrame:
+    """Experiment 2: per method on ``methods_combo``, mean ± SE over seeds of the held-out MSE
+    (÷ κ²), KL and time to target; seeds that met the target; λ at the end; the verdict of its
+    KL against GECO's among seeds that met the target."""
+    t = _rows(res, variant=False)
+    model, data = res.settings["methods_combo"]
+    t = t[(t["model"] == model) & (t["dataset"] == data)]
+    geco_kl = t[t["method"] == "geco"]["test_avg_kl"]
+    rows = []
+    for m, d in t.groupby("method", sort=False):
+        rows.append({
+            "method": d["label"].iloc[0], "seeds": len(d),
+            "held-out MSE / κ²": _pm(d["mse_over_target"]),
+            "met": f"{int(d['met'].sum())}/{len(d)}",
+            "held-out KL": _pm(d["test_avg_kl"]),
+            "time to target [steps]": _pm(d["time_to_target"]),
+            "λ end": _pm(d["lambda_end"], 2),
+            "λ peak": _pm(d["lambda_peak"], 2),
+            "λ ran away": f"{int(d['ran_away'].sum())}/{len(d)}",
+            "KL vs GECO": "—" if m == "geco" else compare(geco_kl, d["test_avg_kl"]),
+            "s per run": _pm(d["wall_time_s"]),
+        })
+    return pd.DataFrame(rows).set_index("method")
+
+
+def robustness_table(res) -> pd.DataFrame:
+    """Experiment 3: one row per changed setting (at the chapter's seed), with the unchanged
+    runs of GECO and the β-VAE (the searched β) at that seed as the reference rows."""
+    t = pd.DataFrame(res.rows)
+    model, data = res.settings["methods_combo"]
+    seed = int(res.settings["seed"])
+    t = t[(t["model"] == model) & (t["dataset"] == data) & (t["seed"] == seed)
+          & t["method"].isin(["geco", "beta_vae"])]
+    cols = ["method", "variant", "test_mse", "mse_over_target", "met", "test_avg_kl",
+            "time_to_target", "lambda_peak", "lambda_end", "ran_away", "at_ceiling"]
+    out = t[cols].copy()
+    out["variant"] = out["variant"].replace("", "(reference)")
+    return out.sort_values(["method", "variant"]).set_index(["method", "variant"])
+
+
+def rule_table(res) -> pd.DataFrame:
+    """The ν rule and the speed-up on every (model, data set) of the search (the chapter's
+    seed), beside chapter 03's GECO (ν = 1) of the same seed."""
+    target = float(res.settings["kappa"]) ** 2
+    t = pd.DataFrame(res.rows)
+    rows = []
+    from geco_book.chapters.beyond import evaluate
+
+    seed = int(res.settings["seed"])
+    for (model, data), r in res.search.items():
+        g = r["geco"][seed]
+        ev, summ = evaluate(g, res.settings), log_summary(g.log(), target)
+        rows.append({"model": model, "dataset": data, "GECO": "ν = 1 (chapter 03)",
+                     "held-out MSE / κ²": ev["test_mse"] / target,
+                     "KL": ev["test_avg_kl"], **summ})
+        d = t[(t["model"] == model) & (t["dataset"] == data) & (t["seed"] == seed)]
+        nu = d[(d["method"] == "geco") & (d["variant"] == f"nu={res.settings['rule_nu']:g}")]
+        sp = d[(d["method"] == "geco_speedup") & (d["variant"] == "")]
+        for name, x in ((f"ν = {res.settings['rule_nu']:g}", nu), ("ν = 1, speed-up ×10", sp)):
+            if x.empty:
+                continue
+            x = x.iloc[0]
+            rows.append({"model": model, "dataset": data, "GECO": name,
+                         "held-out MSE / κ²": x["mse_over_target"], "KL": x["test_avg_kl"],
+                         **{k: x[k] for k in summ}})
+    return pd.DataFrame(rows).set_index(["model", "dataset", "GECO"])

@@ -1,0 +1,127 @@
+"""Chapter 05 (geco_book.chapters.beyond): configs that reuse chapter 03's runs, every method's
+config valid, the smoke profile end to end (tables and figures), the log summaries."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from geco_book.chapters import beyond as b  # noqa: E402
+from geco_book.chapters import beyond_tables as bt  # noqa: E402
+from geco_book.chapters import large_scale as ls  # noqa: E402
+from geco_book.figures import beyond as figs  # noqa: E402
+from geco_book.store import RunStore, key_fields, run_key  # noqa: E402
+
+
+def test_geco_elbo_annealed_are_chapter_03s_runs():
+    s = b.settings_for("cpu")
+    for model, data in s["search_combos"]:
+        for seed in (0, 1, 2):
+            ours = b.train_config(b.Spec(model, data, "geco", seed=seed), s)
+            theirs = ls.train_config(ls.RunSpec(model, data, "geco", "re", 0.1, seed=seed),
+                                     s["base"])
+            assert run_key(ours) == run_key(theirs)
+            e = b.train_config(b.Spec(model, data, "elbo", seed=seed), s)
+            assert run_key(e) == run_key(ls.train_config(ls.RunSpec(model, data, "elbo",
+                                                                    seed=seed), s["base"]))
+
+
+def test_every_method_config_is_valid_and_differs_only_where_it_should():
+    s = b.settings_for("cpu")
+    geco = b.train_config(b.Spec("vae_nvp", "mnist", "geco"), s)
+    keys = set()
+    for spec in b.method_specs(s, lam_beta=1e5):
+        cfg = b.train_config(spec, s, kl_target=60.0)
+        cfg.validate_kwargs()
+        assert (cfg.model, cfg.dataset, cfg.steps, cfg.batch_size, cfg.lr) == (
+            geco.model, geco.dataset, geco.steps, geco.batch_size, geco.lr)
+        keys.add(run_key(cfg))
+        if spec.method not in ("geco", "geco_speedup", "geco_floor", "softplus_adam",
+                               "cooper_ga", "cooper_nupi"):
+            # no GECO setting leaks into the key of a run without a constraint
+            assert not {"constraint", "kappa", "geco_kwargs"} & set(key_fields(cfg))
+    assert len(keys) == len(b.method_specs(s, lam_beta=1e5))
+    bv = b.train_config(b.Spec("vae_nvp", "mnist", "beta_vae", lam=1e5), s)
+    assert bv.objective == "beta_vae" and bv.beta == pytest.approx(1e-5)
+    cv = b.train_config(b.Spec("vae_nvp", "mnist", "control_vae"), s, kl_target=61.23456)
+    assert cv.objective_kwargs == {"kl_target": 61.23}
+    fl = b.train_config(b.Spec("vae_nvp", "mnist", "geco_floor"), s)
+    assert fl.geco_kwargs["lambda_bounds"] == [392.0, 1e8] and fl.lambda_init == 392.0
+    fc = b.train_config(b.Spec("convdraw", "color-mnist", "geco_floor"), s)
+    assert fc.geco_kwargs["lambda_bounds"][0] == pytest.approx(
+        ls.cached_dataset("color-mnist", "test", 0, 1).x[0].numel() / 2)
+    sp = b.train_config(b.Spec("vae_nvp", "mnist", "geco_speedup"), s)
+    assert sp.geco_kwargs == {"lambda_bounds": [1e-3, 1e8], "satisfied_speedup": 10.0}
+    with pytest.raises(ValueError, match="lam"):
+        b.train_config(b.Spec("vae_nvp", "mnist", "beta_vae"), s)
+    with pytest.raises(ValueError, match="kl_target"):
+        b.train_config(b.Spec("vae_nvp", "mnist", "control_vae"), s)
+
+
+def test_robustness_changes_one_setting_at_a_time():
+    s = b.settings_for("cpu")
+    specs = b.robustness_specs(s, lam_beta=1e5)
+    base = b.train_config(b.Spec("vae_nvp", "mnist", "geco"), s).to_dict()
+    for spec in specs:
+        cfg = b.train_config(spec, s).to_dict()
+        (k, v), = spec.variant
+        assert cfg[k] == v
+        changed = {f for f in base if cfg[f] != base[f]}
+        if spec.method == "geco":
+            assert changed == {k}
+    assert sum(x.method == "beta_vae" for x in specs) == 4
+
+
+def test_log_summary_time_to_target_and_runaway():
+    log = pd.DataFrame({"step": [0, 25, 50, 75, 100],
+                        "mse": [0.5, 0.02, 0.009, 0.009, 0.009],
+                        "lambda": [1.0, 1e8, 1e8, 5e7, 1e6]})
+    s = bt.log_summary(log, target=0.01, window=50)
+    assert s["time_to_target"] == 75 and s["lambda_peak"] == 1e8 and s["lambda_end"] == 1e6
+    assert s["lambda_peak_step"] == 25
+    never = bt.log_summary(log.assign(mse=0.5), target=0.01)
+    assert math.isnan(never["time_to_target"])
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    root = tmp_path_factory.mktemp("beyond")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return b.run_chapter("smoke", store=RunStore(root / "r", root / "c"), progress=False)
+
+
+def test_smoke_end_to_end(smoke):
+    s = smoke.settings
+    assert set(smoke.search) == {tuple(c) for c in s["search_combos"]}
+    sweep = bt.sweep_table(smoke)
+    assert list(sweep.index) == [tuple(c) for c in s["search_combos"]]
+    assert sweep["search runs"].iloc[0] == smoke.search[("vae_nvp", "mnist")]["search"].n_runs
+    m = bt.methods_table(smoke)
+    assert len(m) == len(s["methods"])
+    r = bt.robustness_table(smoke)
+    assert ("geco", "(reference)") in r.index and ("geco", "nu=10") in r.index
+    rule = bt.rule_table(smoke)
+    assert len(rule) == 3 * len(s["search_combos"])
+    assert not smoke.from_cache
+    assert smoke.provenance["n_runs"] == len(smoke.runs)
+    for fig in (figs.search_vs_geco(smoke),
+                figs.trajectories({n: smoke.log(n) for n in list(smoke.runs)[:3]}, 0.1, 1e8),
+                figs.robustness(r, {"nu": 1.0, "lr": 3e-4})):
+        assert fig.axes
+        matplotlib.pyplot.close(fig)
+
+
+def test_smoke_second_call_trains_nothing(smoke, monkeypatch):
+    store = next(iter(smoke.runs.values())).record_dir.parent
+    st = RunStore(store, store.parent / "c")
+    res = b.run_chapter("smoke", store=st, progress=False)
+    assert res.from_cache
+    assert bt.methods_table(res).equals(bt.methods_table(smoke))
