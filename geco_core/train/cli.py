@@ -158,7 +158,11 @@ def _helps() -> dict[str, str]:
         "constraint_kwargs": "constraint arguments as JSON or key=value,..., or keyed by "
         'constraint name: \'{"pncc": {"patch_size": 7}}\'',
         "geco_kwargs": "GECO options as JSON or key=value,...: update_every, factor_clamp, "
-        "lambda_bounds, warmup_steps, max_bad_steps",
+        "lambda_bounds, warmup_steps, satisfied_speedup, max_bad_steps",
+        "objective_kwargs": "arguments of the later methods' objectives as JSON or "
+        "key=value,...: control_vae kl_target, kp, ki, beta_min, beta_max; "
+        "softplus_lagrangian lambda_init, rate; cooper dual_lr, dual_optimizer (sgd, nupi), "
+        "kp, ema_nu, lambda_init",
         "max_grad_norm": "clip the global gradient norm to this (default: no clipping)",
         "max_bad_steps": "stop after this many consecutive non-finite gradients (default "
         "%(default)s)",
@@ -180,7 +184,9 @@ def _arg_parser() -> argparse.ArgumentParser:
         prog="python -m geco_core.train",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Train a VAE with ELBO, GECO, the GQN-annealed β or a fixed-β β-VAE. The defaults\n"
+            "Train a VAE with ELBO, GECO, the GQN-annealed β, a fixed-β β-VAE or a later\n"
+            "method (σ-VAE, ControlVAE, softplus or cooper Lagrangians:\n"
+            "geco_core.alternatives). The defaults\n"
             "are the paper's (§4.1): Adam at the paper's learning rate, GECO's α = 0.99, ν = 1,\n"
             "tuned for 10⁵–10⁶ steps; short CPU runs want e.g. --lr 1e-3 --alpha 0.9 (the\n"
             "book's cpu policy, geco_book.policy).\n\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from geco_core.feasibility import FeasibilityMonitor, propose_kappa
 
@@ -64,3 +65,19 @@ def test_propose_kappa_is_the_rms_of_the_warm_up_tail_with_slack():
             propose_kappa(bad)
     with pytest.raises(ValueError, match="tail"):
         propose_kappa([0.1], tail=0.0)
+
+
+def test_propose_nu_bounds_the_first_log_step():
+    import math
+
+    from geco_core.feasibility import propose_nu
+    from geco_core.geco import multiplier_update
+
+    for c0 in (0.2, 0.09, -0.3):
+        nu = propose_nu(c0, max_log_step=0.02)
+        lam = multiplier_update(torch.tensor([5.0]), torch.tensor([abs(c0)]), nu)
+        assert math.log(float(lam) / 5.0) == pytest.approx(0.02, rel=1e-5)
+    with pytest.raises(ValueError, match="c0"):
+        propose_nu(0.0)
+    with pytest.raises(ValueError, match="max_log_step"):
+        propose_nu(0.1, max_log_step=0.0)
