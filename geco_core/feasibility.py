@@ -121,27 +121,29 @@ def propose_kappa(mse: Sequence[float], slack: float = 0.1, tail: float = 0.5) -
     return (1.0 + slack) * math.sqrt(sum(last) / len(last))
 
 
-def propose_nu(c0: float, max_log_step: float = 0.02) -> float:
+def propose_nu(c0: float, max_log_step: float = 0.05) -> float:
     """ν for GECO's multiplicative update from the first batch's constraint value Ĉ⁰:
 
         ν = max_log_step / |Ĉ⁰|,
 
-    so that λ changes by at most ``max_log_step`` in log (2 % by default) per step at the start
+    so that λ changes by at most ``max_log_step`` in log (5 % by default) per step at the start
     of training, when the violation is largest. Why: with an adaptive optimiser (Adam) the
     model's reconstruction error falls at a rate set by its learning rate, not by λ, once λ
     dominates the loss; every step that λ keeps growing after that is overshoot, which the
     update undoes only at the rate ν·|C_ma| of the *small* slack of a met constraint. With
     ν = 1 and a fresh decoder's Ĉ⁰ ≈ 0.1–0.2 (per-pixel RE at κ = 0.1) λ grows 10–20 % per step
-    and reaches 10⁸ within a few hundred steps (chapter 05 measures the runaway and this rule).
+    and reaches 10⁸ within a few hundred steps. Chapter 05 of the book measures the runaway
+    and this rule: ν·Ĉ⁰ ≈ 0.03–0.06 met the constraint without running away on each model
+    that could meet it, ≈ 0.02 was too slow for the slower model, ≈ 0.1–0.2 ran away.
 
     Args:
-        c0: Ĉ⁰, the constraint's value on the first batch (e.g. MSE − κ² of the fresh model);
-            its magnitude is used.
+        c0: Ĉ⁰, the constraint's value on the first batch (e.g. MSE − κ² of the fresh model:
+            the engine logs it as ``c_hat`` at step 0); its magnitude is used.
         max_log_step: the largest Δ log λ per step allowed at Ĉ⁰ (> 0).
 
     Example:
         >>> round(propose_nu(0.2), 3), round(propose_nu(-0.05, max_log_step=0.01), 3)
-        (0.1, 0.2)
+        (0.25, 0.2)
     """
     check_positive(max_log_step, "max_log_step")
     c = abs(float(c0))

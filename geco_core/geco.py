@@ -248,17 +248,21 @@ class GECO:
         alpha: α ∈ [0, 1), slowness of the moving average; the paper uses 0.99 (§4.1).
             ``alpha=0`` drives λ by the raw batch estimates.
         nu: ν > 0, the proportionality constant of ``Δ log λ ∝ Cᵗ`` (Algorithm 1 gives none).
-            Its unit is 1/(unit of C) per step. The default 1.0 suits the constraints of
-            :mod:`geco_core.constraints` on images in [0, 1], whose values near the boundary
-            are O(1e-3–1e-1) (RE: per-pixel MSE − κ² with κ ∈ [0.05, 0.175]; CLA and pNCC:
-            probabilities and correlations minus κ): log λ then moves by a few per cent per
-            step early in training, when C is O(0.05), and by O(1e-3) per step near the
-            boundary, so λ drifts over hundreds to thousands of steps — slower than the
-            ~1/(1 − α) = 100-step memory of the average at α = 0.99, as a two-timescale
-            scheme needs, yet fast enough to climb to λ ~ 1e3–1e4 (the 1/β of a sharp
-            image model, per-pixel RE) within a few thousand steps. Constraints in larger
-            units (summed instead of averaged errors, unnormalised features) need a
-            proportionally smaller ν.
+            Its unit is 1/(unit of C) per step; the default 1.0 is kept so that runs stay
+            comparable, but **choose ν from the first batch's constraint value Ĉ⁰**:
+            ``ν = geco_core.feasibility.propose_nu(Ĉ⁰)`` = 0.05/|Ĉ⁰|, so that log λ moves by
+            at most ≈ 5 % per step at the start. Why (measured in the book's chapter 05): with
+            an adaptive optimiser the model's error falls at a rate set by its learning rate,
+            not by λ, once λ dominates the loss, so every step λ keeps growing after that is
+            overshoot; the update then undoes it only at the rate ν·|C_ma| of the small slack
+            of a met constraint. A fresh decoder's per-pixel RE at κ = 0.1 has Ĉ⁰ ≈ 0.1–0.2:
+            at ν = 1 λ grows 10–20 % per step and reached its 10⁸ bound within ≈ 700 steps
+            (≈ 120 at α = 0.99, whose slower average keeps C_ma positive longer) on a model
+            that needed ≈ 2,000 steps to meet the constraint, which then cost 3–4× the KL of
+            a run at ν = 0.3 (ν·Ĉ⁰ ≈ 0.03–0.06) that met it too; ν = 0.1 (ν·Ĉ⁰ ≈ 0.02) was
+            too slow for that model within 3,000 steps. Constraints in larger units (summed
+            instead of averaged errors, unnormalised features) need a proportionally smaller
+            ν, which the rule gives.
         lambda_init: λ⁻¹ > 0, a number or one value per constraint. Algorithm 1 uses 1.
         update_every: k ≥ 1 (option; default 1 = off). λ changes only on every k-th accepted
             step (after the warm-up), by the factor of that step, so the effective rate is ν/k;

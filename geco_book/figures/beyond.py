@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 __all__ = ["robustness", "search_vs_geco", "trajectories"]
 
@@ -44,6 +45,8 @@ def search_vs_geco(res) -> Figure:
                        label="GECO κ = 0.1 (final λ), per seed" if seed == 0 else None)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("λ = 1/β")
         ax.set_title(f"{c[0]} / {c[1]}: {r['search'].status}", fontsize=9)
     axes[0][0].set_ylabel("held-out MSE / κ²")
@@ -68,6 +71,8 @@ def trajectories(logs: Mapping[str, pd.DataFrame], kappa: float,
     a.set_ylabel("λ (or implied λ = 1/β)")
     b.axhline(1.0, color="k", ls="--", lw=0.8, label="κ²")
     b.set_yscale("log")
+    b.yaxis.set_major_formatter(ScalarFormatter())
+    b.yaxis.set_minor_formatter(NullFormatter())
     b.set_xlabel("step")
     b.set_ylabel("training MSE / κ² (100-step mean)")
     b.legend(fontsize=7, loc="upper right")
@@ -101,20 +106,29 @@ def robustness(table: pd.DataFrame, reference: Mapping[str, float]) -> Figure:
                 y = np.asarray(ys[k], dtype=float)[order]
                 axes[i][j].plot(np.asarray(vals)[order], y, "o-", color=color,
                                 label="GECO" if method == "geco" else "β-VAE (searched β)")
+        values = sorted({float(v) for v in t.loc[t["variant"].str.startswith(f"{f}="),
+                                                 "variant"].str.split("=").str[1]}
+                        | {float(reference[f])})
         for i, (_, name) in enumerate(rows):
             ax = axes[i][j]
-            if f == "alpha":
-                ax.set_xscale("linear")
-            else:
-                ax.set_xscale("log")
+            ax.set_xscale("linear" if f == "alpha" else "log")
+            ax.set_xticks(values, [f"{v:g}" for v in values], fontsize=7)
+            ax.xaxis.set_minor_formatter(NullFormatter())
             if i == 0:
                 ax.axhline(1.0, color="k", ls="--", lw=0.8)
                 ax.set_yscale("log")
+                ax.yaxis.set_major_formatter(ScalarFormatter())
+                ax.yaxis.set_minor_formatter(NullFormatter())
                 ax.set_title(f, fontsize=9)
             if j == 0:
                 ax.set_ylabel(name, fontsize=8)
         axes[-1][j].set_xlabel(f)
-    axes[0][0].legend(fontsize=7)
+    for ax in axes[0]:
+        if len(ax.get_lines()) > 2:  # the first panel with both methods
+            ax.legend(fontsize=7)
+            break
+    else:
+        axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     return fig
 

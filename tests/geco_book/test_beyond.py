@@ -77,6 +77,7 @@ def test_robustness_changes_one_setting_at_a_time():
         if spec.method == "geco":
             assert changed == {k}
     assert sum(x.method == "beta_vae" for x in specs) == 4
+    assert sum(x.method == "geco" for x in specs) == 11
 
 
 def test_log_summary_time_to_target_and_runaway():
@@ -109,7 +110,7 @@ def test_smoke_end_to_end(smoke):
     r = bt.robustness_table(smoke)
     assert ("geco", "(reference)") in r.index and ("geco", "nu=10") in r.index
     rule = bt.rule_table(smoke)
-    assert len(rule) == 3 * len(s["search_combos"])
+    assert len(rule) == (2 + len(s["rule_nus"])) * len(s["search_combos"])
     assert not smoke.from_cache
     assert smoke.provenance["n_runs"] == len(smoke.runs)
     for fig in (figs.search_vs_geco(smoke),
