@@ -8,11 +8,12 @@ at most κ²·1.05 (GECO's inequality, with the same 5 % slack for the train/hel
 
 Summary measures of one run's log (:func:`log_summary`):
 
-- **time to target**: the first logged step from which the training MSE, averaged over a
-  100-step window, is ≤ κ² (NaN: never);
+- **time to training target**: the first logged step from which the *training* MSE, averaged
+  over a 100-step window, is ≤ κ² (NaN: never); the held-out MSE of the end may still miss;
 - **λ peak / λ end**: the largest and the last λ (GECO and the Lagrangians; the implied
-  λ = 1/β or D/(2σ²) of the others); λ *ran away* when the peak is ≥ 100× the end or sat at
-  the upper bound 10⁸ while the target was met;
+  λ = 1/β or D/(2σ²) of the others); **λ at bound from**: the first step λ reached the upper
+  bound 10⁸ (NaN: never); λ *ran away* when it reached that bound or its peak is ≥ 100× its
+  end (an overshoot that was being undone); **Ĉ⁰**: the first logged constraint value;
 - **overshoot**: κ²/(held-out MSE) − 1 for a run that met the target (how far past the
   tolerance it went, paying KL for nothing).
 
@@ -25,8 +26,8 @@ Example:
     ...                     "mse": [0.5, 0.1, 0.02, 0.01, 0.008, 0.007, 0.007],
     ...                     "lambda": [1.0, 10.0, 1e3, 1e4, 1e4, 9e3, 8e3]})
     >>> s = log_summary(log, target=0.01, window=50)
-    >>> s["time_to_target"], s["lambda_peak"], s["lambda_end"]
-    (100, 10000.0, 8000.0)
+    >>> s["time_to_target"], s["lambda_peak"], s["lambda_end"], s["lambda_bound_step"]
+    (100, 10000.0, 8000.0, nan)
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from geco_book.verdicts import compare
 
 __all__ = [
     "LAMBDA_CEILING",
+    "search_history",
     "log_summary",
     "methods_table",
     "robustness_table",
@@ -66,11 +68,15 @@ def log_summary(log: pd.DataFrame, target: float, window: int = 100) -> dict[str
     ok = np.nonzero(smooth <= target)[0]
     lam = log["lambda"].to_numpy(dtype=float)
     ipk = int(np.nanargmax(lam))
+    at = np.nonzero(lam >= LAMBDA_CEILING * 0.9999)[0]
+    c0 = float(log["c_hat"].iloc[0]) if "c_hat" in log and len(log) else math.nan
     return {
         "time_to_target": int(steps[ok[0]]) if len(ok) else math.nan,
         "lambda_peak": float(lam[ipk]),
         "lambda_peak_step": int(steps[ipk]),
         "lambda_end": float(lam[-1]),
+        "lambda_bound_step": int(steps[at[0]]) if len(at) else math.nan,
+        "c0": c0,
     }
 
 
@@ -96,9 +102,8 @@ def run_row(spec, run, ev: Mapping[str, Any], settings: Mapping[str, Any]) -> di
         "met": mse <= target * (1 + _TOL),
         **summ,
     }
-    row["ran_away"] = bool(row["met"] and (
-        summ["lambda_peak"] >= 100 * summ["lambda_end"]
-        or summ["lambda_peak"] >= LAMBDA_CEILING * 0.9999))
+    row["ran_away"] = bool(summ["lambda_peak"] >= 100 * summ["lambda_end"]
+                           or summ["lambda_peak"] >= LAMBDA_CEILING * 0.9999)
     row["at_ceiling"] = bool(summ["lambda_end"] >= LAMBDA_CEILING * 0.9999)
     return row
 
@@ -163,6 +168,20 @@ def sweep_table(res) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["model", "dataset"])
 
 
+def search_history(res) -> pd.DataFrame:
+    """Every run of the β searches in the order they ran: λ = 1/β, held-out MSE ÷ κ², KL."""
+    from geco_book.chapters.beyond import evaluate
+
+    target = float(res.settings["kappa"]) ** 2
+    rows = []
+    for (model, data), r in res.search.items():
+        for i, (lam, mse) in enumerate(r["search"].history):
+            ev = evaluate(r["runs"][lam], res.settings)
+            rows.append({"model": model, "dataset": data, "run": i + 1, "λ = 1/β": lam,
+                         "held-out MSE / κ²": mse / target, "held-out KL": ev["test_avg_kl"]})
+    return pd.DataFrame(rows).set_index(["model", "dataset", "run"])
+
+
 def _rows(res, *, variant: bool) -> pd.DataFrame:
     t = pd.DataFrame(res.rows)
     return t[(t["variant"] != "") == variant]
@@ -170,8 +189,8 @@ def _rows(res, *, variant: bool) -> pd.DataFrame:
 
 def methods_table(res) -> pd.DataFrame:
     """Experiment 2: per method on ``methods_combo``, mean ± SE over seeds of the held-out MSE
-    (÷ κ²), KL and time to target; seeds that met the target; λ at the end; the verdict of its
-    KL against GECO's among seeds that met the target."""
+    (÷ κ²), KL and time to training target; seeds that met the target; λ at the end and its
+    peak; the verdict of its held-out KL against GECO's over all seeds (:func:`compare`)."""
     t = _rows(res, variant=False)
     model, data = res.settings["methods_combo"]
     t = t[(t["model"] == model) & (t["dataset"] == data)]
@@ -183,7 +202,7 @@ def methods_table(res) -> pd.DataFrame:
             "held-out MSE / κ²": _pm(d["mse_over_target"]),
             "met": f"{int(d['met'].sum())}/{len(d)}",
             "held-out KL": _pm(d["test_avg_kl"]),
-            "time to target [steps] (seeds)": _reached(d["time_to_target"]),
+            "time to training target [steps] (seeds)": _reached(d["time_to_target"]),
             "λ end": _pm(d["lambda_end"], 2),
             "λ peak": _pm(d["lambda_peak"], 2),
             "λ ran away": f"{int(d['ran_away'].sum())}/{len(d)}",
@@ -202,7 +221,8 @@ def robustness_table(res) -> pd.DataFrame:
     t = t[(t["model"] == model) & (t["dataset"] == data) & (t["seed"] == seed)
           & t["method"].isin(["geco", "beta_vae"])]
     cols = ["method", "variant", "test_mse", "mse_over_target", "met", "test_avg_kl",
-            "time_to_target", "lambda_peak", "lambda_end", "ran_away", "at_ceiling"]
+            "time_to_target", "lambda_peak", "lambda_bound_step", "lambda_end", "ran_away",
+            "at_ceiling"]
     out = t[cols].copy()
     out["variant"] = out["variant"].replace("", "(reference)")
     return out.sort_values(["method", "variant"]).set_index(["method", "variant"])

@@ -86,7 +86,9 @@ def test_log_summary_time_to_target_and_runaway():
                         "lambda": [1.0, 1e8, 1e8, 5e7, 1e6]})
     s = bt.log_summary(log, target=0.01, window=50)
     assert s["time_to_target"] == 75 and s["lambda_peak"] == 1e8 and s["lambda_end"] == 1e6
-    assert s["lambda_peak_step"] == 25
+    assert s["lambda_peak_step"] == 25 and s["lambda_bound_step"] == 25
+    assert math.isnan(s["c0"])
+    assert bt.log_summary(log.assign(c_hat=[0.2, 0, 0, 0, 0]), 0.01)["c0"] == 0.2
     never = bt.log_summary(log.assign(mse=0.5), target=0.01)
     assert math.isnan(never["time_to_target"])
 
@@ -109,6 +111,8 @@ def test_smoke_end_to_end(smoke):
     assert len(m) == len(s["methods"])
     r = bt.robustness_table(smoke)
     assert ("geco", "(reference)") in r.index and ("geco", "nu=10") in r.index
+    hist = bt.search_history(smoke)
+    assert len(hist) == sum(x["search"].n_runs for x in smoke.search.values())
     rule = bt.rule_table(smoke)
     assert len(rule) == (2 + len(s["rule_nus"])) * len(s["search_combos"])
     assert not smoke.from_cache
