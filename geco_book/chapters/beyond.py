@@ -49,6 +49,8 @@ from geco_book.sweep import torch_threads as _torch_threads
 __all__ = [
     "METHODS",
     "SETTINGS",
+    "proposed_nu",
+    "rule_specs",
     "Spec",
     "evaluate",
     "method_specs",
@@ -371,14 +373,33 @@ class ChapterResult:
         return self.runs[name].log()
 
 
-def rule_specs(settings: Mapping[str, Any]) -> list[Spec]:
-    """The ν rule's check: GECO with each ν of ``settings["rule_nus"]`` (and the genesis
-    speed-up) on every (model, data) of the search, at ``settings["seed"]``."""
+def proposed_nu(c0: float) -> float:
+    """The ν that :func:`geco_core.feasibility.propose_nu` gives for the first batch's
+    constraint ``c0``, to 2 significant digits (a stable run key).
+
+    Example:
+        >>> proposed_nu(0.2119), proposed_nu(0.0914)
+        (0.24, 0.55)
+    """
+    from geco_core.feasibility import propose_nu
+
+    return float(f"{propose_nu(c0):.2g}")
+
+
+def rule_specs(settings: Mapping[str, Any],
+               c0: Mapping[tuple[str, str], float] | None = None) -> list[Spec]:
+    """The ν rule's check: GECO with each ν of ``settings["rule_nus"]``, the genesis speed-up
+    and, given ``c0`` (the first logged Ĉ of chapter 03's GECO run per (model, data)), the ν of
+    :func:`proposed_nu`, on every (model, data) of the search, at ``settings["seed"]``."""
     out = []
     seed = int(settings["seed"])
     for model, data in settings["search_combos"]:
-        for nu in settings["rule_nus"]:
-            out.append(Spec(model, data, "geco", seed=seed, variant=(("nu", float(nu)),)))
+        nus = [float(nu) for nu in settings["rule_nus"]]
+        if c0 is not None:
+            nu = proposed_nu(c0[(model, data)])
+            nus += [nu] if nu not in nus and nu != 1.0 else []
+        for nu in nus:
+            out.append(Spec(model, data, "geco", seed=seed, variant=(("nu", nu),)))
         out.append(Spec(model, data, "geco_speedup", seed=seed))
     return out
 
@@ -401,8 +422,10 @@ def run_chapter(profile: str = "cpu", *, store: RunStore | None = None, progress
     lam_beta = search[combo]["search"].best[0]  # the hit, or the run closest to the target
     geco_log = search[combo]["geco"][int(settings["seed"])].log()
     kl_target = float(geco_log["kl"].tail(max(len(geco_log) // 10, 1)).mean())
+    seed = int(settings["seed"])
+    c0 = {c: float(r["geco"][seed].log()["c_hat"].iloc[0]) for c, r in search.items()}
     specs = method_specs(settings, lam_beta) + robustness_specs(settings, lam_beta)
-    specs += [r for r in rule_specs(settings) if r not in specs]
+    specs += [r for r in rule_specs(settings, c0) if r not in specs]
     runs = _sweep(specs, settings, store, progress, f"beyond [{profile}]", command,
                   kl_target=kl_target)
     rows, by_name = [], {}
@@ -430,6 +453,8 @@ def run_chapter(profile: str = "cpu", *, store: RunStore | None = None, progress
         "workers": int(settings["workers"]),
         "lam_beta": lam_beta,
         "kl_target": kl_target,
+        "c0": {f"{m}/{d}": v for (m, d), v in c0.items()},
+        "proposed_nu": {f"{m}/{d}": proposed_nu(v) for (m, d), v in c0.items()},
     }
     return ChapterResult(search=search, rows=rows, runs=by_name, settings=settings,
                          provenance=provenance,

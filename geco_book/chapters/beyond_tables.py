@@ -244,8 +244,13 @@ def rule_table(res) -> pd.DataFrame:
                      "held-out MSE / κ²": ev["test_mse"] / target,
                      "KL": ev["test_avg_kl"], **summ})
         d = t[(t["model"] == model) & (t["dataset"] == data) & (t["seed"] == seed)]
+        nus = [float(nu) for nu in res.settings["rule_nus"]]
+        prop = res.provenance["proposed_nu"][f"{model}/{data}"]
         pick = [(f"ν = {nu:g}", d[(d["method"] == "geco") & (d["variant"] == f"nu={nu:g}")])
-                for nu in res.settings["rule_nus"]]
+                for nu in nus]
+        if prop not in nus:
+            pick.append((f"ν = {prop:g} = propose_nu(Ĉ⁰)",
+                         d[(d["method"] == "geco") & (d["variant"] == f"nu={prop:g}")]))
         pick.append(("ν = 1, speed-up ×10",
                      d[(d["method"] == "geco_speedup") & (d["variant"] == "")]))
         for name, x in pick:

@@ -114,7 +114,7 @@ def test_smoke_end_to_end(smoke):
     hist = bt.search_history(smoke)
     assert len(hist) == sum(x["search"].n_runs for x in smoke.search.values())
     rule = bt.rule_table(smoke)
-    assert len(rule) == (2 + len(s["rule_nus"])) * len(s["search_combos"])
+    assert len(rule) == (3 + len(s["rule_nus"])) * len(s["search_combos"])  # + propose_nu
     assert not smoke.from_cache
     assert smoke.provenance["n_runs"] == len(smoke.runs)
     for fig in (figs.search_vs_geco(smoke),
