@@ -258,9 +258,11 @@ class GECO:
             of a met constraint. A fresh decoder's per-pixel RE at κ = 0.1 has Ĉ⁰ ≈ 0.1–0.2:
             at ν = 1 λ grows 10–20 % per step and reached its 10⁸ bound within ≈ 700 steps
             (≈ 120 at α = 0.99, whose slower average keeps C_ma positive longer) on a model
-            that needed ≈ 2,000 steps to meet the constraint, which then cost 3–4× the KL of
-            a run at ν = 0.3 (ν·Ĉ⁰ ≈ 0.03–0.06) that met it too; ν = 0.1 (ν·Ĉ⁰ ≈ 0.02) was
-            too slow for that model within 3,000 steps. Constraints in larger units (summed
+            that needed ≈ 2,000 steps to meet the constraint, which then cost ≈ 4× the KL of
+            the run at ν = propose_nu(Ĉ⁰) ≈ 0.24, which met it exactly with λ ≤ 2.4·10⁴;
+            ν = 0.1 (ν·Ĉ⁰ ≈ 0.02) was too slow for that model within 3,000 steps. The rule
+            tames the climb; an overshoot after the constraint is met is what
+            ``satisfied_speedup`` is for. Constraints in larger units (summed
             instead of averaged errors, unnormalised features) need a proportionally smaller
             ν, which the rule gives.
         lambda_init: λ⁻¹ > 0, a number or one value per constraint. Algorithm 1 uses 1.
