@@ -110,6 +110,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
                        "batch_size": [16]},
         "robustness_beta": ["lr"],
         "rule_nus": [0.1],
+        "rule_seeds": [0, 1],
         "workers": 1,
     },
     "cpu": {
@@ -130,6 +131,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         # the ν rule's check on every search combination: ν·Ĉ⁰ ≈ 0.01–0.02 and ≈ 0.03–0.06
         # (Ĉ⁰ ≈ 0.09 ConvDRAW, 0.21 VAE+NVP: λ moves ≲ 2 % resp. ≲ 6 % per step at the start)
         "rule_nus": [0.1, 0.3],
+        "rule_seeds": [0, 1, 2],  # the proposed ν at the seeds of chapter 03 (as GECO at ν = 1)
         "workers": 2,
     },
     "gpu": {
@@ -148,6 +150,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
                        "lr": [3e-7, 3e-6], "batch_size": [16, 64]},
         "robustness_beta": ["lr", "batch_size"],
         "rule_nus": [0.1, 0.3],
+        "rule_seeds": [0, 1, 2],
         "workers": 1,
     },
 }
@@ -400,6 +403,11 @@ def rule_specs(settings: Mapping[str, Any],
             nus += [nu] if nu not in nus and nu != 1.0 else []
         for nu in nus:
             out.append(Spec(model, data, "geco", seed=seed, variant=(("nu", nu),)))
+        if c0 is not None:  # the proposed ν again at the other seeds of rule_seeds
+            nu = proposed_nu(c0[(model, data)])
+            for k in settings["rule_seeds"]:
+                if int(k) != seed:
+                    out.append(Spec(model, data, "geco", seed=int(k), variant=(("nu", nu),)))
         out.append(Spec(model, data, "geco_speedup", seed=seed))
     return out
 

@@ -48,6 +48,7 @@ __all__ = [
     "methods_table",
     "robustness_table",
     "rule_table",
+    "rule_verdicts",
     "run_row",
     "sweep_table",
 ]
@@ -229,8 +230,9 @@ def robustness_table(res) -> pd.DataFrame:
 
 
 def rule_table(res) -> pd.DataFrame:
-    """The ν rule and the speed-up on every (model, data set) of the search (the chapter's
-    seed), beside chapter 03's GECO (ν = 1) of the same seed."""
+    """The ν rule and the speed-up on every (model, data set) of the search, one row per run:
+    chapter 03's GECO (ν = 1) at each of its seeds, ν of ``rule_nus`` and the speed-up at the
+    chapter's seed, ν = propose_nu(Ĉ⁰) at each of ``rule_seeds``."""
     target = float(res.settings["kappa"]) ** 2
     t = pd.DataFrame(res.rows)
     rows = []
@@ -238,26 +240,49 @@ def rule_table(res) -> pd.DataFrame:
 
     seed = int(res.settings["seed"])
     for (model, data), r in res.search.items():
-        g = r["geco"][seed]
-        ev, summ = evaluate(g, res.settings), log_summary(g.log(), target)
-        rows.append({"model": model, "dataset": data, "GECO": "ν = 1 (chapter 03)",
-                     "held-out MSE / κ²": ev["test_mse"] / target,
-                     "KL": ev["test_avg_kl"], **summ})
-        d = t[(t["model"] == model) & (t["dataset"] == data) & (t["seed"] == seed)]
+        for k, g in r["geco"].items():
+            ev, summ = evaluate(g, res.settings), log_summary(g.log(), target)
+            rows.append({"model": model, "dataset": data, "GECO": "ν = 1 (chapter 03)",
+                         "seed": int(k), "held-out MSE / κ²": ev["test_mse"] / target,
+                         "KL": ev["test_avg_kl"], **summ})
+        d = t[(t["model"] == model) & (t["dataset"] == data)]
         nus = [float(nu) for nu in res.settings["rule_nus"]]
         prop = res.provenance["proposed_nu"][f"{model}/{data}"]
-        pick = [(f"ν = {nu:g}", d[(d["method"] == "geco") & (d["variant"] == f"nu={nu:g}")])
+        geco = d["method"] == "geco"
+        pick = [(f"ν = {nu:g}", d[geco & (d["variant"] == f"nu={nu:g}") & (d["seed"] == seed)])
                 for nu in nus]
         if prop not in nus:
             pick.append((f"ν = {prop:g} = propose_nu(Ĉ⁰)",
-                         d[(d["method"] == "geco") & (d["variant"] == f"nu={prop:g}")]))
+                         d[geco & (d["variant"] == f"nu={prop:g}")]))
         pick.append(("ν = 1, speed-up ×10",
-                     d[(d["method"] == "geco_speedup") & (d["variant"] == "")]))
+                     d[(d["method"] == "geco_speedup") & (d["variant"] == "")
+                       & (d["seed"] == seed)]))
         for name, x in pick:
-            if x.empty:
-                continue
-            x = x.iloc[0]
-            rows.append({"model": model, "dataset": data, "GECO": name,
-                         "held-out MSE / κ²": x["mse_over_target"], "KL": x["test_avg_kl"],
-                         **{k: x[k] for k in summ}})
-    return pd.DataFrame(rows).set_index(["model", "dataset", "GECO"])
+            for _, row in x.sort_values("seed").iterrows():
+                rows.append({"model": model, "dataset": data, "GECO": name,
+                             "seed": int(row["seed"]),
+                             "held-out MSE / κ²": row["mse_over_target"],
+                             "KL": row["test_avg_kl"], **{k: row[k] for k in summ}})
+    return pd.DataFrame(rows).set_index(["model", "dataset", "GECO", "seed"])
+
+
+def rule_verdicts(res) -> pd.DataFrame:
+    """GECO at ν = 1 (chapter 03) against ν = propose_nu(Ĉ⁰), at the same seeds, per (model,
+    data set): held-out MSE ÷ κ² and KL (mean ± SE), seeds that met the target, seeds whose λ
+    reached its bound, and :func:`compare`'s verdict on the KL (proposed ν vs ν = 1)."""
+    t = rule_table(res).reset_index()
+    rows = []
+    for (model, data), d in t.groupby(["model", "dataset"], sort=False):
+        one = d[d["GECO"] == "ν = 1 (chapter 03)"]
+        prop = d[d["GECO"].str.endswith("propose_nu(Ĉ⁰)")]
+        row = {"model": model, "dataset": data,
+               "proposed ν": prop["GECO"].iloc[0].split(" = propose")[0].removeprefix("ν = ")}
+        for name, x in (("ν = 1", one), ("proposed ν", prop)):
+            row[f"{name}: seeds"] = len(x)
+            row[f"{name}: MSE / κ²"] = _pm(x["held-out MSE / κ²"])
+            row[f"{name}: met"] = f"{int((x['held-out MSE / κ²'] <= 1 + _TOL).sum())}/{len(x)}"
+            row[f"{name}: KL"] = _pm(x["KL"])
+            row[f"{name}: λ at bound"] = f"{int(x['lambda_bound_step'].notna().sum())}/{len(x)}"
+        row["KL: proposed ν vs ν = 1"] = compare(one["KL"], prop["KL"])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(["model", "dataset"]).T

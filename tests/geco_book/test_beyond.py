@@ -111,10 +111,15 @@ def test_smoke_end_to_end(smoke):
     assert len(m) == len(s["methods"])
     r = bt.robustness_table(smoke)
     assert ("geco", "(reference)") in r.index and ("geco", "nu=10") in r.index
+    v = bt.rule_verdicts(smoke)
+    assert list(v.columns) == [tuple(c) for c in s["search_combos"]]
+    assert v.loc["proposed ν: seeds"].iloc[0] == len(s["rule_seeds"])
     hist = bt.search_history(smoke)
     assert len(hist) == sum(x["search"].n_runs for x in smoke.search.values())
     rule = bt.rule_table(smoke)
-    assert len(rule) == (3 + len(s["rule_nus"])) * len(s["search_combos"])  # + propose_nu
+    n_geco = len(s["base"]["seeds"])  # chapter 03's ν = 1 at each of its seeds
+    assert len(rule) == (n_geco + 1 + len(s["rule_nus"]) + len(s["rule_seeds"])) * len(
+        s["search_combos"])  # + the speed-up + propose_nu at each rule seed
     assert not smoke.from_cache
     assert smoke.provenance["n_runs"] == len(smoke.runs)
     for fig in (figs.search_vs_geco(smoke),
