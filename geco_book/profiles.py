@@ -77,7 +77,8 @@ def resolve_profile(profile: str, table: Mapping[str, Mapping[str, Any]]) -> dic
 def settings_copy(profile: str, table: Mapping[str, Mapping[str, Any]],
                   overrides: Mapping[str, Any]) -> dict[str, Any]:
     """A chapter's settings: a deep (JSON) copy of ``table[profile]`` with ``overrides``
-    applied (also deep-copied); an override that names no setting is refused.
+    applied (also deep-copied) and ``"profile"`` set to ``profile``; an override that names
+    no setting is refused.
 
     Raises:
         ValueError: as :func:`resolve_profile`, or an unknown override key (listing the
@@ -85,7 +86,7 @@ def settings_copy(profile: str, table: Mapping[str, Mapping[str, Any]],
 
     Example:
         >>> settings_copy("cpu", {"cpu": {"n": [1, 2]}}, {"n": [3]})
-        {'n': [3]}
+        {'n': [3], 'profile': 'cpu'}
         >>> settings_copy("cpu", {"cpu": {"n": 1}}, {"m": 2})
         Traceback (most recent call last):
         ...
@@ -96,4 +97,5 @@ def settings_copy(profile: str, table: Mapping[str, Mapping[str, Any]],
     if unknown:
         raise ValueError(f"unknown setting(s) {unknown}; valid settings: {sorted(out)}")
     out.update(json.loads(json.dumps(dict(overrides))))
+    out["profile"] = profile
     return out

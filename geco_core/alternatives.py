@@ -139,6 +139,7 @@ class SigmaVAE(Objective):
     """
 
     name = "sigma_vae"
+    takes_objective_kwargs = True
 
     def __call__(self, out, x, *, context=None, labels=None, step=0):
         sse, kl, n_dims = _batch_stats(out, x)
@@ -163,6 +164,7 @@ class ControlVAE(Objective):
     """
 
     name = "control_vae"
+    takes_objective_kwargs = True
 
     def __init__(self, kl_target: float = 50.0, kp: float = 1e-4, ki: float = 1e-7,
                  beta_min: float = 1e-6, beta_max: float = 1e-3) -> None:
@@ -203,6 +205,9 @@ class ControlVAE(Objective):
 
 class _ConstrainedObjective(Objective):
     """Shared by the Lagrangian objectives: the constraint modules and Ĉ (the batch mean)."""
+
+    takes_constraints = True
+    takes_objective_kwargs = True
 
     def __init__(self, constraints: nn.Module | Sequence[nn.Module]) -> None:
         if isinstance(constraints, nn.Module):

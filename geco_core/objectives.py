@@ -145,9 +145,17 @@ def _batch_stats(out: Any, x: Tensor) -> tuple[Tensor, Tensor, int]:
 
 
 class Objective:
-    """Base class: a loss with (possibly) trainable parameters and a resumable state."""
+    """Base class: a loss with (possibly) trainable parameters and a resumable state.
+
+    Class attributes tell the engine how to build it from a config: ``takes_constraints`` (its
+    first argument is the list of constraint modules of ``constraint``/``kappa``) and
+    ``takes_objective_kwargs`` (its other arguments come from ``objective_kwargs``; the
+    paper's objectives take theirs from fields of their own).
+    """
 
     name: str = "objective"
+    takes_constraints: bool = False
+    takes_objective_kwargs: bool = False
 
     def __call__(
         self,
@@ -332,6 +340,7 @@ class GECOObjective(Objective):
     """
 
     name = "geco"
+    takes_constraints = True
 
     def __init__(
         self,

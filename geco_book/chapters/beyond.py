@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +95,20 @@ METHODS: dict[str, dict[str, Any]] = {
     "geco_floor": {"label": "GECO + floor λ ≥ D/2 (EfficientMORL)", "floor": True},
 }
 
+#: What the cpu and gpu profiles share: the four combinations, the target, the search.
+_SEARCH: dict[str, Any] = {
+    "search_combos": [["vae_nvp", "mnist"], ["vae_nvp", "color-mnist"],
+                      ["convdraw", "mnist"], ["convdraw", "color-mnist"]],
+    "seed": 0,  # the seed of the single-seed runs: the searches, robustness, the ν rule
+    "kappa": 0.1,
+    "grid": [1e3, 1e4, 1e5, 1e6],
+    "tol": 0.05,
+    "max_runs": 8,
+    "confirm_seeds": [1, 2],  # the search's best β again at chapter 03's other seeds
+    "methods_combo": ["vae_nvp", "mnist"],
+    "methods": list(METHODS),
+}
+
 SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": {
         "search_combos": [["vae_nvp", "mnist"]],
@@ -114,16 +129,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "workers": 1,
     },
     "cpu": {
-        "search_combos": [["vae_nvp", "mnist"], ["vae_nvp", "color-mnist"],
-                          ["convdraw", "mnist"], ["convdraw", "color-mnist"]],
-        "seed": 0,  # the seed of the single-seed runs: the searches, robustness, the ν rule
-        "kappa": 0.1,
-        "grid": [1e3, 1e4, 1e5, 1e6],
-        "tol": 0.05,
-        "max_runs": 8,
-        "confirm_seeds": [1, 2],  # the search's best β again at chapter 03's other seeds
-        "methods_combo": ["vae_nvp", "mnist"],
-        "methods": list(METHODS),
+        **_SEARCH,
         "methods_seeds": _CPU_METHODS_SEEDS,
         "robustness": {"nu": [0.1, 0.3, 10.0], "alpha": [0.0, 0.99],
                        "lambda_init": [1e-2, 1e2], "lr": [1e-4, 1e-3], "batch_size": [16, 64]},
@@ -135,16 +141,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "workers": 2,
     },
     "gpu": {
-        "search_combos": [["vae_nvp", "mnist"], ["vae_nvp", "color-mnist"],
-                          ["convdraw", "mnist"], ["convdraw", "color-mnist"]],
-        "seed": 0,  # the seed of the single-seed runs: the searches, robustness, the ν rule
-        "kappa": 0.1,
-        "grid": [1e3, 1e4, 1e5, 1e6],
-        "tol": 0.05,
-        "max_runs": 8,
-        "confirm_seeds": [1, 2],
-        "methods_combo": ["vae_nvp", "mnist"],
-        "methods": list(METHODS),
+        **_SEARCH,
         "methods_seeds": [0, 1, 2],
         "robustness": {"nu": [0.1, 10.0], "alpha": [0.0, 0.9], "lambda_init": [1e-2, 1e2],
                        "lr": [3e-7, 3e-6], "batch_size": [16, 64]},
@@ -166,7 +163,6 @@ def settings_for(profile: str, **overrides: Any) -> dict[str, Any]:
         (0.1, {'convdraw': 1500, 'vae_nvp': 3000})
     """
     out = settings_copy(profile, SETTINGS, overrides)
-    out["profile"] = profile
     out["base"] = ls.settings_for(profile)
     return out
 
@@ -224,8 +220,9 @@ def train_config(spec: Spec, settings: Mapping[str, Any], *, kl_target: float | 
     else:
         cfg = ls.train_config(_geco_spec(spec.model, spec.dataset, spec.seed, settings), base)
         info = METHODS[m]
-        plain = {"constraint": "re", "kappa": 0.1, "constraint_kwargs": {},
-                 "geco_kwargs": {}}  # the defaults: a non-GECO run's key holds none of them
+        defaults = type(cfg).defaults()  # a non-GECO run's key holds none of GECO's fields
+        plain = {k: defaults[k] for k in ("constraint", "kappa", "constraint_kwargs",
+                                          "geco_kwargs")}
         if m == "beta_vae":
             if spec.lam is None:
                 raise ValueError("lam: a beta_vae spec needs its λ = 1/β")
@@ -294,18 +291,23 @@ def robustness_specs(settings: Mapping[str, Any], lam_beta: float | None = None)
 # --------------------------------------------------------------------------------------------
 # Evaluation (chapter 03's, cached under its name)
 # --------------------------------------------------------------------------------------------
+_EVALUATIONS: dict[tuple[str, str], dict[str, Any]] = {}
+
+
 def evaluate(run: Run, settings: Mapping[str, Any]) -> dict[str, Any]:
     """Chapter 03's evaluation of ``run`` (held-out MSE, average KL, NLL with σ_opt), cached
-    in the record under chapter 03's key (its runs bring their evaluations)."""
+    in the record under chapter 03's key (its runs bring their evaluations), and read from
+    the record once per process (the tables and figures ask for the same runs again)."""
     base = settings["base"]
     eval_settings = {"version": ls.EVAL_VERSION, **base["eval"]}
+    key = (str(run.record_dir), json.dumps(eval_settings, sort_keys=True))
+    if key not in _EVALUATIONS:
+        def compute(r: Run):
+            with _torch_threads(base["threads"]):
+                return ls.evaluate_run(r.load_model(), r.config, base)
 
-    def compute(r: Run):
-        with _torch_threads(base["threads"]):
-            return ls.evaluate_run(r.load_model(), r.config, base)
-
-    metrics, _ = run.evaluation("large_scale", eval_settings, compute)
-    return metrics
+        _EVALUATIONS[key], _ = run.evaluation("large_scale", eval_settings, compute)
+    return dict(_EVALUATIONS[key])
 
 
 def _sweep(specs: Sequence[Spec], settings, store: RunStore, progress: bool, desc: str,

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from geco_book.chapters import large_scale as _ls
 from geco_book.verdicts import compare
 
 __all__ = [
@@ -53,8 +54,8 @@ __all__ = [
     "sweep_table",
 ]
 
-#: GECO's upper λ bound at the cpu profile (chapter 03's ``lambda_bounds``).
-LAMBDA_CEILING = 1e8
+#: GECO's upper λ bound (chapter 03's ``lambda_bounds``, the same at every profile).
+LAMBDA_CEILING = float(_ls.SETTINGS["cpu"]["lambda_bounds"][1])
 _TOL = 0.05
 
 

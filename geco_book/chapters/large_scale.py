@@ -174,9 +174,7 @@ def settings_for(profile: str, **overrides: Any) -> dict[str, Any]:
         >>> settings_for("cpu")["kappas"]
         [0.06, 0.1, 0.175]
     """
-    out = settings_copy(profile, SETTINGS, overrides)
-    out["profile"] = profile
-    return out
+    return settings_copy(profile, SETTINGS, overrides)
 
 
 # --------------------------------------------------------------------------------------------

@@ -151,9 +151,7 @@ def settings_for(profile: str, **overrides: Any) -> dict[str, Any]:
         >>> settings_for("cpu")["batch_sizes"]
         [32, 256, 2048]
     """
-    out = settings_copy(profile, SETTINGS, overrides)
-    out["profile"] = profile
-    return out
+    return settings_copy(profile, SETTINGS, overrides)
 
 
 def model_specs(settings: Mapping[str, Any]) -> list[ch03.RunSpec]:

@@ -115,13 +115,13 @@ def build_objective(cfg: TrainConfig, image_shape: Sequence[int] | None = None) 
     if cfg.objective == "beta_vae":
         return BetaVAE(cfg.beta)
     cls = OBJECTIVES[cfg.objective]
-    if cfg.objective in ("sigma_vae", "control_vae"):
+    if not cls.takes_constraints:  # σ-VAE, ControlVAE (geco_core.alternatives)
         return cls(**cfg.objective_kwargs)
     constraints = [
         make_constraint(name, kappa, image_shape, _constraint_kwargs(cfg, name))
         for name, kappa in zip(cfg.constraints, cfg.kappas)
     ]
-    if cfg.objective != "geco":  # the Lagrangians of geco_core.alternatives
+    if cls.takes_objective_kwargs:  # the Lagrangians of geco_core.alternatives
         return cls(constraints, **cfg.objective_kwargs)
     return GECOObjective(
         constraints,

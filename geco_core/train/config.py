@@ -397,7 +397,7 @@ class TrainConfig:
             valid = _keyword_names(cls.__init__)
             if valid is not None:
                 valid = [k for k in valid if k != "constraints"]
-            if self.objective in ("elbo", "geco", "annealed", "beta_vae"):
+            if not cls.takes_objective_kwargs:
                 valid = []  # the paper's objectives take their arguments from fields
             _check_keys(self.objective_kwargs, valid, "objective_kwargs",
                         f"objective {self.objective!r}")
