@@ -2,28 +2,33 @@
 
 Prints, single-threaded (``torch.set_num_threads(1)``: what every chapter worker uses):
 
-1. **compiled ÷ eager** training-step images/s for each model (``conv_vae``, ``vae_nvp``,
-   ``convdraw``) at the library's "small" size (chapter 03's cpu profile), batch 32: a full
-   GECO + RE step (forward, objective, backward, Adam). The eager step is the straightforward
-   baseline; the compiled one is ``TrainConfig(compile=True)``'s (``torch.compile`` of the
-   model, eager RNG). For ConvDRAW also **channels_last ÷ eager**. Also the one-off compile
-   time and the break-even number of steps.
-2. **marginal KL ÷ same-FLOP matmul**: the diagonal-Gaussian exact marginal KL (N = S = 10⁴,
-   d = 32) with the blocks :func:`geco_core.metrics.marginal.gaussian_blocks` picks for one
-   thread, against one ``[S, 2d+1] @ [2d+1, N]`` matmul.
-3. **VAE + NVP pairs/s** of chapter 04's pair matrix (:func:`geco_core.metrics.aggregate.
+1. **compiled ÷ eager** step images/s for each model (``conv_vae``, ``vae_nvp``, ``convdraw``
+   fused), as ``TrainConfig(compile=True)`` runs it (``torch.compile`` of the model, eager
+   RNG); the one-off compile time, cold (a fresh inductor cache, what a new machine pays) and
+   warm (compiled again from that cache), and the break-even number of steps of each.
+2. **ConvDRAW fused ÷ reference** training-step images/s (goal ≥ 1.5): the model's default
+   ``implementation="fused"`` unroll against ``"reference"``, the straightforward step (the
+   equations written out, NCHW), from the same parameters — a full GECO + RE step (forward,
+   objective, backward, Adam) at the library's "small" size (chapter 03's cpu profile),
+   batch 32. Also fused + ``torch.compile`` ÷ reference.
+3. **marginal KL ÷ same-FLOP matmul** (goal ≤ 1.1): the diagonal-Gaussian exact marginal KL
+   (N = S = 10⁴, d = 32) with the blocks :func:`geco_core.metrics.marginal.gaussian_blocks`
+   picks for one thread, against one ``[S, 2d+1] @ [2d+1, N]`` matmul.
+4. **VAE + NVP pairs/s** of chapter 04's pair matrix (:func:`geco_core.metrics.aggregate.
    log_q_matrix`), eager, compiled ÷ eager for its block function, and eager ÷ a dense matmul
    of the same FLOPs (counted by ``torch.utils.flop_counter``).
-
-4. **ConvDRAW pairs/s** of the subsampled estimator (``model.log_q`` on matched rows), and
+5. **ConvDRAW pairs/s** of the subsampled estimator (``model.log_q`` on matched rows), and
    its time ÷ a dense matmul of the same FLOPs.
 
 Each ratio is measured in rounds that interleave the two variants (A, B, B, A), so drift and
-other processes hit both alike; the script prints min / median / max of the per-round ratios.
+other processes hit both alike; the script prints min / median / max of the per-round ratios,
+and the load average before and after (another busy process makes every absolute figure
+meaningless, and with more than one thread makes torch's threads wait on each other:
+``benchmarks/bench_train.py``'s docstring).
 
 Usage::
 
-    python benchmarks/bench_speed.py            # a few minutes (three compilations)
+    python benchmarks/bench_speed.py            # a few minutes (four compilations)
     python benchmarks/bench_speed.py --quick    # fewer rounds, smaller marginal-KL problem
 """
 
@@ -31,8 +36,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -81,41 +89,70 @@ def _step_fn(model, batch_size: int, x: torch.Tensor, forward):
     return step
 
 
-def bench_compile(name: str, batch_size: int, rounds: int, reps: int) -> dict:
+def _model_and_batch(name: str, batch_size: int, state: dict | None = None, **kw):
+    """A model in training mode (``state`` loaded) prepared on a fixed batch of noise images."""
     torch.manual_seed(0)
     x = torch.rand(batch_size, 1, 28, 28)
-    eager_model = build_model(name, (1, 28, 28))
-    comp_model = build_model(name, (1, 28, 28))
-    comp_model.load_state_dict(eager_model.state_dict())
-    for m in (eager_model, comp_model):
-        m.train()
-        m.prepare(x)
+    model = build_model(name, (1, 28, 28), **kw)
+    if state is not None:
+        model.load_state_dict(state)
+    model.train()
+    model.prepare(x)  # after loading: prepare reads the loaded initialisation flag
+    return model, x
+
+
+def _compiled_step(model, x) -> tuple:
+    """The compiled training step, and the seconds its first call took: cold (this process's
+    fresh inductor cache, as on a new machine) and warm (compiled again from that cache)."""
+    import torch._dynamo
     import torch._inductor.config as inductor_config
 
-    inductor_config.fallback_random = True
-    compiled = torch.compile(comp_model, dynamic=False)
+    inductor_config.fallback_random = True  # as the engine compiles
+    times = []
+    for _ in range(2):
+        torch._dynamo.reset()
+        step = _step_fn(model, x.shape[0], x, torch.compile(model, dynamic=False))
+        t0 = time.perf_counter()
+        step()  # compiles forward and backward
+        times.append(time.perf_counter() - t0)
+    return step, times[0], times[1]
+
+
+def bench_compile(name: str, batch_size: int, rounds: int, reps: int) -> dict:
+    """compiled ÷ eager for one model (ConvDRAW: its default, fused, implementation)."""
+    eager_model, x = _model_and_batch(name, batch_size)
+    comp_model, _ = _model_and_batch(name, batch_size, eager_model.state_dict())
     eager = _step_fn(eager_model, batch_size, x, eager_model)
-    comp = _step_fn(comp_model, batch_size, x, compiled)
-    t0 = time.perf_counter()
-    comp()  # compiles forward and backward
-    compile_s = time.perf_counter() - t0
+    comp, cold_s, warm_s = _compiled_step(comp_model, x)
     eager()
     te, tc, ratio = paired(eager, comp, rounds, reps)
-    out = {"model": name, "compile_s": compile_s, "eager_img_s": batch_size / min(te),
-           "compiled_img_s": batch_size / min(tc), "compiled_over_eager": _summary(ratio)}
+    out = {"model": name, "compile_cold_s": cold_s, "compile_warm_s": warm_s,
+           "eager_img_s": batch_size / min(te), "compiled_img_s": batch_size / min(tc),
+           "compiled_over_eager": _summary(ratio)}
     saved = statistics.median(te) - statistics.median(tc)
-    out["break_even_steps"] = compile_s / saved if saved > 0 else float("inf")
-    if name == "convdraw":
-        cl_model = build_model(name, (1, 28, 28)).to(memory_format=torch.channels_last)
-        cl_model.load_state_dict(eager_model.state_dict())
-        cl_model.train()
-        cl_model.prepare(x)
-        xc = x.contiguous(memory_format=torch.channels_last)
-        cl = _step_fn(cl_model, batch_size, xc, cl_model)
-        cl()
-        _, _, r = paired(eager, cl, rounds, reps)
-        out["channels_last_over_eager"] = _summary(r)
+    for k in ("cold", "warm"):
+        out[f"break_even_steps_{k}"] = out[f"compile_{k}_s"] / saved if saved > 0 else math.inf
     return out
+
+
+def bench_convdraw_fused(batch_size: int, rounds: int, reps: int) -> dict:
+    """ConvDRAW's fused unroll (eager, and compiled) against the reference unroll, the
+    straightforward step, from the same parameters."""
+    ref_model, x = _model_and_batch("convdraw", batch_size, implementation="reference")
+    state = ref_model.state_dict()
+    fused_model, _ = _model_and_batch("convdraw", batch_size, state)
+    comp_model, _ = _model_and_batch("convdraw", batch_size, state)
+    ref = _step_fn(ref_model, batch_size, x, ref_model)
+    fused = _step_fn(fused_model, batch_size, x, fused_model)
+    comp, _, _ = _compiled_step(comp_model, x)
+    ref()
+    fused()
+    tr, tf, r_fused = paired(ref, fused, rounds, reps)
+    _, tc, r_comp = paired(ref, comp, rounds, reps)
+    return {"reference_img_s": batch_size / min(tr), "fused_img_s": batch_size / min(tf),
+            "fused_compiled_img_s": batch_size / min(tc),
+            "fused_over_reference": _summary(r_fused),
+            "fused_compiled_over_reference": _summary(r_comp)}
 
 
 def bench_marginal(N: int, d: int, rounds: int) -> dict:
@@ -191,48 +228,57 @@ def bench_convdraw_pairs(n_pairs: int, rounds: int) -> dict:
             "eager_over_same_flop_matmul": _summary(ratio)}
 
 
+def _fmt(c: dict[str, float]) -> str:
+    return f"{c['min']:.2f} / {c['median']:.2f} / {c['max']:.2f}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--models", default="conv_vae,vae_nvp,convdraw")
     p.add_argument("--json", default=None, help="also write the results to this file")
+    p.add_argument("--warm-cache", action="store_true",
+                   help="keep the user's inductor cache (default: a fresh one, cold compiles)")
     a = p.parse_args()
     torch.set_num_threads(1)
+    if not a.warm_cache:  # a fresh compiler cache: the compile times a new machine pays
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench_speed_inductor_")
     rounds, reps = (3, 3) if a.quick else (5, 5)
-    res: dict = {"torch": torch.__version__, "threads": 1, "rounds": rounds}
-    print(f"torch {torch.__version__}, 1 thread, {rounds} ABBA rounds; ratios: min / median / max")
-    res["compile"] = []
+    res: dict = {"torch": torch.__version__, "threads": 1, "rounds": rounds,
+                 "load_before": os.getloadavg()}
+    print(f"torch {torch.__version__}, 1 thread, {rounds} ABBA rounds; ratios: min / median / "
+          f"max; load average {res['load_before'][0]:.2f} on {os.cpu_count()} cores")
+    res["compile"] = []  # first, so that each model's first compilation is a cold one
     for name in a.models.split(","):
         r = bench_compile(name, 32, rounds, reps)
         res["compile"].append(r)
-        c = r["compiled_over_eager"]
-        print(f"{name:9s} eager {r['eager_img_s']:7.0f} img/s, compiled {r['compiled_img_s']:7.0f}"
-              f" img/s; compiled ÷ eager {c['min']:.2f} / {c['median']:.2f} / {c['max']:.2f}; "
-              f"compile {r['compile_s']:.0f} s, pays after {r['break_even_steps']:.0f} steps")
-        if "channels_last_over_eager" in r:
-            c = r["channels_last_over_eager"]
-            print(f"{'':9s} channels_last ÷ eager {c['min']:.2f} / {c['median']:.2f} / "
-                  f"{c['max']:.2f}")
+        print(f"{name:9s} eager {r['eager_img_s']:5.0f} img/s, compiled {r['compiled_img_s']:5.0f};"
+              f" compiled ÷ eager {_fmt(r['compiled_over_eager'])}; compile cold "
+              f"{r['compile_cold_s']:.0f} s / warm {r['compile_warm_s']:.0f} s, pays after "
+              f"{r['break_even_steps_cold']:,.0f} / {r['break_even_steps_warm']:,.0f} steps")
+    f = bench_convdraw_fused(32, rounds, reps)
+    res["convdraw_fused"] = f
+    print(f"ConvDRAW reference {f['reference_img_s']:.0f} img/s, fused {f['fused_img_s']:.0f}, "
+          f"fused + compiled {f['fused_compiled_img_s']:.0f}")
+    print(f"ConvDRAW fused ÷ reference {_fmt(f['fused_over_reference'])} (goal ≥ 1.5); "
+          f"fused + compiled ÷ reference {_fmt(f['fused_compiled_over_reference'])}")
     m = bench_marginal(2000 if a.quick else 10_000, 32, rounds)
     res["marginal_kl"] = m
-    c = m["estimate_over_matmul"]
     print(f"marginal KL (N = S = {m['N']:,}, d = 32, blocks {m['blocks']}) ÷ same-FLOP matmul: "
-          f"{c['min']:.2f} / {c['median']:.2f} / {c['max']:.2f} (goal ≤ 1.1)")
+          f"{_fmt(m['estimate_over_matmul'])} (goal ≤ 1.1 at N = 10,000)")
     q = bench_pairs(1024 if a.quick else 2048, 32, rounds)
     res["nvp_pairs"] = q
-    c = q["compiled_over_eager"]
     print(f"VAE+NVP pairs (block {q['block']}): eager {q['eager_pairs_s']:,.0f} pairs/s, "
-          f"compiled ÷ eager {c['min']:.2f} / {c['median']:.2f} / {c['max']:.2f} "
-          f"(compile {q['compile_s']:.0f} s)")
-    c = q["eager_over_same_flop_matmul"]
+          f"compiled ÷ eager {_fmt(q['compiled_over_eager'])} (compile {q['compile_s']:.0f} s)")
     print(f"VAE+NVP pairs, eager ÷ same-FLOP matmul ({q['flops_per_pair'] / 1e3:.0f} kFLOP per "
-          f"pair): {c['min']:.2f} / {c['median']:.2f} / {c['max']:.2f}")
+          f"pair): {_fmt(q['eager_over_same_flop_matmul'])}")
     d = bench_convdraw_pairs(64 if a.quick else 256, rounds)
     res["convdraw_pairs"] = d
-    c = d["eager_over_same_flop_matmul"]
     print(f"ConvDRAW pairs (subsampled estimator, log_q on {d['pairs']} rows): "
           f"{d['pairs_s']:,.0f} pairs/s, ÷ same-FLOP matmul ({d['flops_per_pair'] / 1e6:.1f} "
-          f"MFLOP per pair): {c['min']:.2f} / {c['median']:.2f} / {c['max']:.2f}")
+          f"MFLOP per pair): {_fmt(d['eager_over_same_flop_matmul'])}")
+    res["load_after"] = os.getloadavg()
+    print(f"load average after: {res['load_after'][0]:.2f}")
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
 

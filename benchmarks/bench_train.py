@@ -25,12 +25,21 @@ Usage::
     python benchmarks/bench_train.py --models convdraw --rounds 50 --json out.json
 
 Timings on a shared machine are noisy: read the ratios, which are measured side by side.
+
+Threads: the default is one (``--threads 1``), what every chapter worker uses. With torch's
+default of one thread per core, a single other busy process on this 2-core machine makes the
+threads of each parallel op wait for the one that lost its core: measured with one core kept
+busy by a spinning process, VAE+NVP fell from 1,688 to 703 img/s and ConvDRAW from 814 to 165
+(2.4× and 4.9× slower; one thread: 937 and 462) — the cause of the "4× slower inside the full
+run" figures an earlier version of this script reported under load. The script prints the load
+average before and after so a loaded run shows itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -198,18 +207,19 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--rounds", type=int, default=20, help="ABBA rounds (2 steps of each)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--objective-reps", type=int, default=200)
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch.set_num_threads (default 1: see the module docstring)")
     p.add_argument("--matmul-n", type=int, default=None, help="default 2048 CPU, 8192 CUDA")
     p.add_argument("--json", type=str, default=None, help="also write the results here")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     n = args.matmul_n or (8192 if device.type == "cuda" else 2048)
     what = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(
         f"device={device} ({what}), torch {torch.__version__}, threads={torch.get_num_threads()}, "
-        f"size={args.size}, batch={args.batch_size}, rounds={args.rounds}"
+        f"size={args.size}, batch={args.batch_size}, rounds={args.rounds}, "
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
     )
     print(
         "GECO/ELBO: median full-step times, ABBA-alternated; obj. Δms: GECO minus ELBO objective "
@@ -239,6 +249,7 @@ def main(argv=None) -> list[dict]:
             f"{r['gflop_per_step']:>10.3f} {r['gflops']:>8.1f} {r['fraction_of_matmul']:>9.1%}"
             f"  {flag}"
         )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"device": str(device), "rows": rows}, indent=2))
     return rows

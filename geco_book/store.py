@@ -74,7 +74,9 @@ __all__ = [
 
 #: TrainConfig fields that do not change a run's numbers, left out of :func:`run_key`: where
 #: files go, progress bars, the checkpoint period (resumes are bitwise exact), the device
-#: choice, and how the data is found (the data *source* that was found is in the key).
+#: choice, how the data is found (the data *source* that was found is in the key), and whether
+#: the model is compiled (the same function in fused kernels: equal to the eager run within
+#: float rounding, like another device or thread count — tests/geco_core/train/test_compile.py).
 NON_KEY_FIELDS: tuple[str, ...] = (
     "out_dir",
     "progress",
@@ -82,6 +84,7 @@ NON_KEY_FIELDS: tuple[str, ...] = (
     "device",
     "data_root",
     "download",
+    "compile",
 )
 
 #: Constraints that read the pretrained MNIST classifier (its sha256 joins their key).

@@ -56,9 +56,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from geco_core.checks import check_int
+from geco_core.checks import check_choice, check_int
 from geco_core.models.base import LatentVariableModel, VAEOutput
 from geco_core.models.layers import (
     check_context_shape,
@@ -77,6 +78,9 @@ WRITE_INIT_GAIN = 0.1
 #: c_0 = logit(mean intensity clamped to this range), so that no initial logit sits in the flat
 #: tail of the sigmoid (|logit| ≤ 3.9) even for an all-black or all-white first batch.
 CANVAS_INIT_CLAMP = (0.02, 0.98)
+
+#: The two arrangements of the same recurrence (:class:`ConvDRAW`'s ``implementation``).
+IMPLEMENTATIONS = ("fused", "reference")
 
 
 class ConvLSTMCell(nn.Module):
@@ -113,6 +117,42 @@ class ConvLSTMCell(nn.Module):
         i, f, o, g = self.gates(inp, h)
         c = f * c + i * g
         return o * torch.tanh(c), c
+
+
+def _lstm_update(pre: Tensor, c: Tensor | None, hidden: int) -> tuple[Tensor, Tensor]:
+    """:class:`ConvLSTMCell`'s state update from its gate pre-activations ``pre`` = [i, f, o, g]
+    ; ``c`` None is the zero state (c' = σ(i) tanh(g))."""
+    i, f, o, g = pre.chunk(4, dim=1)
+    i, o, g = torch.sigmoid(i), torch.sigmoid(o), torch.tanh(g)
+    c = i * g if c is None else torch.sigmoid(f) * c + i * g
+    return o * torch.tanh(c), c
+
+
+def _conv2d_gemm(x: Tensor, weight: Tensor, stride, padding) -> Tensor:
+    """``F.conv2d(x, weight, None, stride, padding)`` as im2col (``F.unfold``) and one matmul;
+    the result is NCHW in channels_last memory. Used for the read's one-channel image conv on
+    CPU, where oneDNN's strided conv with a single input channel (and its backward, a
+    single-output-channel transposed conv) is slower than the matmul (measured)."""
+    b, _, h, w = x.shape
+    c_out, _, kh, kw = weight.shape
+    ho = (h + 2 * padding[0] - kh) // stride[0] + 1
+    wo = (w + 2 * padding[1] - kw) // stride[1] + 1
+    cols = F.unfold(x, (kh, kw), padding=padding, stride=stride)  # [B, C·kh·kw, L]
+    y = cols.transpose(1, 2) @ weight.reshape(c_out, -1).t()  # [B, L, C_out]
+    return y.view(b, ho, wo, c_out).permute(0, 3, 1, 2)
+
+
+def _conv_transpose2d_gemm(x: Tensor, layer: nn.ConvTranspose2d, out_hw: tuple[int, int]) -> Tensor:
+    """``layer(x)`` for a transposed conv as one matmul and col2im (``F.fold``). Used for the
+    write's last layer on CPU when it has one output channel, where it is faster than oneDNN's
+    transposed conv (measured); ``x`` in channels_last memory."""
+    b, c_in, h, w = x.shape
+    weight = layer.weight  # [C_in, C_out, kh, kw]
+    cols = x.permute(0, 2, 3, 1).reshape(b, h * w, c_in) @ weight.reshape(c_in, -1)
+    y = F.fold(
+        cols.transpose(1, 2), out_hw, weight.shape[2:], padding=layer.padding, stride=layer.stride
+    )
+    return y + layer.bias.view(1, -1, 1, 1)
 
 
 def _down_stack(c_in: int, c_out: int, n_down: int) -> nn.Sequential:
@@ -192,6 +232,11 @@ class ConvDRAW(LatentVariableModel):
         canvas_init: initial decoder mean in (0, 1): c_0 = logit(canvas_init) at construction.
             ``None`` (default): data-dependent, c_0 = logit(mean intensity per channel of the
             first batch the model sees in training mode, :meth:`init_canvas_`).
+        implementation: ``"fused"`` (default) runs :meth:`unroll`, the recurrence arranged for
+            speed; ``"reference"`` runs :meth:`unroll_reference`, the same equations written
+            out step by step (the baseline of ``benchmarks/bench_speed.py``). Both compute the
+            same function from the same parameters (equal within float rounding, tested); the
+            choice is not part of the state dict.
 
     Example:
         >>> m = ConvDRAW((1, 28, 28), context_shape=(2, 28, 28), steps=2, hidden=8)
@@ -211,8 +256,10 @@ class ConvDRAW(LatentVariableModel):
         kernel: int = 3,
         context_channels: int = 16,
         canvas_init: float | None = None,
+        implementation: str = "fused",
     ) -> None:
         super().__init__()
+        self.implementation = check_choice(implementation, "implementation", IMPLEMENTATIONS)
         self.image_shape = check_shape("image_shape", image_shape)
         self.context_shape = check_context_shape(self.image_shape, context_shape)
         for name, v in (("steps", steps), ("hidden", hidden), ("z_channels", z_channels)):
@@ -231,6 +278,7 @@ class ConvDRAW(LatentVariableModel):
             c_ctx = context_channels
             self.context_net = _down_stack(self.context_shape[0], context_channels, n_down)
         pad = kernel // 2
+        self.read_channels, self.context_channels = int(read_channels), c_ctx
         self.read = _down_stack(2 * c, read_channels, n_down)
         self.enc_cell = ConvLSTMCell(read_channels + hidden + c_ctx, hidden, kernel)
         self.dec_cell = ConvLSTMCell(z_channels + c_ctx, hidden, kernel)
@@ -253,6 +301,8 @@ class ConvDRAW(LatentVariableModel):
             with torch.no_grad():
                 self.canvas0.fill_(torch.logit(torch.tensor(float(canvas_init))))
             self.canvas0_initialised.fill_(1.0)
+        if self.implementation == "fused":
+            self.to(memory_format=torch.channels_last)  # the layout the fused unroll runs in
 
     @torch.no_grad()
     def init_canvas_(self, x: Tensor) -> None:
@@ -302,20 +352,11 @@ class ConvDRAW(LatentVariableModel):
         return list(z.view(z.shape[0], self.steps, self.z_channels, *self.latent_hw).unbind(1))
 
     # -- the recurrence --------------------------------------------------------------------
-    def unroll(
-        self,
-        x: Tensor | None = None,
-        context: Tensor | None = None,
-        z: Tensor | None = None,
-        n: int | None = None,
-    ) -> DrawTrace:
-        """Run the T steps.
-
-        - ``x`` given, ``z`` None: encoder + decoder, z_t ~ q (reparameterised) — training.
-        - ``x`` and ``z`` given: the encoder reads x while the decoder is fed the given z's
-          (gives log q(z|x) for matched pairs).
-        - ``x`` None: decoder only; z_t = given, or ~ p(z_t | h^dec_{t-1}) for ``n`` samples.
-        """
+    def _begin(
+        self, x: Tensor | None, context: Tensor | None, z: Tensor | None, n: int | None
+    ) -> tuple[list[Tensor] | None, Tensor, int, Tensor | None]:
+        """Checks and setup shared by both unrolls: (given z_t's, a reference tensor for new
+        states, batch size, context embedding e)."""
         if z is not None:
             check_latents(self, z, self.latent_dim)
         elif n is not None:
@@ -337,6 +378,128 @@ class ConvDRAW(LatentVariableModel):
         if zs_given is not None and z.shape[0] != batch:
             raise ValueError(f"z has {z.shape[0]} rows, expected {batch}")
         e = self.context_net(context) if self.conditional else None
+        return zs_given, ref, batch, e
+
+    def unroll(
+        self,
+        x: Tensor | None = None,
+        context: Tensor | None = None,
+        z: Tensor | None = None,
+        n: int | None = None,
+    ) -> DrawTrace:
+        """Run the T steps.
+
+        - ``x`` given, ``z`` None: encoder + decoder, z_t ~ q (reparameterised) — training.
+        - ``x`` and ``z`` given: the encoder reads x while the decoder is fed the given z's
+          (gives log q(z|x) for matched pairs).
+        - ``x`` None: decoder only; z_t = given, or ~ p(z_t | h^dec_{t-1}) for ``n`` samples.
+
+        The ``"fused"`` implementation (default) computes the equations of
+        :meth:`unroll_reference` arranged for speed, without changing the function:
+
+        - step 1 starts from zero states (h^enc_0 = c^enc_0 = h^dec_0 = c^dec_0 = 0), so its
+          gates convolve only the inputs that are not zero (r_1, z_1, e), its prior is the
+          prior conv's bias, and c_1 = σ(i) tanh(g) — the reference convolves the zeros;
+        - what does not change between steps is convolved once per unroll: the image's half of
+          the read's first conv (``[x, x − σ(c)]`` is split by linearity) and, for the
+          conditional model, the embedding's share of both gate convolutions;
+        - the weights (set in ``__init__``) and the images are kept in channels_last (NHWC)
+          memory layout, which oneDNN's CPU convolutions run faster (measured on CPU only);
+        - for one-channel images on CPU, the read's image conv and the write's last layer run
+          as matmuls with im2col / col2im (``F.unfold`` / ``F.fold``), faster there than
+          oneDNN's single-channel strided and transposed convs.
+
+        ``benchmarks/bench_speed.py`` measures the two implementations side by side.
+        """
+        if self.implementation == "reference":
+            return self.unroll_reference(x, context, z, n)
+        zs_given, ref, batch, e = self._begin(x, context, z, n)
+        fmt = torch.channels_last  # the layout of the weights (set in __init__)
+        x = x.contiguous(memory_format=fmt) if x is not None else None
+        e = e.contiguous(memory_format=fmt) if e is not None else None
+        H, nr, ne, nz = self.hidden, self.read_channels, self.context_channels, self.z_channels
+        enc, dec = self.enc_cell.conv, self.dec_cell.conv
+        # enc_cell input channels: [r, h_dec, e, h_enc]; dec_cell: [z, e, h_dec]
+        w_enc, w_dec = enc.weight, dec.weight
+        if e is not None:
+            enc_const = F.conv2d(e, w_enc[:, nr + H : nr + H + ne], enc.bias, padding=enc.padding)
+            dec_const = F.conv2d(e, w_dec[:, nz : nz + ne], dec.bias, padding=dec.padding)
+            w_enc = torch.cat([w_enc[:, : nr + H], w_enc[:, nr + H + ne :]], dim=1)
+            w_dec = torch.cat([w_dec[:, :nz], w_dec[:, nz + ne :]], dim=1)
+        else:
+            enc_const = dec_const = None
+
+        def gates(inp: Tensor, cell: nn.Conv2d, weight: Tensor, const: Tensor | None) -> Tensor:
+            if const is None:
+                return F.conv2d(inp, weight, cell.bias, padding=cell.padding)
+            return F.conv2d(inp, weight, None, padding=cell.padding) + const
+
+        read0, c = self.read[0], self.image_shape[0]
+        # one-channel images on CPU: the image-resolution convs as matmuls (see the helpers)
+        gemm = c == 1 and ref.device.type == "cpu" and isinstance(read0, nn.Conv2d)
+        last = self.write[-1]
+        gemm_write = gemm and isinstance(last, nn.ConvTranspose2d)
+        if x is not None:
+            read_x = F.conv2d(x, read0.weight[:, :c], read0.bias, read0.stride, read0.padding)
+        canvas = self.canvas0.expand(batch, *self.image_shape)
+        h_enc = c_enc = h_dec = c_dec = None
+        zs: list[Tensor] = []
+        qs: list[tuple[Tensor, Tensor]] = []
+        ps: list[tuple[Tensor, Tensor]] = []
+        for t in range(self.steps):
+            if h_dec is None:
+                prior = self.prior_net.bias.view(1, -1, 1, 1).expand(batch, -1, *self.latent_hw)
+            else:
+                prior = self.prior_net(h_dec)
+            mu_p, log_sigma_p = prior.chunk(2, dim=1)
+            ps.append((mu_p, log_sigma_p))
+            if x is not None:
+                err = x - torch.sigmoid(canvas)
+                if gemm:
+                    a = read_x + _conv2d_gemm(err, read0.weight[:, c:], read0.stride, read0.padding)
+                else:
+                    a = read_x + F.conv2d(
+                        err, read0.weight[:, c:], None, read0.stride, read0.padding
+                    )
+                r = self.read[1:](a)
+                if h_dec is None:
+                    pre = gates(r, enc, w_enc[:, :nr], enc_const)
+                else:
+                    pre = gates(torch.cat([r, h_dec, h_enc], dim=1), enc, w_enc, enc_const)
+                h_enc, c_enc = _lstm_update(pre, c_enc, H)
+                mu, log_sigma = self.posterior_net(h_enc).chunk(2, dim=1)
+                qs.append((mu, log_sigma))
+            else:
+                mu, log_sigma = mu_p, log_sigma_p
+            if zs_given is not None:
+                z_t = zs_given[t]
+            else:  # the noise drawn in NCHW order, as the reference draws it
+                eps = torch.randn(mu.shape, dtype=mu.dtype, device=mu.device)
+                z_t = mu + torch.exp(log_sigma) * eps
+            zs.append(z_t)
+            if h_dec is None:
+                pre = gates(z_t, dec, w_dec[:, :nz], dec_const)
+            else:
+                pre = gates(torch.cat([z_t, h_dec], dim=1), dec, w_dec, dec_const)
+            h_dec, c_dec = _lstm_update(pre, c_dec, H)
+            if gemm_write:
+                out_hw = self.image_shape[1:]
+                canvas = canvas + _conv_transpose2d_gemm(self.write[:-1](h_dec), last, out_hw)
+            else:
+                canvas = canvas + self.write(h_dec)
+        return DrawTrace(canvas, zs, qs, ps)
+
+    def unroll_reference(
+        self,
+        x: Tensor | None = None,
+        context: Tensor | None = None,
+        z: Tensor | None = None,
+        n: int | None = None,
+    ) -> DrawTrace:
+        """:meth:`unroll` written as the equations of the module docstring read, one step at a
+        time from zero states: the straightforward implementation the fused one is tested and
+        benchmarked against (``implementation="reference"`` makes the model use it)."""
+        zs_given, ref, batch, e = self._begin(x, context, z, n)
         state_shape = (batch, self.hidden, *self.latent_hw)
         h_enc = c_enc = h_dec = c_dec = ref.new_zeros(state_shape)
         canvas = self.canvas0.expand(batch, *self.image_shape)

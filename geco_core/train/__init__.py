@@ -4,7 +4,8 @@ One loop trains any model of :mod:`geco_core.models` on any dataset of :mod:`dat
 with any objective of :mod:`geco_core.objectives` (ELBO, GECO, hand-annealed β, β-VAE).
 
 - :mod:`~geco_core.train.config` — :class:`TrainConfig`, :class:`FitResult`, the paper's
-  defaults (:data:`PAPER_LR`, α = 0.99) and :data:`ENGINE_VERSION`;
+  defaults (:data:`PAPER_LR`, α = 0.99), :data:`ENGINE_VERSION` and the compile policy
+  (:func:`compile_wanted`);
 - :mod:`~geco_core.train.loop` — :func:`fit`, :func:`load_run`, :func:`batch_indices`,
   :func:`resolve_device`, checkpoints, resume and DistributedDataParallel;
 - :mod:`~geco_core.train.builders` — data, model and objective from a config;
@@ -23,11 +24,13 @@ Example:
 from geco_core.train.builders import build_objective
 from geco_core.train.cli import main
 from geco_core.train.config import (
+    COMPILE_AUTO_MIN_STEPS,
     ENGINE_VERSION,
     PAPER_LR,
     RESUME_MAY_DIFFER,
     FitResult,
     TrainConfig,
+    compile_wanted,
 )
 from geco_core.train.log import LOG_NAME, read_log
 from geco_core.train.loop import (
@@ -41,6 +44,7 @@ from geco_core.train.loop import (
 
 __all__ = [
     "CKPT_NAME",
+    "COMPILE_AUTO_MIN_STEPS",
     "CONFIG_NAME",
     "ENGINE_VERSION",
     "LOG_NAME",
@@ -50,6 +54,7 @@ __all__ = [
     "TrainConfig",
     "batch_indices",
     "build_objective",
+    "compile_wanted",
     "fit",
     "load_run",
     "main",

@@ -40,7 +40,13 @@ from typing import Any, NoReturn
 from geco_core.constraints import CONSTRAINTS
 from geco_core.models import MODEL_SIZES, MODELS
 from geco_core.objectives import OBJECTIVES
-from geco_core.train.config import DEVICE_TYPES, PAPER_LR, FitResult, TrainConfig
+from geco_core.train.config import (
+    COMPILE_AUTO_MIN_STEPS,
+    DEVICE_TYPES,
+    PAPER_LR,
+    FitResult,
+    TrainConfig,
+)
 from geco_core.train.loop import fit
 
 __all__ = ["main"]
@@ -166,8 +172,9 @@ def _helps() -> dict[str, str]:
         "max_grad_norm": "clip the global gradient norm to this (default: no clipping)",
         "max_bad_steps": "stop after this many consecutive non-finite gradients (default "
         "%(default)s)",
-        "compile": "run the model through torch.compile (not bitwise the eager run; pays "
-        "only on long runs, see benchmarks/bench_speed.py; default: eager)",
+        "compile": "run the model through torch.compile: true, false or auto (default: "
+        f"compile when the run has >= {COMPILE_AUTO_MIN_STEPS:,} steps to go, where it pays "
+        "back; not bitwise the eager run; see benchmarks/bench_speed.py); --compile: true",
         "progress": "show a progress bar (default: show it)",
     }
 
@@ -213,6 +220,10 @@ def _arg_parser() -> argparse.ArgumentParser:
             p.add_argument(flag, type=float, nargs="+", metavar="KAPPA", **kw)
         elif f.name == "download":
             p.add_argument(flag, type=_parse_bool, metavar="{true,false,auto}", **kw)
+        elif f.name == "compile":
+            p.add_argument(
+                flag, type=_parse_bool, nargs="?", const=True, metavar="{true,false,auto}", **kw
+            )
         elif f.name.endswith("_kwargs"):
             p.add_argument(flag, type=_parse_mapping, metavar="MAPPING", **kw)
         elif f.name == "out_dir":

@@ -54,16 +54,30 @@ __all__ = [
     "TrainConfig",
 ]
 
-#: Version of the numbers the engine produces. Bump it whenever a change alters the numbers a
-#: given TrainConfig produces (batches, initialisation, an objective's or a model's arithmetic,
+#: Version of the numbers the engine produces. Bump it whenever a change alters the function a
+#: given TrainConfig computes (batches, initialisation, an objective's or a model's equations,
 #: a default): the run store (:mod:`geco_book.store`) keys runs by config hash + ENGINE_VERSION,
-#: so a bump makes every stored run stale. Refactors that keep the numbers bitwise keep it.
+#: so a bump makes every stored run stale. Refactors that keep the numbers bitwise keep it; so
+#: do changes that only reorder the float operations of the same function — a fused kernel, a
+#: memory layout, ``torch.compile`` — which change a run no more than another CPU or thread
+#: count does (ConvDRAW's fused unroll: tests/geco_core/models/test_convdraw.py checks it
+#: against the reference over ten training steps; a full cpu-profile run is compared with its
+#: stored record in benchmarks/README.md).
 ENGINE_VERSION: int = 1
 
 #: Adam learning rates of the paper, §4.1: "a learning rate of 1e-5 for ConvDraw and 1e-6 for
 #: the VAE+NVP". The plain conv VAE is not trained in §4.1; it gets ConvDRAW's rate.
 #: ``TrainConfig.lr=None`` means ``PAPER_LR[model]``.
 PAPER_LR: dict[str, float] = {"convdraw": 1e-5, "vae_nvp": 1e-6, "conv_vae": 1e-5}
+
+#: ``TrainConfig(compile=None)`` compiles a run with at least this many steps to go. Measured
+#: with ``benchmarks/bench_speed.py`` (CPU, one thread, batch 32, small models; see
+#: benchmarks/README.md): compiling costs ~1–15 s (fresh inductor cache; about 1 s from a warm
+#: one) and saves 5–20 % of a 20–80 ms step, so it pays back after at most a few thousand steps.
+#: 50,000 is far past that, and above every run of the book's cpu profiles (1,500–20,000 steps),
+#: which stay eager — so their stored records reproduce bitwise on CPU — while the gpu
+#: profiles' 200,000–300,000-step runs compile.
+COMPILE_AUTO_MIN_STEPS: int = 50_000
 
 #: Config keys that may change when a run is resumed (they do not change the trajectory).
 RESUME_MAY_DIFFER = (
@@ -75,6 +89,7 @@ RESUME_MAY_DIFFER = (
     "device",
     "data_root",
     "download",
+    "compile",
 )
 
 _KWARGS_FIELDS = (
@@ -175,8 +190,9 @@ class TrainConfig:
             with the eager noise generator. The conv VAE's and the VAE + NVP's losses equal
             the eager run's within float rounding (not bitwise); ConvDRAW's T noise draws per
             step may be reordered by the compiler, so its run is statistically, not
-            numerically, the eager one. It pays on long runs only (``benchmarks/
-            bench_speed.py``). Off by default: a run's numbers do not depend on the compiler.
+            numerically, the eager one. ``None`` (default, "auto"): compile when the run has
+            at least :data:`COMPILE_AUTO_MIN_STEPS` steps to go (:func:`compile_wanted`), where
+            the compilation pays back; ``True`` / ``False`` force it.
         progress: show a tqdm progress bar (rank 0).
     """
 
@@ -213,7 +229,7 @@ class TrainConfig:
     objective_kwargs: dict[str, Any] = field(default_factory=dict)
     max_grad_norm: float | None = None
     max_bad_steps: int = 10
-    compile: bool = False
+    compile: bool | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -314,9 +330,11 @@ class TrainConfig:
                 raise TypeError(f"{name} must be a non-empty path string or None, got {value!r}")
         if self.download is not None and not isinstance(self.download, bool):
             raise TypeError(f"download must be True, False or None, got {self.download!r}")
-        for name in ("learn_sigma", "compile", "progress"):
+        for name in ("learn_sigma", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.compile is not None and not isinstance(self.compile, bool):
+            raise TypeError(f"compile must be True, False or None, got {self.compile!r}")
         positive = ["lambda_init", "sigma", "beta", "anneal_sigma_start", "anneal_sigma_end", "nu"]
         for name in ("lr", "max_grad_norm"):
             if getattr(self, name) is not None:
@@ -420,7 +438,7 @@ class TrainConfig:
 
         Example:
             >>> TrainConfig.defaults()["alpha"], TrainConfig.defaults()["compile"]
-            (0.99, False)
+            (0.99, None)
         """
         out = {}
         for f in dataclasses.fields(cls):
@@ -469,3 +487,19 @@ class FitResult:
     checkpoint_path: str | None = None
     rank: int = 0
     world_size: int = 1
+
+
+def compile_wanted(cfg: TrainConfig, start: int = 0) -> bool:
+    """Whether :func:`~geco_core.train.fit` compiles the model: ``cfg.compile`` when set, else
+    (auto) whether the run has at least :data:`COMPILE_AUTO_MIN_STEPS` steps to go from
+    ``start``.
+
+    Example:
+        >>> compile_wanted(TrainConfig(steps=1_500)), compile_wanted(TrainConfig(steps=200_000))
+        (False, True)
+        >>> compile_wanted(TrainConfig(steps=200_000), start=190_000)
+        False
+    """
+    if cfg.compile is not None:
+        return cfg.compile
+    return cfg.steps - start >= COMPILE_AUTO_MIN_STEPS

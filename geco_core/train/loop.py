@@ -58,7 +58,13 @@ from torch import Tensor, nn
 from geco_core import checkpoint as ckpt
 from geco_core.io import write_text
 from geco_core.train.builders import build_model_for, build_objective, load_data, target_labels
-from geco_core.train.config import ENGINE_VERSION, RESUME_MAY_DIFFER, FitResult, TrainConfig
+from geco_core.train.config import (
+    ENGINE_VERSION,
+    RESUME_MAY_DIFFER,
+    FitResult,
+    TrainConfig,
+    compile_wanted,
+)
 from geco_core.train.log import (
     LOG_NAME,
     json_default,
@@ -423,7 +429,7 @@ def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int, world: int,
     # torch.compile traces the forward once (per input shape) and fuses its small kernels; the
     # backward goes through the compiled graph too. The eager module stays the one saved.
     step_model = ddp_model
-    if cfg.compile:
+    if compile_wanted(cfg, start):
         import torch._inductor.config as inductor_config
 
         # Draw the reparameterisation noise with the eager generator (inductor's own RNG would

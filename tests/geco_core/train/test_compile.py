@@ -1,5 +1,6 @@
 """``TrainConfig.compile``: the compiled engine gives the eager numbers within float rounding,
-ConvDRAW compiles without recompiling, and the data-dependent initialisation is unchanged."""
+ConvDRAW compiles without recompiling, the data-dependent initialisation is unchanged, and the
+auto policy compiles long runs only."""
 
 from __future__ import annotations
 
@@ -40,10 +41,11 @@ def test_convdraw_compiles_once_and_computes_what_eager_computes(tiny, quiet, tm
     torch._dynamo.reset()
     with torch._dynamo.config.patch(error_on_recompile=True):
         comp = fit(tiny(out_dir=str(tmp_path / "compiled"), compile=True, **kw))
-    # ConvDRAW draws T noise maps per step and the compiler may order those draws otherwise,
-    # so the training noise differs: the losses agree statistically, not to rounding ...
-    assert _losses(comp) == pytest.approx(_losses(eager), rel=0.05)
-    # ... while the deterministic computations agree to rounding, given the same inputs
+    # the fused unroll draws its T noise maps in NCHW order with torch.randn, which the
+    # compiler keeps in order: the compiled run is the eager run to rounding (the reference
+    # unroll's randn_like draws were reordered, its compiled losses only statistically equal)
+    assert _losses(comp) == pytest.approx(_losses(eager), rel=1e-4, abs=1e-6)
+    # the deterministic computations agree to rounding too, given the same inputs
     model = comp.model.eval()
     x = torch.rand(4, 1, 28, 28)
     z = torch.randn(4, model.latent_dim)
@@ -70,3 +72,27 @@ def test_prepare_does_what_the_first_training_forward_did():
     sd = {k: v.clone() for k, v in m.state_dict().items()}
     m.prepare(x)
     assert all(torch.equal(v, m.state_dict()[k]) for k, v in sd.items())
+
+
+def test_auto_compiles_long_runs_only(monkeypatch, tiny, quiet, tmp_path):
+    """``compile=None`` (the default) compiles a run with COMPILE_AUTO_MIN_STEPS steps to go;
+    True and False force the choice; the store key does not depend on it."""
+    import geco_core.train.loop as loop
+    from geco_book.store import run_key
+    from geco_core.train import COMPILE_AUTO_MIN_STEPS, TrainConfig, compile_wanted
+
+    assert TrainConfig().compile is None
+    long, short = TrainConfig(steps=COMPILE_AUTO_MIN_STEPS), TrainConfig(steps=1_500)
+    assert compile_wanted(long) and not compile_wanted(short)
+    assert not compile_wanted(long, start=1)
+    assert compile_wanted(TrainConfig(steps=10, compile=True))
+    assert not compile_wanted(TrainConfig(steps=10**6, compile=False))
+    assert run_key(long) == run_key(TrainConfig(steps=COMPILE_AUTO_MIN_STEPS, compile=False))
+    calls = []
+    monkeypatch.setattr(loop.torch, "compile", lambda m, **kw: calls.append(kw) or m)
+    fit(tiny(out_dir=str(tmp_path / "short"), steps=3))
+    assert calls == []
+    fit(tiny(out_dir=str(tmp_path / "forced"), steps=3, compile=True))
+    assert calls == [{"dynamic": False}]
+    with pytest.raises(TypeError, match="compile"):
+        TrainConfig(compile="yes")

@@ -211,3 +211,13 @@ def test_torchrun_command_line(tmp_path):
     df = read_log(tmp_path)
     assert df["step"].tolist() == [0, 1, 2, 3]
     assert load_checkpoint(tmp_path / "checkpoint.pt")["world_size"] == 2
+
+
+def test_two_gloo_ranks_train_the_fused_convdraw(tmp_path):
+    """ConvDRAW's fused unroll keeps its weights in channels_last memory; DDP's gradient buckets
+    average them like any others: both ranks end with the same weights and λ."""
+    cfg = _config(tmp_path / "cd", steps=3, model="convdraw",
+                  model_kwargs={"steps": 2, "hidden": 8, "z_channels": 1, "read_channels": 4})
+    r0, r1 = _run_ranks(cfg, str(tmp_path / "cd"))
+    assert torch.equal(r0["lambdas"], r1["lambdas"])
+    _assert_same_weights(r0["model"], r1["model"])

@@ -103,8 +103,8 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
 
 def test_a_checkpoint_from_before_a_new_engine_field_resumes_at_its_default(tiny, quiet,
                                                                              tmp_path):
-    """A config field added to the engine after a checkpoint was written (e.g. ``compile``)
-    counts as its default on resume; a non-default value is still refused."""
+    """A config field added to the engine after a checkpoint was written (here
+    ``max_bad_steps``) counts as its default on resume; a non-default value is refused."""
     from geco_core import checkpoint as ckpt
     from geco_core.train import fit
 
@@ -112,12 +112,26 @@ def test_a_checkpoint_from_before_a_new_engine_field_resumes_at_its_default(tiny
     fit(tiny(out_dir=str(out), steps=4, ckpt_every=4))
     path = out / "checkpoint.pt"
     state = ckpt.load_checkpoint(path)
-    del state["config"]["compile"]  # as written by the engine before the field existed
+    del state["config"]["max_bad_steps"]  # as written by the engine before the field existed
     ckpt.save_checkpoint(path, state)
     res = fit(tiny(out_dir=str(out), steps=6, ckpt_every=4), resume=True)
     assert res.step == 6
     state = ckpt.load_checkpoint(path)
-    del state["config"]["compile"]
+    del state["config"]["max_bad_steps"]
     ckpt.save_checkpoint(path, state)
-    with pytest.raises(ValueError, match="compile: checkpoint=False, now=True"):
-        fit(tiny(out_dir=str(out), steps=8, ckpt_every=4, compile=True), resume=True)
+    with pytest.raises(ValueError, match="max_bad_steps: checkpoint=.*, now=3"):
+        fit(tiny(out_dir=str(out), steps=8, ckpt_every=4, max_bad_steps=3), resume=True)
+
+
+def test_compile_may_change_on_resume(tiny, quiet, tmp_path):
+    """Compiling is an execution detail (like the device): a run written with
+    ``compile=False`` (the default before "auto") resumes under today's default."""
+    from geco_core import checkpoint as ckpt
+    from geco_core.train import fit
+
+    out = tmp_path / "run"
+    fit(tiny(out_dir=str(out), steps=4, ckpt_every=4, compile=False))
+    res = fit(tiny(out_dir=str(out), steps=6, ckpt_every=4), resume=True)
+    assert res.step == 6
+    state = ckpt.load_checkpoint(out / "checkpoint.pt")
+    assert state["config"]["compile"] is None
