@@ -28,7 +28,7 @@ meaningless, and with more than one thread makes torch's threads wait on each ot
 
 Usage::
 
-    python benchmarks/bench_speed.py            # a few minutes (four compilations)
+    python benchmarks/bench_speed.py            # 4–6 minutes (nine compilations)
     python benchmarks/bench_speed.py --quick    # fewer rounds, smaller marginal-KL problem
 """
 
@@ -103,7 +103,9 @@ def _model_and_batch(name: str, batch_size: int, state: dict | None = None, **kw
 
 def _compiled_step(model, x) -> tuple:
     """The compiled training step, and the seconds its first call took: cold (this process's
-    fresh inductor cache, as on a new machine) and warm (compiled again from that cache)."""
+    fresh inductor cache, as on a new machine) and warm (compiled again from that cache after
+    ``torch._dynamo.reset()``, in the same process: in-memory caches survive the reset, so a
+    new process with a warm on-disk cache pays somewhat more)."""
     import torch._dynamo
     import torch._inductor.config as inductor_config
 

@@ -356,7 +356,9 @@ class RunStore:
         """The longest stored run that is a prefix of ``config``: the same config but fewer
         ``steps``, with its checkpoint present. The engine's trajectory does not depend on
         the total number of steps (no schedule reads it) and resumes are bitwise exact, so
-        training ``config`` from that checkpoint gives the numbers of a run from scratch."""
+        training ``config`` from that checkpoint gives the numbers of a run from scratch
+        (bitwise when both run eager; to float rounding when ``compile``'s auto rule compiles
+        one and not the other — it looks at the steps still to go)."""
         cfg = _as_config(config)
         want = key_fields(cfg)
         want.pop("steps", None)

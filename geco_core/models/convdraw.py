@@ -114,18 +114,28 @@ class ConvLSTMCell(nn.Module):
 
     def forward(self, inp: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         h, c = state
-        i, f, o, g = self.gates(inp, h)
-        c = f * c + i * g
+        return self.update(self.conv(torch.cat([inp, h], dim=1)), c)
+
+    @staticmethod
+    def update(pre: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(h', c') from the gate pre-activations ``pre`` = [i, f, o, g] and the cell state
+        ``c``: c' = σ(f) c + σ(i) tanh(g), h' = σ(o) tanh(c'); ``c`` None is the zero state
+        (c' = σ(i) tanh(g), what :meth:`ConvDRAW.unroll`'s first step uses)."""
+        i, f, o, g = pre.chunk(4, dim=1)
+        i, o, g = torch.sigmoid(i), torch.sigmoid(o), torch.tanh(g)
+        c = i * g if c is None else torch.sigmoid(f) * c + i * g
         return o * torch.tanh(c), c
 
 
-def _lstm_update(pre: Tensor, c: Tensor | None, hidden: int) -> tuple[Tensor, Tensor]:
-    """:class:`ConvLSTMCell`'s state update from its gate pre-activations ``pre`` = [i, f, o, g]
-    ; ``c`` None is the zero state (c' = σ(i) tanh(g))."""
-    i, f, o, g = pre.chunk(4, dim=1)
-    i, o, g = torch.sigmoid(i), torch.sigmoid(o), torch.tanh(g)
-    c = i * g if c is None else torch.sigmoid(f) * c + i * g
-    return o * torch.tanh(c), c
+def _gemm_ok(layer: nn.Module) -> bool:
+    """Whether ``layer`` is a plain (transposed) conv the matmul helpers below compute exactly:
+    no groups, dilation or output padding (what :func:`_down_stack` / :func:`_up_stack`
+    build)."""
+    if not isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+        return False
+    plain = layer.groups == 1 and tuple(layer.dilation) == (1, 1)
+    plain = plain and not isinstance(layer.padding, str)
+    return plain and tuple(getattr(layer, "output_padding", (0, 0))) == (0, 0)
 
 
 def _conv2d_gemm(x: Tensor, weight: Tensor, stride, padding) -> Tensor:
@@ -236,7 +246,8 @@ class ConvDRAW(LatentVariableModel):
             speed; ``"reference"`` runs :meth:`unroll_reference`, the same equations written
             out step by step (the baseline of ``benchmarks/bench_speed.py``). Both compute the
             same function from the same parameters (equal within float rounding, tested); the
-            choice is not part of the state dict.
+            choice is not part of the state dict (given in ``TrainConfig.model_kwargs`` it is
+            part of a run's store key, like every model argument).
 
     Example:
         >>> m = ConvDRAW((1, 28, 28), context_shape=(2, 28, 28), steps=2, hidden=8)
@@ -436,9 +447,9 @@ class ConvDRAW(LatentVariableModel):
 
         read0, c = self.read[0], self.image_shape[0]
         # one-channel images on CPU: the image-resolution convs as matmuls (see the helpers)
-        gemm = c == 1 and ref.device.type == "cpu" and isinstance(read0, nn.Conv2d)
+        gemm = c == 1 and ref.device.type == "cpu" and _gemm_ok(read0)
         last = self.write[-1]
-        gemm_write = gemm and isinstance(last, nn.ConvTranspose2d)
+        gemm_write = gemm and isinstance(last, nn.ConvTranspose2d) and _gemm_ok(last)
         if x is not None:
             read_x = F.conv2d(x, read0.weight[:, :c], read0.bias, read0.stride, read0.padding)
         canvas = self.canvas0.expand(batch, *self.image_shape)
@@ -447,8 +458,11 @@ class ConvDRAW(LatentVariableModel):
         qs: list[tuple[Tensor, Tensor]] = []
         ps: list[tuple[Tensor, Tensor]] = []
         for t in range(self.steps):
-            if h_dec is None:
+            if h_dec is None and self.steps > 1:  # the conv of zeros is its bias
                 prior = self.prior_net.bias.view(1, -1, 1, 1).expand(batch, -1, *self.latent_hw)
+            elif h_dec is None:  # T = 1: convolve the zeros, so that the weight gets its
+                # (zero) gradient like every parameter (DistributedDataParallel needs it)
+                prior = self.prior_net(ref.new_zeros(batch, H, *self.latent_hw))
             else:
                 prior = self.prior_net(h_dec)
             mu_p, log_sigma_p = prior.chunk(2, dim=1)
@@ -466,7 +480,7 @@ class ConvDRAW(LatentVariableModel):
                     pre = gates(r, enc, w_enc[:, :nr], enc_const)
                 else:
                     pre = gates(torch.cat([r, h_dec, h_enc], dim=1), enc, w_enc, enc_const)
-                h_enc, c_enc = _lstm_update(pre, c_enc, H)
+                h_enc, c_enc = ConvLSTMCell.update(pre, c_enc)
                 mu, log_sigma = self.posterior_net(h_enc).chunk(2, dim=1)
                 qs.append((mu, log_sigma))
             else:
@@ -481,7 +495,7 @@ class ConvDRAW(LatentVariableModel):
                 pre = gates(z_t, dec, w_dec[:, :nz], dec_const)
             else:
                 pre = gates(torch.cat([z_t, h_dec], dim=1), dec, w_dec, dec_const)
-            h_dec, c_dec = _lstm_update(pre, c_dec, H)
+            h_dec, c_dec = ConvLSTMCell.update(pre, c_dec)
             if gemm_write:
                 out_hw = self.image_shape[1:]
                 canvas = canvas + _conv_transpose2d_gemm(self.write[:-1](h_dec), last, out_hw)

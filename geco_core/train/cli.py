@@ -224,6 +224,8 @@ def _arg_parser() -> argparse.ArgumentParser:
             p.add_argument(
                 flag, type=_parse_bool, nargs="?", const=True, metavar="{true,false,auto}", **kw
             )
+            p.add_argument("--no-compile", dest="compile", action="store_const", const=False,
+                           help="the same as --compile false")
         elif f.name.endswith("_kwargs"):
             p.add_argument(flag, type=_parse_mapping, metavar="MAPPING", **kw)
         elif f.name == "out_dir":

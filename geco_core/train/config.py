@@ -47,11 +47,13 @@ from geco_core.models import MODEL_SIZES, MODELS
 from geco_core.objectives import OBJECTIVES, Objective
 
 __all__ = [
+    "COMPILE_AUTO_MIN_STEPS",
     "ENGINE_VERSION",
     "PAPER_LR",
     "RESUME_MAY_DIFFER",
     "FitResult",
     "TrainConfig",
+    "compile_wanted",
 ]
 
 #: Version of the numbers the engine produces. Bump it whenever a change alters the function a
@@ -70,16 +72,17 @@ ENGINE_VERSION: int = 1
 #: ``TrainConfig.lr=None`` means ``PAPER_LR[model]``.
 PAPER_LR: dict[str, float] = {"convdraw": 1e-5, "vae_nvp": 1e-6, "conv_vae": 1e-5}
 
-#: ``TrainConfig(compile=None)`` compiles a run with at least this many steps to go. Measured
-#: with ``benchmarks/bench_speed.py`` (CPU, one thread, batch 32, small models; see
-#: benchmarks/README.md): compiling costs ~1–15 s (fresh inductor cache; about 1 s from a warm
-#: one) and saves 5–20 % of a 20–80 ms step, so it pays back after at most a few thousand steps.
-#: 50,000 is far past that, and above every run of the book's cpu profiles (1,500–20,000 steps),
-#: which stay eager — so their stored records reproduce bitwise on CPU — while the gpu
-#: profiles' 200,000–300,000-step runs compile.
+#: ``TrainConfig(compile=None)`` compiles a run with at least this many steps to go. On the
+#: 2-core CPU (``benchmarks/bench_speed.py``, one thread, the small models; the measured compile
+#: times, speed-ups and break-even steps are in benchmarks/README.md) compiling pays back after
+#: 1,300–6,600 steps. 50,000 is far past that, and above every run of the book's cpu profiles
+#: (1,500–20,000 steps), which stay eager — the VAE+NVP and conv-VAE records then reproduce
+#: bitwise on CPU (ConvDRAW's to float rounding: its unroll was rearranged after they were
+#: trained) — while the gpu profiles' 200,000–300,000-step runs compile.
 COMPILE_AUTO_MIN_STEPS: int = 50_000
 
-#: Config keys that may change when a run is resumed (they do not change the trajectory).
+#: Config keys that may change when a run is resumed (they do not change the trajectory;
+#: ``compile`` changes it only to float rounding).
 RESUME_MAY_DIFFER = (
     "steps",
     "out_dir",
@@ -186,13 +189,14 @@ class TrainConfig:
         max_bad_steps: raise after this many consecutive steps with a non-finite gradient
             (each such step is skipped with a warning).
         compile: run the model's forward (and its backward) through ``torch.compile``: the
-            same computation in fused kernels after a one-off compilation of tens of seconds,
-            with the eager noise generator. The conv VAE's and the VAE + NVP's losses equal
-            the eager run's within float rounding (not bitwise); ConvDRAW's T noise draws per
-            step may be reordered by the compiler, so its run is statistically, not
-            numerically, the eager one. ``None`` (default, "auto"): compile when the run has
-            at least :data:`COMPILE_AUTO_MIN_STEPS` steps to go (:func:`compile_wanted`), where
-            the compilation pays back; ``True`` / ``False`` force it.
+            same computation in fused kernels after a one-off compilation (seconds to tens of
+            seconds; benchmarks/README.md), with the eager noise generator, so the losses
+            equal the eager run's within float rounding, not bitwise (ConvDRAW's with its
+            default ``implementation="fused"``, which draws its noise in a fixed order; its
+            ``"reference"`` unroll compiled is only statistically the eager run). ``None``
+            (default, "auto"): compile when the run has at least
+            :data:`COMPILE_AUTO_MIN_STEPS` steps to go (:func:`compile_wanted`), where the
+            compilation pays back; ``True`` / ``False`` force it. Not part of a run's store key.
         progress: show a tqdm progress bar (rank 0).
     """
 

@@ -209,20 +209,35 @@ def test_learns_mnist_at_the_book_cpu_settings():
     assert mse < 0.5 * mean_image_mse, (mse, mean_image_mse)
 
 
-@pytest.mark.parametrize("conditional,channels", [(False, 1), (True, 1), (False, 3)])
-def test_fused_unroll_computes_what_the_reference_computes(conditional, channels):
+_FUSED_CASES = {
+    "mnist": (dict(), 1, 5, torch.float32),
+    "conditional": (dict(context_shape=(2, 28, 28)), 1, 5, torch.float32),
+    "color": (dict(), 3, 5, torch.float32),
+    "conditional-color": (dict(context_shape=(2, 28, 28)), 3, 3, torch.float32),
+    "one-step": (dict(steps=1), 1, 4, torch.float32),
+    "one-downsampling-kernel-5": (dict(n_down=1, kernel=5), 1, 2, torch.float32),
+    "no-downsampling": (dict(n_down=0), 1, 2, torch.float32),
+    "batch-of-one": (dict(), 1, 1, torch.float32),
+    "float64": (dict(context_shape=(2, 28, 28)), 1, 3, torch.float64),
+}
+
+
+@pytest.mark.parametrize("case", list(_FUSED_CASES))
+def test_fused_unroll_computes_what_the_reference_computes(case):
     """The fused recurrence (zero first-step states skipped, constant inputs convolved once,
     channels_last, one-channel image convs as matmuls) gives the reference's outputs and
-    gradients to float rounding, from the same parameters and the same noise; so do the
-    decoder-only, matched-pair and sampling paths."""
-    kw = dict(context_shape=(2, 28, 28)) if conditional else {}
+    gradients to float rounding — every parameter gets a gradient, as DDP needs — from the same
+    parameters and the same noise; so do the decoder-only, matched-pair and sampling paths."""
+    kw, channels, batch, dtype = _FUSED_CASES[case]
+    tol = dict(atol=1e-10, rtol=1e-10) if dtype == torch.float64 else dict(atol=2e-4, rtol=1e-5)
+    gtol = dict(atol=1e-10, rtol=1e-10) if dtype == torch.float64 else dict(atol=1e-5, rtol=1e-4)
     torch.manual_seed(0)
-    fused = ConvDRAW((channels, 28, 28), **SMALL, **kw)
-    ref = ConvDRAW((channels, 28, 28), implementation="reference", **SMALL, **kw)
+    fused = ConvDRAW((channels, 28, 28), **{**SMALL, **kw}).to(dtype)
+    ref = ConvDRAW((channels, 28, 28), implementation="reference", **{**SMALL, **kw}).to(dtype)
     ref.load_state_dict(fused.state_dict())
     assert fused.enc_cell.conv.weight.is_contiguous(memory_format=torch.channels_last)
-    x = torch.rand(5, channels, 28, 28)
-    ctx = torch.rand(5, 2, 28, 28) if conditional else None
+    x = torch.rand(batch, channels, 28, 28, dtype=dtype)
+    ctx = torch.rand(batch, 2, 28, 28, dtype=dtype) if "context_shape" in kw else None
     outs = []
     for m in (fused, ref):
         m.train()
@@ -234,20 +249,40 @@ def test_fused_unroll_computes_what_the_reference_computes(conditional, channels
         loss.backward()
         outs.append(out)
     for k in ("x_mean", "z", "kl", "log_q", "log_prior"):
-        torch.testing.assert_close(getattr(outs[0], k), getattr(outs[1], k), atol=2e-4, rtol=1e-5)
+        torch.testing.assert_close(getattr(outs[0], k), getattr(outs[1], k), **tol)
     for (name, a), b in zip(fused.named_parameters(), ref.parameters()):
-        torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-4, msg=name)
-    z = torch.randn(5, fused.latent_dim)
+        assert a.grad is not None, name
+        torch.testing.assert_close(a.grad, b.grad, **gtol, msg=name)
+    z = torch.randn(batch, fused.latent_dim, dtype=dtype)
     with torch.no_grad():
         for f in ("log_q", "log_prior", "decode"):
             args = (z, x, ctx) if f == "log_q" else (z, ctx)
-            a, b = getattr(fused, f)(*args), getattr(ref, f)(*args)
-            torch.testing.assert_close(a, b, atol=2e-4, rtol=1e-5)
+            torch.testing.assert_close(getattr(fused, f)(*args), getattr(ref, f)(*args), **tol)
         samples = []
         for m in (fused, ref):
             torch.manual_seed(4)
-            samples.append(m.sample(5, ctx))
-        torch.testing.assert_close(*samples)
+            samples.append(m.sample(batch, ctx))
+        torch.testing.assert_close(*samples, **tol)
+
+
+def test_fused_weights_save_and_load_into_either_implementation(tmp_path):
+    """channels_last weights survive torch.save / torch.load(weights_only=True) and load into a
+    reference model (which keeps its NCHW layout) with the same values."""
+    fused = _model()
+    torch.save(fused.state_dict(), tmp_path / "w.pt")
+    state = torch.load(tmp_path / "w.pt", weights_only=True)
+    ref = _model(seed=1, implementation="reference")
+    ref.load_state_dict(state)
+    assert ref.enc_cell.conv.weight.is_contiguous()
+    for k, v in fused.state_dict().items():
+        assert torch.equal(v, ref.state_dict()[k]), k
+    again = _model(seed=2)
+    again.load_state_dict(state)
+    assert again.enc_cell.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        z = torch.randn(3, fused.latent_dim)
+        torch.testing.assert_close(again.log_q(z, x), ref.log_q(z, x), atol=2e-4, rtol=1e-5)
 
 
 def test_fused_and_reference_training_runs_agree():

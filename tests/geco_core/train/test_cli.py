@@ -227,3 +227,16 @@ def test_the_module_entry_point_refuses_in_one_line_with_status_2(tmp_path):
         assert p.returncode == 2 and out == ""
         assert len(lines) == 1 and lines[0].startswith(expected), lines
     assert elapsed < 30, elapsed  # importing torch; loading MNIST and building would add more
+
+
+def test_compile_flag_forms():
+    """--compile alone forces it, --compile auto|false|true says so, --no-compile is false, and
+    the default is auto (None)."""
+    from geco_core.train.cli import _arg_parser
+
+    p = _arg_parser()
+    assert p.parse_args([]).compile is None
+    assert p.parse_args(["--compile"]).compile is True
+    assert p.parse_args(["--compile", "false"]).compile is False
+    assert p.parse_args(["--compile", "auto"]).compile is None
+    assert p.parse_args(["--no-compile"]).compile is False

@@ -94,5 +94,12 @@ def test_auto_compiles_long_runs_only(monkeypatch, tiny, quiet, tmp_path):
     assert calls == []
     fit(tiny(out_dir=str(tmp_path / "forced"), steps=3, compile=True))
     assert calls == [{"dynamic": False}]
+    import geco_core.train.config as config
+
+    monkeypatch.setattr(config, "COMPILE_AUTO_MIN_STEPS", 3)  # auto, now long enough
+    fit(tiny(out_dir=str(tmp_path / "auto"), steps=3))
+    assert len(calls) == 2
+    fit(tiny(out_dir=str(tmp_path / "auto"), steps=5), resume=True)  # 2 steps to go: eager
+    assert len(calls) == 2
     with pytest.raises(TypeError, match="compile"):
         TrainConfig(compile="yes")
