@@ -77,8 +77,9 @@ PAPER_LR: dict[str, float] = {"convdraw": 1e-5, "vae_nvp": 1e-6, "conv_vae": 1e-
 #: times, speed-ups and break-even steps are in benchmarks/README.md) compiling pays back after
 #: 1,300–6,600 steps. 50,000 is far past that, and above every run of the book's cpu profiles
 #: (1,500–20,000 steps), which stay eager — the VAE+NVP and conv-VAE records then reproduce
-#: bitwise on CPU (ConvDRAW's to float rounding: its unroll was rearranged after they were
-#: trained) — while the gpu profiles' 200,000–300,000-step runs compile.
+#: bitwise on CPU (ConvDRAW's not: its unroll was rearranged after they were trained, and 26 of
+#: 32 reproduce to 1e-4, benchmarks/README.md) — while the gpu profiles' 200,000–300,000-step
+#: runs compile.
 COMPILE_AUTO_MIN_STEPS: int = 50_000
 
 #: Config keys that may change when a run is resumed (they do not change the trajectory;
