@@ -266,7 +266,8 @@ class SoftplusLagrangian(_ConstrainedObjective):
 
     @property
     def lam(self) -> Tensor:
-        return nn.functional.softplus(self.u) ** 2
+        """The current λ = softplus(u)², detached (a reading; the loss builds its own)."""
+        return nn.functional.softplus(self.u.detach()) ** 2
 
     def __call__(self, out, x, *, context=None, labels=None, step=0):
         c_hat = self._c_hat(out, x, labels)

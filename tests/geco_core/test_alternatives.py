@@ -106,7 +106,7 @@ def test_softplus_lagrangian_value_gradient_and_adam_bound():
     # In Adam the step in u is bounded by lr·(1 − β₁)/√(1 − β₂) ≈ 3.16·lr whatever the rate
     # (Kingma & Ba 2015, §2.1): λ after n steps ≤ softplus(u0 + 3.16·n·lr)², here ≈ 5
     obj = SoftplusLagrangian(re, lambda_init=1.0, rate=1e6)
-    u0 = float(obj.u)
+    u0 = obj.u.item()
     opt = torch.optim.Adam(obj.parameters(), lr=1e-2)
     for _ in range(50):
         opt.zero_grad()
@@ -114,7 +114,7 @@ def test_softplus_lagrangian_value_gradient_and_adam_bound():
         loss.backward()
         opt.step()
     bound = 50 * 1e-2 * 0.1 / math.sqrt(1 - 0.999)
-    assert float(obj.u) <= u0 + bound
+    assert obj.u.item() <= u0 + bound
     assert float(obj.lam) <= float(torch.nn.functional.softplus(torch.tensor(u0 + bound)) ** 2)
     assert float(obj.lam) < 6.0  # while an SGD step of rate·Ĉ = 1e6·Ĉ would be enormous
 
@@ -124,7 +124,7 @@ def test_cooper_gradient_ascent_step_is_lambda_plus_eta_c_and_projected():
     re = RE(kappa=0.1)
     obj = CooperLagrangian(re, dual_lr=10.0, lambda_init=2.0)
     loss, m = obj(out, x)
-    c_hat = float(re(x, out.x_mean).mean())
+    c_hat = re(x, out.x_mean).mean().item()
     assert float(m["lambda"]) == pytest.approx(2.0)  # the loss used λ before the step
     torch.testing.assert_close(loss, out.kl.mean() + 2.0 * re(x, out.x_mean).mean(),
                                rtol=1e-6, atol=1e-6)
