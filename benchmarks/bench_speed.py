@@ -75,7 +75,7 @@ def paired(a, b, rounds: int, reps: int) -> tuple[list[float], list[float], list
     return ta, tb, ratio
 
 
-def _step_fn(model, batch_size: int, x: torch.Tensor, forward):
+def _step_fn(model, x: torch.Tensor, forward):
     objective = GECOObjective([RE(kappa=0.1)], alpha=0.9)
     opt = torch.optim.Adam(list(model.parameters()), lr=1e-3)
 
@@ -113,7 +113,7 @@ def _compiled_step(model, x) -> tuple:
     times = []
     for _ in range(2):
         torch._dynamo.reset()
-        step = _step_fn(model, x.shape[0], x, torch.compile(model, dynamic=False))
+        step = _step_fn(model, x, torch.compile(model, dynamic=False))
         t0 = time.perf_counter()
         step()  # compiles forward and backward
         times.append(time.perf_counter() - t0)
@@ -124,7 +124,7 @@ def bench_compile(name: str, batch_size: int, rounds: int, reps: int) -> dict:
     """compiled ÷ eager for one model (ConvDRAW: its default, fused, implementation)."""
     eager_model, x = _model_and_batch(name, batch_size)
     comp_model, _ = _model_and_batch(name, batch_size, eager_model.state_dict())
-    eager = _step_fn(eager_model, batch_size, x, eager_model)
+    eager = _step_fn(eager_model, x, eager_model)
     comp, cold_s, warm_s = _compiled_step(comp_model, x)
     eager()
     te, tc, ratio = paired(eager, comp, rounds, reps)
@@ -144,8 +144,8 @@ def bench_convdraw_fused(batch_size: int, rounds: int, reps: int) -> dict:
     state = ref_model.state_dict()
     fused_model, _ = _model_and_batch("convdraw", batch_size, state)
     comp_model, _ = _model_and_batch("convdraw", batch_size, state)
-    ref = _step_fn(ref_model, batch_size, x, ref_model)
-    fused = _step_fn(fused_model, batch_size, x, fused_model)
+    ref = _step_fn(ref_model, x, ref_model)
+    fused = _step_fn(fused_model, x, fused_model)
     comp, _, _ = _compiled_step(comp_model, x)
     ref()
     fused()

@@ -127,6 +127,12 @@ class ConvLSTMCell(nn.Module):
         return o * torch.tanh(c), c
 
 
+def _reparameterise(mu: Tensor, log_sigma: Tensor) -> Tensor:
+    """z = μ + σ ε, ε ~ N(0, I) drawn in NCHW order whatever μ's memory layout (``randn_like``
+    would follow a channels_last μ and draw other numbers), so both unrolls draw the same z."""
+    return mu + torch.exp(log_sigma) * torch.randn(mu.shape, dtype=mu.dtype, device=mu.device)
+
+
 def _gemm_ok(layer: nn.Module) -> bool:
     """Whether ``layer`` is a plain (transposed) conv the matmul helpers below compute exactly:
     no groups, dilation or output padding (what :func:`_down_stack` / :func:`_up_stack`
@@ -135,7 +141,7 @@ def _gemm_ok(layer: nn.Module) -> bool:
         return False
     plain = layer.groups == 1 and tuple(layer.dilation) == (1, 1)
     plain = plain and not isinstance(layer.padding, str)
-    return plain and tuple(getattr(layer, "output_padding", (0, 0))) == (0, 0)
+    return plain and tuple(layer.output_padding) == (0, 0)
 
 
 def _conv2d_gemm(x: Tensor, weight: Tensor, stride, padding) -> Tensor:
@@ -485,11 +491,7 @@ class ConvDRAW(LatentVariableModel):
                 qs.append((mu, log_sigma))
             else:
                 mu, log_sigma = mu_p, log_sigma_p
-            if zs_given is not None:
-                z_t = zs_given[t]
-            else:  # the noise drawn in NCHW order, as the reference draws it
-                eps = torch.randn(mu.shape, dtype=mu.dtype, device=mu.device)
-                z_t = mu + torch.exp(log_sigma) * eps
+            z_t = zs_given[t] if zs_given is not None else _reparameterise(mu, log_sigma)
             zs.append(z_t)
             if h_dec is None:
                 pre = gates(z_t, dec, w_dec[:, :nz], dec_const)
@@ -531,10 +533,7 @@ class ConvDRAW(LatentVariableModel):
                 qs.append((mu, log_sigma))
             else:
                 mu, log_sigma = mu_p, log_sigma_p
-            if zs_given is not None:
-                z_t = zs_given[t]
-            else:
-                z_t = mu + torch.exp(log_sigma) * torch.randn_like(mu)
+            z_t = zs_given[t] if zs_given is not None else _reparameterise(mu, log_sigma)
             zs.append(z_t)
             dec_in = torch.cat([z_t, e], dim=1) if e is not None else z_t
             h_dec, c_dec = self.dec_cell(dec_in, (h_dec, c_dec))

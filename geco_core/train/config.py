@@ -192,9 +192,9 @@ class TrainConfig:
         compile: run the model's forward (and its backward) through ``torch.compile``: the
             same computation in fused kernels after a one-off compilation (seconds to tens of
             seconds; benchmarks/README.md), with the eager noise generator, so the losses
-            equal the eager run's within float rounding, not bitwise (ConvDRAW's with its
-            default ``implementation="fused"``, which draws its noise in a fixed order; its
-            ``"reference"`` unroll compiled is only statistically the eager run). ``None``
+            equal the eager run's within float rounding, not bitwise (ConvDRAW's too: it
+            draws its noise with ``torch.randn`` in NCHW order, which the compiler keeps).
+            ``None``
             (default, "auto"): compile when the run has at least
             :data:`COMPILE_AUTO_MIN_STEPS` steps to go (:func:`compile_wanted`), where the
             compilation pays back; ``True`` / ``False`` force it. Not part of a run's store key.
