@@ -6,18 +6,28 @@ Prints, single-threaded (``torch.set_num_threads(1)``: what every chapter worker
    fused), as ``TrainConfig(compile=True)`` runs it (``torch.compile`` of the model, eager
    RNG); the one-off compile time, cold (a fresh inductor cache, what a new machine pays) and
    warm (compiled again from that cache), and the break-even number of steps of each.
-2. **ConvDRAW fused ÷ reference** training-step images/s (goal ≥ 1.5): the model's default
+2. **fused ÷ for-loop Adam**: a whole eager training step of each model with the engine's
+   optimiser (:func:`geco_core.train.make_optimizer`, PyTorch's fused Adam) against the same
+   step with the for-loop Adam the engine used before (the default ``torch.optim.Adam`` on
+   CPU); every other step here uses the engine's.
+   Then **channels_last ÷ NCHW decoder**: the conv VAE's and the VAE+NVP's whole step with
+   the decoder in its channels_last layout (the library's) against the same decoder in NCHW
+   memory, for one- and three-channel images.
+3. **ConvDRAW fused ÷ reference** training-step images/s (goal ≥ 1.5): the model's default
    ``implementation="fused"`` unroll against ``"reference"``, the straightforward step (the
    equations written out, NCHW), from the same parameters — a full GECO + RE step (forward,
    objective, backward, Adam) at the library's "small" size (chapter 03's cpu profile),
-   batch 32. Also fused + ``torch.compile`` ÷ reference.
-3. **marginal KL ÷ same-FLOP matmul** (goal ≤ 1.1): the diagonal-Gaussian exact marginal KL
+   batch 32. Also fused + ``torch.compile`` ÷ reference, and — not used by the library,
+   because it changes the numbers (the relative change of one forward is printed) — the
+   fused step under ``torch.autocast("cpu", dtype=torch.bfloat16)`` ÷ reference: what the
+   AMX units of a recent Xeon make of bfloat16 convolutions.
+4. **marginal KL ÷ same-FLOP matmul** (goal ≤ 1.1): the diagonal-Gaussian exact marginal KL
    (N = S = 10⁴, d = 32) with the blocks :func:`geco_core.metrics.marginal.gaussian_blocks`
    picks for one thread, against one ``[S, 2d+1] @ [2d+1, N]`` matmul.
-4. **VAE + NVP pairs/s** of chapter 04's pair matrix (:func:`geco_core.metrics.aggregate.
+5. **VAE + NVP pairs/s** of chapter 04's pair matrix (:func:`geco_core.metrics.aggregate.
    log_q_matrix`), eager, compiled ÷ eager for its block function, and eager ÷ a dense matmul
    of the same FLOPs (counted by ``torch.utils.flop_counter``).
-5. **ConvDRAW pairs/s** of the subsampled estimator (``model.log_q`` on matched rows), and
+6. **ConvDRAW pairs/s** of the subsampled estimator (``model.log_q`` on matched rows), and
    its time ÷ a dense matmul of the same FLOPs.
 
 Each ratio is measured in rounds that interleave the two variants (A, B, B, A), so drift and
@@ -51,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from geco_core.constraints import RE  # noqa: E402
 from geco_core.models import build_model  # noqa: E402
 from geco_core.objectives import GECOObjective  # noqa: E402
+from geco_core.train import make_optimizer  # noqa: E402
 
 
 def _summary(ratios: list[float]) -> dict[str, float]:
@@ -75,9 +86,12 @@ def paired(a, b, rounds: int, reps: int) -> tuple[list[float], list[float], list
     return ta, tb, ratio
 
 
-def _step_fn(model, x: torch.Tensor, forward):
+def _step_fn(model, x: torch.Tensor, forward, fused_adam: bool = True):
+    """A GECO + RE training step as the engine runs it (its fused Adam, :func:`make_optimizer`;
+    ``fused_adam=False``: the for-loop Adam it used before)."""
     objective = GECOObjective([RE(kappa=0.1)], alpha=0.9)
-    opt = torch.optim.Adam(list(model.parameters()), lr=1e-3)
+    params = list(model.parameters())
+    opt = make_optimizer(params, 1e-3) if fused_adam else torch.optim.Adam(params, lr=1e-3)
 
     def step():
         out = forward(x)
@@ -137,6 +151,40 @@ def bench_compile(name: str, batch_size: int, rounds: int, reps: int) -> dict:
     return out
 
 
+def bench_adam(name: str, batch_size: int, rounds: int, reps: int) -> dict:
+    """The engine's fused Adam ÷ the for-loop Adam, a whole eager training step of one model."""
+    loop_model, x = _model_and_batch(name, batch_size)
+    fused_model, _ = _model_and_batch(name, batch_size, loop_model.state_dict())
+    loop = _step_fn(loop_model, x, loop_model, fused_adam=False)
+    fused = _step_fn(fused_model, x, fused_model)
+    loop()
+    fused()
+    tl, tf, ratio = paired(loop, fused, rounds, reps)
+    return {"model": name, "for_loop_img_s": batch_size / min(tl),
+            "fused_img_s": batch_size / min(tf), "fused_over_for_loop": _summary(ratio)}
+
+
+def bench_decoder_layout(name: str, batch_size: int, rounds: int, reps: int) -> dict:
+    """The channels_last decoder (:class:`geco_core.models.layers.ConvDecoder`'s layout) ÷ the
+    same decoder in NCHW memory, a whole eager training step, one- and three-channel images."""
+    out = {"model": name}
+    for c in (1, 3):
+        torch.manual_seed(0)
+        x = torch.rand(batch_size, c, 28, 28)
+        new = build_model(name, (c, 28, 28)).train()
+        old = build_model(name, (c, 28, 28)).train()
+        old.load_state_dict(new.state_dict())
+        old.decoder.to(memory_format=torch.contiguous_format)
+        a, b = _step_fn(old, x, old), _step_fn(new, x, new)
+        a()
+        b()
+        ta, tb, ratio = paired(a, b, rounds, reps)
+        out[f"c{c}"] = {"nchw_img_s": batch_size / min(ta),
+                        "channels_last_img_s": batch_size / min(tb),
+                        "channels_last_over_nchw": _summary(ratio)}
+    return out
+
+
 def bench_convdraw_fused(batch_size: int, rounds: int, reps: int) -> dict:
     """ConvDRAW's fused unroll (eager, and compiled) against the reference unroll, the
     straightforward step, from the same parameters."""
@@ -149,12 +197,32 @@ def bench_convdraw_fused(batch_size: int, rounds: int, reps: int) -> dict:
     comp, _, _ = _compiled_step(comp_model, x)
     ref()
     fused()
+    bf16_model, _ = _model_and_batch("convdraw", batch_size, state)
+
+    def bf16_forward(xb):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return bf16_model(xb)
+
+    bf16 = _step_fn(bf16_model, x, bf16_forward)
+    bf16()
     tr, tf, r_fused = paired(ref, fused, rounds, reps)
     _, tc, r_comp = paired(ref, comp, rounds, reps)
+    _, tb, r_bf16 = paired(ref, bf16, rounds, reps)
+    # how far bfloat16 moves the numbers: one forward from the same parameters and noise
+    probe, _ = _model_and_batch("convdraw", batch_size, state)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        out32 = probe(x)
+        torch.manual_seed(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out16 = probe(x)
+    rel = {k: float((getattr(out16, k).float() - getattr(out32, k)).norm()
+                    / getattr(out32, k).norm()) for k in ("x_mean", "kl")}
     return {"reference_img_s": batch_size / min(tr), "fused_img_s": batch_size / min(tf),
-            "fused_compiled_img_s": batch_size / min(tc),
+            "fused_compiled_img_s": batch_size / min(tc), "fused_bf16_img_s": batch_size / min(tb),
             "fused_over_reference": _summary(r_fused),
-            "fused_compiled_over_reference": _summary(r_comp)}
+            "fused_compiled_over_reference": _summary(r_comp),
+            "fused_bf16_over_reference": _summary(r_bf16), "bf16_relative_change": rel}
 
 
 def bench_marginal(N: int, d: int, rounds: int) -> dict:
@@ -258,12 +326,29 @@ def main() -> None:
               f" compiled ÷ eager {_fmt(r['compiled_over_eager'])}; compile cold "
               f"{r['compile_cold_s']:.0f} s / warm {r['compile_warm_s']:.0f} s, pays after "
               f"{r['break_even_steps_cold']:,.0f} / {r['break_even_steps_warm']:,.0f} steps")
+    res["adam"] = []
+    for name in a.models.split(","):
+        r = bench_adam(name, 32, rounds, reps)
+        res["adam"].append(r)
+        print(f"{name:9s} step with the for-loop Adam {r['for_loop_img_s']:5.0f} img/s, fused "
+              f"{r['fused_img_s']:5.0f}; fused ÷ for-loop {_fmt(r['fused_over_for_loop'])}")
+    res["decoder_layout"] = []
+    for name in [m for m in a.models.split(",") if m != "convdraw"]:
+        r = bench_decoder_layout(name, 32, rounds, reps)
+        res["decoder_layout"].append(r)
+        print(f"{name:9s} channels_last ÷ NCHW decoder, step images/s: 1 channel "
+              f"{_fmt(r['c1']['channels_last_over_nchw'])}, 3 channels "
+              f"{_fmt(r['c3']['channels_last_over_nchw'])}")
     f = bench_convdraw_fused(32, rounds, reps)
     res["convdraw_fused"] = f
     print(f"ConvDRAW reference {f['reference_img_s']:.0f} img/s, fused {f['fused_img_s']:.0f}, "
           f"fused + compiled {f['fused_compiled_img_s']:.0f}")
     print(f"ConvDRAW fused ÷ reference {_fmt(f['fused_over_reference'])} (goal ≥ 1.5); "
           f"fused + compiled ÷ reference {_fmt(f['fused_compiled_over_reference'])}")
+    rel = f["bf16_relative_change"]
+    print(f"  not used, other numbers: fused under bfloat16 autocast ÷ reference "
+          f"{_fmt(f['fused_bf16_over_reference'])} ({f['fused_bf16_img_s']:.0f} img/s; one "
+          f"forward moves x_mean by {rel['x_mean']:.1e} and the KL by {rel['kl']:.1e} relative)")
     m = bench_marginal(2000 if a.quick else 10_000, 32, rounds)
     res["marginal_kl"] = m
     print(f"marginal KL (N = S = {m['N']:,}, d = 32, blocks {m['blocks']}) ÷ same-FLOP matmul: "

@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from geco_core.constraints import RE  # noqa: E402
 from geco_core.models import MODEL_SIZES, build_model  # noqa: E402
 from geco_core.objectives import ELBO, GECOObjective  # noqa: E402
-from geco_core.train import resolve_device  # noqa: E402
+from geco_core.train import make_optimizer, resolve_device  # noqa: E402
 
 MODELS = ("conv_vae", "vae_nvp", "convdraw")
 
@@ -151,7 +151,7 @@ def bench_model(name: str, args, device: torch.device) -> dict:
     elbo = ELBO(sigma=0.1, learn_sigma=True).to(device)
     geco = GECOObjective(RE(0.1), alpha=0.99, nu=1.0).to(device)
     params = list(model.parameters()) + list(elbo.parameters())
-    optimizer = torch.optim.Adam(params, lr=args.lr)
+    optimizer = make_optimizer(params, args.lr)  # the engine's (fused) Adam
     steps = {
         "elbo": make_step(model, elbo, optimizer, params, x),
         "geco": make_step(model, geco, optimizer, params, x),

@@ -39,6 +39,7 @@ from geco_core.train.loop import (
     batch_indices,
     fit,
     load_run,
+    make_optimizer,
     resolve_device,
 )
 
@@ -58,6 +59,7 @@ __all__ = [
     "fit",
     "load_run",
     "main",
+    "make_optimizer",
     "read_log",
     "resolve_device",
 ]
