@@ -45,6 +45,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -189,7 +190,7 @@ def bench_convdraw_fused(batch_size: int, rounds: int, reps: int) -> dict:
     """ConvDRAW's fused unroll (eager, and compiled) against the reference unroll, the
     straightforward step, from the same parameters."""
     ref_model, x = _model_and_batch("convdraw", batch_size, implementation="reference")
-    state = ref_model.state_dict()
+    state = copy.deepcopy(ref_model.state_dict())  # the initial weights (ref_model trains)
     fused_model, _ = _model_and_batch("convdraw", batch_size, state)
     comp_model, _ = _model_and_batch("convdraw", batch_size, state)
     ref = _step_fn(ref_model, x, ref_model)
@@ -208,21 +209,27 @@ def bench_convdraw_fused(batch_size: int, rounds: int, reps: int) -> dict:
     tr, tf, r_fused = paired(ref, fused, rounds, reps)
     _, tc, r_comp = paired(ref, comp, rounds, reps)
     _, tb, r_bf16 = paired(ref, bf16, rounds, reps)
-    # how far bfloat16 moves the numbers: one forward from the same parameters and noise
-    probe, _ = _model_and_batch("convdraw", batch_size, state)
-    with torch.no_grad():
-        torch.manual_seed(1)
-        out32 = probe(x)
-        torch.manual_seed(1)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out16 = probe(x)
-    rel = {k: float((getattr(out16, k).float() - getattr(out32, k)).norm()
-                    / getattr(out32, k).norm()) for k in ("x_mean", "kl")}
+    # how far bfloat16 moves the numbers: one forward from the same parameters and noise, at
+    # initialisation and with the weights the reference reached in its timed steps
+    rel = {}
+    for when, weights in (("init", state), ("trained", ref_model.state_dict())):
+        probe, _ = _model_and_batch("convdraw", batch_size, weights)
+        with torch.no_grad():
+            torch.manual_seed(1)
+            out32 = probe(x)
+            torch.manual_seed(1)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out16 = probe(x)
+        for k in ("x_mean", "kl"):
+            a, b = getattr(out32, k), getattr(out16, k).float()
+            rel[f"{k}_{when}"] = float((b - a).norm() / a.norm())
+    n_ref_steps = 3 * rounds * 2 * reps + 1
     return {"reference_img_s": batch_size / min(tr), "fused_img_s": batch_size / min(tf),
             "fused_compiled_img_s": batch_size / min(tc), "fused_bf16_img_s": batch_size / min(tb),
             "fused_over_reference": _summary(r_fused),
             "fused_compiled_over_reference": _summary(r_comp),
-            "fused_bf16_over_reference": _summary(r_bf16), "bf16_relative_change": rel}
+            "fused_bf16_over_reference": _summary(r_bf16), "bf16_relative_change": rel,
+            "reference_steps_taken": n_ref_steps}
 
 
 def bench_marginal(N: int, d: int, rounds: int) -> dict:
@@ -347,8 +354,11 @@ def main() -> None:
           f"fused + compiled ÷ reference {_fmt(f['fused_compiled_over_reference'])}")
     rel = f["bf16_relative_change"]
     print(f"  not used, other numbers: fused under bfloat16 autocast ÷ reference "
-          f"{_fmt(f['fused_bf16_over_reference'])} ({f['fused_bf16_img_s']:.0f} img/s; one "
-          f"forward moves x_mean by {rel['x_mean']:.1e} and the KL by {rel['kl']:.1e} relative)")
+          f"{_fmt(f['fused_bf16_over_reference'])} ({f['fused_bf16_img_s']:.0f} img/s); one "
+          f"forward's relative change, x_mean / KL: {rel['x_mean_init']:.1e} / "
+          f"{rel['kl_init']:.1e} at initialisation, {rel['x_mean_trained']:.1e} / "
+          f"{rel['kl_trained']:.1e} after the reference's {f['reference_steps_taken']} timed "
+          f"Adam steps on its one noise batch")
     m = bench_marginal(2000 if a.quick else 10_000, 32, rounds)
     res["marginal_kl"] = m
     print(f"marginal KL (N = S = {m['N']:,}, d = 32, blocks {m['blocks']}) ÷ same-FLOP matmul: "

@@ -345,12 +345,23 @@ class RunStore:
 
     def retrain(self, key: str) -> Run:
         """Train the stored run ``key`` again from its recorded config (e.g. to recreate its
-        checkpoint); the record is rewritten."""
+        checkpoint); the record is rewritten.
+
+        The engine reproduces a record bitwise only when nothing that reorders its float
+        operations changed since (``ENGINE_VERSION``'s policy, :mod:`geco_core.train.config`):
+        when the new final numbers differ from the old record's, the record's cached
+        evaluations (``eval/``, computed from the earlier checkpoint) are deleted with it, so
+        that a chapter recomputes them from the model that now exists.
+        """
         run = self.load(key)
         if run is None:
             raise ValueError(f"key: no stored run {key!r} in {self.records}")
         shutil.rmtree(self.checkpoints / key, ignore_errors=True)
-        return self._train(key, run.config, f"python -m geco_book.store train {key}")
+        old = _trained_numbers(run.record["final"])
+        new = self._train(key, run.config, f"python -m geco_book.store train {key}")
+        if _trained_numbers(new.record["final"]) != old:
+            shutil.rmtree(self.records / key / "eval", ignore_errors=True)
+        return new
 
     def prefix_of(self, config: Any) -> Run | None:
         """The longest stored run that is a prefix of ``config``: the same config but fewer
@@ -413,6 +424,11 @@ class RunStore:
         return self._run(key, record, trained=True)
 
 
+def _trained_numbers(final: Mapping[str, float]) -> dict[str, float]:
+    """A record's final metrics without the wall time (the one that differs between runs)."""
+    return {k: v for k, v in final.items() if k != "wall_time"}
+
+
 def store_for(profile: str) -> RunStore:
     """The store a chapter uses at ``profile``: the book's committed store for ``cpu`` and
     ``gpu``; for ``smoke`` (CI's quick run) a throwaway store under ``runs_root()/smoke``, so
@@ -465,8 +481,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: key: no stored run {key!r} in {store.records}", file=sys.stderr)
             return 2
     for key in args.keys:
+        before = _trained_numbers(store.load(key).record["final"])
         run = store.retrain(key)
-        print(f"{key}: trained {run.step} steps in {run.wall_time:.1f} s")
+        after = _trained_numbers(run.record["final"])
+        note = ""
+        if after != before:
+            diff = max((abs(v - before[k]) / max(abs(before[k]), 1e-12)
+                        for k, v in after.items() if k in before), default=0.0)
+            note = (f"; final metrics differ from the earlier record's (largest relative "
+                    f"difference {diff:.1e}): its cached evaluations were deleted")
+        print(f"{key}: trained {run.step} steps in {run.wall_time:.1f} s{note}")
     return 0
 
 

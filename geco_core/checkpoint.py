@@ -14,10 +14,16 @@ Writes go through :func:`geco_core.io.atomic_write` (a temporary file beside ``p
 fsync'ed, then renamed over it with ``os.replace``): a run killed mid-write (SIGKILL,
 pre-emption) leaves the previous checkpoint intact.
 
-Integrity: the file is a one-line header ``GECO-CHECKPOINT 2 <sha256>`` followed by the
+Integrity: the file is a one-line header ``GECO-CHECKPOINT 3 <sha256>`` followed by the
 ``torch.save`` payload; :func:`load_checkpoint` verifies the sha256 before unpickling anything
 and refuses a truncated, edited, foreign or older (unchecksummed) file with a
 :class:`CheckpointError` whose one-line message names the file and what to do.
+
+Format 3 (this version) is format 2 written by the engine whose optimiser is the fused Adam
+(:func:`geco_core.train.make_optimizer`): the header changed so that an older geco_core, which
+reads format 2 only, refuses these checkpoints rather than loading fused-Adam moments into
+parameters of another memory layout (on CPU the fused kernel would read them in the wrong
+order without an error). This version reads formats 2 and 3 (:data:`READABLE_FORMATS`).
 
 Example:
     >>> import tempfile, os, torch
@@ -44,6 +50,7 @@ from geco_core.io import atomic_write
 __all__ = [
     "CheckpointError",
     "FORMAT_VERSION",
+    "READABLE_FORMATS",
     "save_checkpoint",
     "load_checkpoint",
     "capture_rng_state",
@@ -51,7 +58,10 @@ __all__ = [
     "check_config",
 ]
 
-FORMAT_VERSION = 2
+#: The format this version writes (see the module docstring).
+FORMAT_VERSION = 3
+#: The formats this version reads: 2 (the for-loop Adam's engine) and 3.
+READABLE_FORMATS = (2, 3)
 _MAGIC = b"GECO-CHECKPOINT"
 _REMEDY = "start again with --overwrite (fit(..., overwrite=True)) or restore a good copy"
 
@@ -91,10 +101,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not sep or len(parts) != 3 or parts[0] != _MAGIC:
         what = "is empty" if not blob else "is not a geco_core checkpoint (no header)"
         raise CheckpointError(f"checkpoint {path} {what}; {_REMEDY}")
-    if parts[1] != str(FORMAT_VERSION).encode():
+    if parts[1] not in [str(v).encode() for v in READABLE_FORMATS]:
         raise CheckpointError(
             f"checkpoint {path} has format {parts[1].decode(errors='replace')!r}, this "
-            f"geco_core reads {FORMAT_VERSION}; {_REMEDY}"
+            f"geco_core reads {' and '.join(map(str, READABLE_FORMATS))}; {_REMEDY}"
         )
     if hashlib.sha256(payload).hexdigest().encode() != parts[2]:
         raise CheckpointError(
@@ -106,7 +116,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except Exception as e:  # verified bytes that torch cannot read: still one line
         raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}); "
                               f"{_REMEDY}") from None
-    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+    if not isinstance(state, dict) or str(state.get("format_version")).encode() != parts[1]:
         raise CheckpointError(f"checkpoint {path} is not a geco_core training checkpoint; "
                               f"{_REMEDY}")
     return state

@@ -62,9 +62,12 @@ __all__ = [
 #: so a bump makes every stored run stale. Refactors that keep the numbers bitwise keep it; so
 #: do changes that only reorder the float operations of the same function — a fused kernel, a
 #: memory layout, ``torch.compile`` — which change a run no more than another CPU or thread
-#: count does (ConvDRAW's fused unroll: tests/geco_core/models/test_convdraw.py checks it
-#: against the reference over ten training steps; a full cpu-profile run is compared with its
-#: stored record in benchmarks/README.md).
+#: count does: ConvDRAW's fused unroll (tests/geco_core/models/test_convdraw.py checks it
+#: against the reference over ten training steps), the fused Adam (``make_optimizer``) and the
+#: channels_last ConvDecoder (tests/geco_core/train/test_optimizer.py,
+#: tests/geco_core/models/test_layers.py). Over a whole run such differences grow unevenly; how
+#: far regenerated cpu-profile runs land from their stored records is measured in
+#: benchmarks/README.md. A record reproduces bitwise with the engine of its provenance commit.
 ENGINE_VERSION: int = 1
 
 #: Adam learning rates of the paper, §4.1: "a learning rate of 1e-5 for ConvDraw and 1e-6 for
@@ -74,11 +77,12 @@ PAPER_LR: dict[str, float] = {"convdraw": 1e-5, "vae_nvp": 1e-6, "conv_vae": 1e-
 
 #: ``TrainConfig(compile=None)`` compiles a run with at least this many steps to go. On the
 #: 2-core CPU (``benchmarks/bench_speed.py``, one thread, the small models; the measured compile
-#: times, speed-ups and break-even steps are in benchmarks/README.md) compiling pays back after
-#: 1,300–6,600 steps. 50,000 is far past that, and above every run of the book's cpu profiles
-#: (1,500–20,000 steps), which stay eager — the VAE+NVP and conv-VAE records then reproduce
-#: bitwise on CPU (ConvDRAW's not: its unroll was rearranged after they were trained, and 26 of
-#: 32 reproduce to 1e-4, benchmarks/README.md) — while the gpu profiles' 200,000–300,000-step
+#: times, speed-ups and break-even steps are in benchmarks/README.md) compiling paid back after
+#: 1,300–6,600 steps, and after 3,100–90,000 once the fused Adam and the channels_last decoder
+#: had made the eager steps faster. 50,000 is past most of that, and above every run of the
+#: book's cpu profiles
+#: (1,500–20,000 steps), which stay eager (an eager run is the same numbers on every rerun on
+#: one machine; a compiled one to float rounding), while the gpu profiles' 200,000–300,000-step
 #: runs compile.
 COMPILE_AUTO_MIN_STEPS: int = 50_000
 

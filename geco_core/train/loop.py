@@ -2,7 +2,7 @@
 
 - Adam (the paper's optimiser, §4.1) at ``config.learning_rate`` on the model's and the
   objective's parameters (the ELBO's learned σ), PyTorch's fused kernel
-  (:func:`make_optimizer`).
+  (:func:`make_optimizer`; a resumed checkpoint continues with it).
 - Batches are a pure function of ``(seed, step, rank)`` (:func:`batch_indices`): a fresh
   permutation of the training set per epoch, each optimizer step takes the next
   ``batch_size · world_size`` indices and rank r its r-th slice. Resuming at step t therefore
@@ -128,14 +128,19 @@ def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> 
 
 
 def make_optimizer(params: Sequence[nn.Parameter], lr: float) -> torch.optim.Adam:
-    """The engine's optimiser: Adam (the paper's, §4.1) at ``lr``, ``fused=True``.
+    """The engine's optimiser: Adam (the paper's, §4.1) at ``lr``, PyTorch's fused kernel.
 
-    The fused kernel updates every parameter in one pass; the for-loop Adam's dozen small ops
-    per tensor cost the conv VAE and the VAE+NVP ≈ 13 % of a one-thread CPU training step
-    (``benchmarks/bench_speed.py``, fused ÷ for-loop). It is the same update, equal to the
-    for-loop Adam's to float rounding (tested on every model, channels_last weights
-    included). A run resumed from a checkpoint keeps the optimiser settings saved in it (a
-    checkpoint of the earlier engine continues with the for-loop Adam, bit for bit).
+    The for-loop Adam (``torch.optim.Adam``'s default on CPU) runs a dozen small ops per
+    tensor; the fused kernel makes a whole conv VAE / VAE+NVP training step 1.1× faster on one
+    CPU thread (``benchmarks/bench_speed.py``, fused ÷ for-loop). It is the same update, equal
+    to the for-loop Adam's to float rounding (tested on every model). Loading a state dict
+    (resuming) keeps its hyperparameters but always continues with the fused kernel: a
+    checkpoint of the for-loop engine (checkpoint format 2) resumes fused, to float rounding
+    of what the old engine would have computed. The fused kernel reads a parameter, its
+    gradient and its moments as raw memory, so the moments must share the parameter's layout
+    (autograd gives every gradient its parameter's); loading restrides moments saved in
+    another layout (e.g. before ConvDecoder's weights became channels_last) — on CPU the
+    kernel would otherwise read them in the wrong order, silently.
 
     References:
         Kingma & Ba, "Adam: a method for stochastic optimization" (ICLR 2015).
@@ -146,7 +151,26 @@ def make_optimizer(params: Sequence[nn.Parameter], lr: float) -> torch.optim.Ada
         >>> opt.param_groups[0]["fused"], opt.param_groups[0]["lr"]
         (True, 0.001)
     """
-    return torch.optim.Adam(params, lr=lr, fused=True)
+    optimizer = torch.optim.Adam(params, lr=lr, fused=True)
+    optimizer.register_load_state_dict_post_hook(_fused_after_load)
+    return optimizer
+
+
+def _fused_after_load(optimizer: torch.optim.Adam) -> None:
+    """load_state_dict post-hook of :func:`make_optimizer`: the fused kernel from here on, its
+    ``step`` counters as float32 on the parameter's device, every moment in its parameter's
+    memory layout."""
+    for group in optimizer.param_groups:
+        group["fused"], group["foreach"] = True, None
+        for p in group["params"]:
+            state = optimizer.state.get(p)
+            if not state:
+                continue
+            for k, v in state.items():
+                if k == "step":
+                    state[k] = v.to(dtype=torch.float32, device=p.device)
+                elif torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                    state[k] = torch.empty_like(p).copy_(v)  # p's layout, v's values
 
 
 def _derived_seed(*words: int) -> int:

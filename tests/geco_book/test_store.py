@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from geco_book import store as store_mod
 from geco_book.store import MissingCheckpointError, RunStore, key_fields, run_key
@@ -113,9 +114,32 @@ def test_missing_checkpoint_names_the_command_that_recreates_it(tiny_config, sto
     shutil.rmtree(run.run_dir)
     with pytest.raises(MissingCheckpointError, match=f"python -m geco_book.store train {run.key}"):
         run.load_model()
+    run.evaluation("demo", {"version": 1}, lambda r: ({"x": 1.0}, {}))
     again = store.retrain(run.key)
     assert numbers(again.metrics) == numbers(run.metrics)
     assert again.load_model() is not None
+    assert again.has_evaluation("demo", {"version": 1})  # the same numbers: kept
+
+
+def test_a_retrain_with_other_numbers_drops_the_cached_evaluations(
+    tiny_config, store, monkeypatch, capsys
+):
+    run = store.get_or_train(tiny_config())
+    run.evaluation("demo", {"version": 1}, lambda r: ({"x": 1.0}, {}))
+    # an engine whose arithmetic moved (another Adam, layout, kernel): other final numbers
+    import geco_core.train.loop as loop
+
+    def other_adam(params, lr):
+        return torch.optim.Adam(params, lr=2 * lr)
+
+    monkeypatch.setattr(loop, "make_optimizer", other_adam)
+    monkeypatch.setattr(store_mod, "default_store", lambda: store)
+    assert store_mod.main(["train", run.key]) == 0
+    out = capsys.readouterr().out
+    assert "final metrics differ" in out and "cached evaluations were deleted" in out
+    again = store.load(run.key)
+    assert numbers(again.metrics) != numbers(run.metrics)
+    assert not again.has_evaluation("demo", {"version": 1})
 
 
 def test_cli_lists_and_refuses_unknown_keys(tiny_config, store, monkeypatch, capsys):

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import errno
+import hashlib
+import io
 import os
 
 import pytest
 import torch
 
-from geco_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from geco_core.checkpoint import (
+    FORMAT_VERSION,
+    READABLE_FORMATS,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 @pytest.fixture
@@ -68,9 +76,28 @@ def test_an_unchecksummed_torch_file_is_refused(tmp_path):
 
 
 def test_a_header_with_another_format_is_refused(good):
-    blob = good.read_bytes().replace(b"GECO-CHECKPOINT 2 ", b"GECO-CHECKPOINT 9 ", 1)
+    blob = good.read_bytes().replace(b"GECO-CHECKPOINT 3 ", b"GECO-CHECKPOINT 9 ", 1)
     good.write_bytes(blob)
     _refused(good, "format '9'")
+
+
+def _write_format(path, version: int, state: dict) -> None:
+    """A checkpoint as geco_core's format ``version`` lays it out (header, sha256, payload)."""
+    buf = io.BytesIO()
+    torch.save({"format_version": version, **state}, buf)
+    payload = buf.getvalue()
+    digest = hashlib.sha256(payload).hexdigest().encode()
+    path.write_bytes(b"GECO-CHECKPOINT %d " % version + digest + b"\n" + payload)
+
+
+def test_format_2_is_still_read_and_a_mismatched_payload_refused(tmp_path):
+    assert FORMAT_VERSION == 3 and READABLE_FORMATS == (2, 3)
+    old = tmp_path / "v2.pt"
+    _write_format(old, 2, {"step": 7})  # the for-loop Adam's engine wrote these
+    assert load_checkpoint(old)["step"] == 7
+    blob = old.read_bytes().replace(b"GECO-CHECKPOINT 2 ", b"GECO-CHECKPOINT 3 ", 1)
+    old.write_bytes(blob)  # header says 3, payload says 2
+    _refused(old, "not a geco_core training checkpoint")
 
 
 def test_missing_file(tmp_path):
