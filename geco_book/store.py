@@ -73,10 +73,11 @@ __all__ = [
 ]
 
 #: TrainConfig fields that do not change a run's numbers, left out of :func:`run_key`: where
-#: files go, progress bars, the checkpoint period (resumes are bitwise exact), the device
-#: choice, how the data is found (the data *source* that was found is in the key), and whether
-#: the model is compiled (the same function in fused kernels: equal to the eager run within
-#: float rounding, like another device or thread count — tests/geco_core/train/test_compile.py).
+#: files go, progress bars, the checkpoint period (resumes are bitwise exact within one
+#: engine), the device choice, how the data is found (the data *source* that was found is in
+#: the key), and whether the model is compiled (the same function in fused kernels: equal to
+#: the eager run within float rounding, like another device or thread count —
+#: tests/geco_core/train/test_compile.py).
 NON_KEY_FIELDS: tuple[str, ...] = (
     "out_dir",
     "progress",
@@ -366,7 +367,8 @@ class RunStore:
     def prefix_of(self, config: Any) -> Run | None:
         """The longest stored run that is a prefix of ``config``: the same config but fewer
         ``steps``, with its checkpoint present. The engine's trajectory does not depend on
-        the total number of steps (no schedule reads it) and resumes are bitwise exact, so
+        the total number of steps (no schedule reads it) and resumes are bitwise exact (a
+        checkpoint of the earlier for-loop-Adam engine: to float rounding), so
         training ``config`` from that checkpoint gives the numbers of a run from scratch
         (bitwise when both run eager; to float rounding when ``compile``'s auto rule compiles
         one and not the other — it looks at the steps still to go)."""

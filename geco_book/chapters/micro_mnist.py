@@ -19,8 +19,8 @@ properties.
 The measures settle slowly (the average KL of the ELBO is still falling after thousands of
 steps), so every model is evaluated at several points of one training run (``eval_steps``: the
 store continues each stage from the previous one's checkpoint, bitwise as one run when every
-stage runs eager, as at the cpu profile; the gpu profile's stages with 50,000+ steps to go
-compile, and equal one run to float rounding), and Fig. 8's
+stage runs eager on one engine, as at the cpu profile; the gpu profile's stages with 50,000+
+steps to go compile, and equal one run to float rounding), and Fig. 8's
 three models with ``fig8_seeds`` seeds and the κ sweep with ``sweep_seeds`` (each seed draws
 other 7 digits and other initial weights); the ablations use the chapter's seed only.
 

@@ -78,9 +78,10 @@ PAPER_LR: dict[str, float] = {"convdraw": 1e-5, "vae_nvp": 1e-6, "conv_vae": 1e-
 #: ``TrainConfig(compile=None)`` compiles a run with at least this many steps to go. On the
 #: 2-core CPU (``benchmarks/bench_speed.py``, one thread, the small models; the measured compile
 #: times, speed-ups and break-even steps are in benchmarks/README.md) compiling paid back after
-#: 1,300–6,600 steps, and after 3,100–90,000 once the fused Adam and the channels_last decoder
-#: had made the eager steps faster. 50,000 is past most of that, and above every run of the
-#: book's cpu profiles
+#: 1,300–6,600 steps, and after 3,100–90,000 with today's engine (the channels_last decoder
+#: made the eager conv VAE and VAE+NVP nearly as fast: compile gains 1.03–1.05× there). 50,000
+#: is above 7 of those 9 measured break-evens (the other two come from a run where compile
+#: gained ≤ 2 %), and above every run of the book's cpu profiles
 #: (1,500–20,000 steps), which stay eager (an eager run is the same numbers on every rerun on
 #: one machine; a compiled one to float rounding), while the gpu profiles' 200,000–300,000-step
 #: runs compile.

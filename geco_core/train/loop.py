@@ -11,9 +11,10 @@
 - A metrics log (:mod:`geco_core.train.log`) and an atomic checkpoint (``checkpoint.pt``)
   every ``ckpt_every`` steps and at the end, with the model, optimizer, objective (GECO's λ,
   C_ma, t) and every RNG state; ``resume=True`` continues bit-for-bit
-  (:mod:`geco_core.checkpoint`). A checkpoint of another model, of a different configuration,
-  of another :data:`~geco_core.train.config.ENGINE_VERSION` or of other training data is
-  refused: checkpoints and ``config.json`` record the data's fingerprint
+  (:mod:`geco_core.checkpoint`; a checkpoint of the earlier for-loop-Adam engine, format 2,
+  continues with the fused Adam: to float rounding). A checkpoint of another model, of a
+  different configuration, of another :data:`~geco_core.train.config.ENGINE_VERSION` or of
+  other training data is refused: checkpoints and ``config.json`` record the data's fingerprint
   (:meth:`data_builders.ImageDataset.fingerprint`: dataset, split, size, ``source`` such as
   ``"mnist-60k"`` or ``"mnist-test-10k"``, sha256 of the tensors), so another ``data_root``
   or ``$GECO_DATA`` that leads to other data cannot be resumed on.
