@@ -131,13 +131,14 @@ def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> 
 def make_optimizer(params: Sequence[nn.Parameter], lr: float) -> torch.optim.Adam:
     """The engine's optimiser: Adam (the paper's, §4.1) at ``lr``, PyTorch's fused kernel.
 
-    The for-loop Adam (``torch.optim.Adam``'s default on CPU) runs a dozen small ops per
-    tensor; the fused kernel makes a whole conv VAE / VAE+NVP training step 1.1× faster on one
-    CPU thread (``benchmarks/bench_speed.py``, fused ÷ for-loop). It is the same update, equal
-    to the for-loop Adam's to float rounding (tested on every model). Loading a state dict
-    (resuming) keeps its hyperparameters but always continues with the fused kernel: a
-    checkpoint of the for-loop engine (checkpoint format 2) resumes fused, to float rounding
-    of what the old engine would have computed. The fused kernel reads a parameter, its
+    The for-loop Adam (``torch.optim.Adam``'s default on CPU) makes a dozen elementwise passes
+    over each tensor; the fused kernel makes a whole conv VAE / VAE+NVP training step
+    1.07–1.12× faster on one CPU thread (``benchmarks/bench_speed.py``, fused ÷ for-loop). It
+    is the same update, equal to the for-loop Adam's to float rounding (tested on every model).
+    Loading a state dict (resuming) keeps its hyperparameters but always continues with the
+    fused kernel: a checkpoint of the earlier engine (checkpoint format 2; torch's default
+    Adam, for-loop on CPU and foreach on CUDA) resumes fused, to float rounding of what the old
+    engine would have computed. The fused kernel reads a parameter, its
     gradient and its moments as raw memory, so the moments must share the parameter's layout
     (autograd gives every gradient its parameter's); loading restrides moments saved in
     another layout (e.g. before ConvDecoder's weights became channels_last) — on CPU the
