@@ -104,16 +104,29 @@ def _step_fn(model, x: torch.Tensor, forward, fused_adam: bool = True):
     return step
 
 
-def _model_and_batch(name: str, batch_size: int, state: dict | None = None, **kw):
-    """A model in training mode (``state`` loaded) prepared on a fixed batch of noise images."""
+def _model_and_batch(
+    name: str, batch_size: int, state: dict | None = None, channels: int = 1, **kw
+):
+    """A model in training mode (``state`` loaded) prepared on a fixed batch of noise images
+    of ``channels`` channels."""
     torch.manual_seed(0)
-    x = torch.rand(batch_size, 1, 28, 28)
-    model = build_model(name, (1, 28, 28), **kw)
+    x = torch.rand(batch_size, channels, 28, 28)
+    model = build_model(name, (channels, 28, 28), **kw)
     if state is not None:
         model.load_state_dict(state)
     model.train()
     model.prepare(x)  # after loading: prepare reads the loaded initialisation flag
     return model, x
+
+
+def _paired_steps(a, b, batch_size: int, rounds: int, reps: int) -> tuple:
+    """Training steps ``a`` and ``b`` after one warm-up call each, timed in ABBA rounds:
+    (images/s of a, of b, from their best rounds; the summary of time(a) ÷ time(b); the
+    per-round seconds of a and of b)."""
+    a()
+    b()
+    ta, tb, ratio = paired(a, b, rounds, reps)
+    return batch_size / min(ta), batch_size / min(tb), _summary(ratio), ta, tb
 
 
 def _compiled_step(model, x) -> tuple:
@@ -141,11 +154,10 @@ def bench_compile(name: str, batch_size: int, rounds: int, reps: int) -> dict:
     comp_model, _ = _model_and_batch(name, batch_size, eager_model.state_dict())
     eager = _step_fn(eager_model, x, eager_model)
     comp, cold_s, warm_s = _compiled_step(comp_model, x)
-    eager()
-    te, tc, ratio = paired(eager, comp, rounds, reps)
+    eager_img_s, comp_img_s, ratio, te, tc = _paired_steps(eager, comp, batch_size, rounds, reps)
     out = {"model": name, "compile_cold_s": cold_s, "compile_warm_s": warm_s,
-           "eager_img_s": batch_size / min(te), "compiled_img_s": batch_size / min(tc),
-           "compiled_over_eager": _summary(ratio)}
+           "eager_img_s": eager_img_s, "compiled_img_s": comp_img_s,
+           "compiled_over_eager": ratio}
     saved = statistics.median(te) - statistics.median(tc)
     for k in ("cold", "warm"):
         out[f"break_even_steps_{k}"] = out[f"compile_{k}_s"] / saved if saved > 0 else math.inf
@@ -158,11 +170,9 @@ def bench_adam(name: str, batch_size: int, rounds: int, reps: int) -> dict:
     fused_model, _ = _model_and_batch(name, batch_size, loop_model.state_dict())
     loop = _step_fn(loop_model, x, loop_model, fused_adam=False)
     fused = _step_fn(fused_model, x, fused_model)
-    loop()
-    fused()
-    tl, tf, ratio = paired(loop, fused, rounds, reps)
-    return {"model": name, "for_loop_img_s": batch_size / min(tl),
-            "fused_img_s": batch_size / min(tf), "fused_over_for_loop": _summary(ratio)}
+    loop_img_s, fused_img_s, ratio, _, _ = _paired_steps(loop, fused, batch_size, rounds, reps)
+    return {"model": name, "for_loop_img_s": loop_img_s, "fused_img_s": fused_img_s,
+            "fused_over_for_loop": ratio}
 
 
 def bench_decoder_layout(name: str, batch_size: int, rounds: int, reps: int) -> dict:
@@ -170,19 +180,13 @@ def bench_decoder_layout(name: str, batch_size: int, rounds: int, reps: int) -> 
     same decoder in NCHW memory, a whole eager training step, one- and three-channel images."""
     out = {"model": name}
     for c in (1, 3):
-        torch.manual_seed(0)
-        x = torch.rand(batch_size, c, 28, 28)
-        new = build_model(name, (c, 28, 28)).train()
-        old = build_model(name, (c, 28, 28)).train()
-        old.load_state_dict(new.state_dict())
+        new, x = _model_and_batch(name, batch_size, channels=c)
+        old, _ = _model_and_batch(name, batch_size, new.state_dict(), channels=c)
         old.decoder.to(memory_format=torch.contiguous_format)
         a, b = _step_fn(old, x, old), _step_fn(new, x, new)
-        a()
-        b()
-        ta, tb, ratio = paired(a, b, rounds, reps)
-        out[f"c{c}"] = {"nchw_img_s": batch_size / min(ta),
-                        "channels_last_img_s": batch_size / min(tb),
-                        "channels_last_over_nchw": _summary(ratio)}
+        nchw_img_s, cl_img_s, ratio, _, _ = _paired_steps(a, b, batch_size, rounds, reps)
+        out[f"c{c}"] = {"nchw_img_s": nchw_img_s, "channels_last_img_s": cl_img_s,
+                        "channels_last_over_nchw": ratio}
     return out
 
 
@@ -193,11 +197,16 @@ def bench_convdraw_fused(batch_size: int, rounds: int, reps: int) -> dict:
     state = copy.deepcopy(ref_model.state_dict())  # the initial weights (ref_model trains)
     fused_model, _ = _model_and_batch("convdraw", batch_size, state)
     comp_model, _ = _model_and_batch("convdraw", batch_size, state)
-    ref = _step_fn(ref_model, x, ref_model)
+    ref_step = _step_fn(ref_model, x, ref_model)
+    ref_steps = 0  # how many steps the reference model takes here (its weights train)
+
+    def ref():
+        nonlocal ref_steps
+        ref_steps += 1
+        ref_step()
+
     fused = _step_fn(fused_model, x, fused_model)
     comp, _, _ = _compiled_step(comp_model, x)
-    ref()
-    fused()
     bf16_model, _ = _model_and_batch("convdraw", batch_size, state)
 
     def bf16_forward(xb):
@@ -205,10 +214,9 @@ def bench_convdraw_fused(batch_size: int, rounds: int, reps: int) -> dict:
             return bf16_model(xb)
 
     bf16 = _step_fn(bf16_model, x, bf16_forward)
-    bf16()
-    tr, tf, r_fused = paired(ref, fused, rounds, reps)
-    _, tc, r_comp = paired(ref, comp, rounds, reps)
-    _, tb, r_bf16 = paired(ref, bf16, rounds, reps)
+    ref_img_s, fused_img_s, r_fused, _, _ = _paired_steps(ref, fused, batch_size, rounds, reps)
+    _, comp_img_s, r_comp, _, _ = _paired_steps(ref, comp, batch_size, rounds, reps)
+    _, bf16_img_s, r_bf16, _, _ = _paired_steps(ref, bf16, batch_size, rounds, reps)
     # how far bfloat16 moves the numbers: one forward from the same parameters and noise, at
     # initialisation and with the weights the reference reached in its timed steps
     rel = {}
@@ -223,13 +231,11 @@ def bench_convdraw_fused(batch_size: int, rounds: int, reps: int) -> dict:
         for k in ("x_mean", "kl"):
             a, b = getattr(out32, k), getattr(out16, k).float()
             rel[f"{k}_{when}"] = float((b - a).norm() / a.norm())
-    n_ref_steps = 3 * rounds * 2 * reps + 1
-    return {"reference_img_s": batch_size / min(tr), "fused_img_s": batch_size / min(tf),
-            "fused_compiled_img_s": batch_size / min(tc), "fused_bf16_img_s": batch_size / min(tb),
-            "fused_over_reference": _summary(r_fused),
-            "fused_compiled_over_reference": _summary(r_comp),
-            "fused_bf16_over_reference": _summary(r_bf16), "bf16_relative_change": rel,
-            "reference_steps_taken": n_ref_steps}
+    return {"reference_img_s": ref_img_s, "fused_img_s": fused_img_s,
+            "fused_compiled_img_s": comp_img_s, "fused_bf16_img_s": bf16_img_s,
+            "fused_over_reference": r_fused, "fused_compiled_over_reference": r_comp,
+            "fused_bf16_over_reference": r_bf16, "bf16_relative_change": rel,
+            "reference_steps_taken": ref_steps}
 
 
 def bench_marginal(N: int, d: int, rounds: int) -> dict:

@@ -231,10 +231,10 @@ class ConvDecoder(nn.Module):
 
     The conv weights are kept in channels_last (NHWC) memory, so the decoder runs in that
     layout: oneDNN's CPU transposed convs and its few-output-channel 3×3 conv run it faster —
-    a whole conv VAE / VAE+NVP training step 1.13–1.19× (one thread, batch 32, MNIST and
-    Color-MNIST shapes; ``benchmarks/bench_speed.py``), the same function to float rounding
-    (tested). The encoder gains nothing from it (measured) and stays NCHW. Measured on CPU
-    only.
+    a whole conv VAE / VAE+NVP training step 1.11–1.12× (medians of three
+    ``benchmarks/bench_speed.py`` runs: one thread, batch 32, one- and three-channel images;
+    benchmarks/README.md), the same function to float rounding (tested). The encoder gains
+    nothing from it (measured) and stays NCHW. Measured on CPU only.
 
     Example:
         >>> dec = ConvDecoder(4, 1, (28, 28), channels=(8, 16))
