@@ -12,15 +12,17 @@ Prints, single-threaded (``torch.set_num_threads(1)``: what every chapter worker
    CPU); every other step here uses the engine's.
    Then **channels_last ÷ NCHW decoder**: the conv VAE's and the VAE+NVP's whole step with
    the decoder in its channels_last layout (the library's) against the same decoder in NCHW
-   memory, for one- and three-channel images.
+   memory, for one- and three-channel images. Then **bfloat16 ÷ float32** per model: the
+   step with ``TrainConfig(precision="bfloat16")`` (the forward under bfloat16 autocast)
+   against float32 — other numbers (``benchmarks/study_precision.py`` measures what changes).
 3. **ConvDRAW fused ÷ reference** training-step images/s (goal ≥ 1.5): the model's default
    ``implementation="fused"`` unroll against ``"reference"``, the straightforward step (the
    equations written out, NCHW), from the same parameters — a full GECO + RE step (forward,
    objective, backward, Adam) at the library's "small" size (chapter 03's cpu profile),
-   batch 32. Also fused + ``torch.compile`` ÷ reference, and — not used by the library,
-   because it changes the numbers (the relative change of one forward is printed) — the
-   fused step under ``torch.autocast("cpu", dtype=torch.bfloat16)`` ÷ reference: what the
-   AMX units of a recent Xeon make of bfloat16 convolutions.
+   batch 32. Also fused + ``torch.compile`` ÷ reference, and — other numbers, not the
+   default (the relative change of one forward is printed) — the fused step with
+   ``TrainConfig(precision="bfloat16")`` (bfloat16 autocast) ÷ reference: what the AMX units
+   of a recent Xeon make of bfloat16 convolutions.
 4. **marginal KL ÷ same-FLOP matmul** (goal ≤ 1.1): the diagonal-Gaussian exact marginal KL
    (N = S = 10⁴, d = 32) with the blocks :func:`geco_core.metrics.marginal.gaussian_blocks`
    picks for one thread, against one ``[S, 2d+1] @ [2d+1, N]`` matmul.
@@ -173,6 +175,24 @@ def bench_adam(name: str, batch_size: int, rounds: int, reps: int) -> dict:
     loop_img_s, fused_img_s, ratio, _, _ = _paired_steps(loop, fused, batch_size, rounds, reps)
     return {"model": name, "for_loop_img_s": loop_img_s, "fused_img_s": fused_img_s,
             "fused_over_for_loop": ratio}
+
+
+def bench_precision(name: str, batch_size: int, rounds: int, reps: int) -> dict:
+    """``TrainConfig(precision="bfloat16")`` ÷ float32, a whole eager training step of one
+    model: its forward under bfloat16 autocast, as the engine runs it (other numbers: see
+    benchmarks/study_precision.py for what they change)."""
+    fp32_model, x = _model_and_batch(name, batch_size)
+    bf16_model, _ = _model_and_batch(name, batch_size, fp32_model.state_dict())
+
+    def bf16_forward(xb):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return bf16_model(xb)
+
+    full = _step_fn(fp32_model, x, fp32_model)
+    mixed = _step_fn(bf16_model, x, bf16_forward)
+    fp32_img_s, bf16_img_s, ratio, _, _ = _paired_steps(full, mixed, batch_size, rounds, reps)
+    return {"model": name, "float32_img_s": fp32_img_s, "bfloat16_img_s": bf16_img_s,
+            "bfloat16_over_float32": ratio}
 
 
 def bench_decoder_layout(name: str, batch_size: int, rounds: int, reps: int) -> dict:
@@ -352,6 +372,13 @@ def main() -> None:
         print(f"{name:9s} channels_last ÷ NCHW decoder, step images/s: 1 channel "
               f"{_fmt(r['c1']['channels_last_over_nchw'])}, 3 channels "
               f"{_fmt(r['c3']['channels_last_over_nchw'])}")
+    res["precision"] = []
+    for name in a.models.split(","):
+        r = bench_precision(name, 32, rounds, reps)
+        res["precision"].append(r)
+        print(f"{name:9s} step in float32 {r['float32_img_s']:5.0f} img/s, precision=bfloat16 "
+              f"{r['bfloat16_img_s']:5.0f}; bfloat16 ÷ float32 "
+              f"{_fmt(r['bfloat16_over_float32'])} (other numbers)")
     f = bench_convdraw_fused(32, rounds, reps)
     res["convdraw_fused"] = f
     print(f"ConvDRAW reference {f['reference_img_s']:.0f} img/s, fused {f['fused_img_s']:.0f}, "
@@ -359,7 +386,7 @@ def main() -> None:
     print(f"ConvDRAW fused ÷ reference {_fmt(f['fused_over_reference'])} (goal ≥ 1.5); "
           f"fused + compiled ÷ reference {_fmt(f['fused_compiled_over_reference'])}")
     rel = f["bf16_relative_change"]
-    print(f"  not used, other numbers: fused under bfloat16 autocast ÷ reference "
+    print(f"  other numbers: fused with precision=bfloat16 ÷ reference "
           f"{_fmt(f['fused_bf16_over_reference'])} ({f['fused_bf16_img_s']:.0f} img/s); one "
           f"forward's relative change, x_mean / KL: {rel['x_mean_init']:.1e} / "
           f"{rel['kl_init']:.1e} at initialisation, {rel['x_mean_trained']:.1e} / "

@@ -77,7 +77,9 @@ __all__ = [
 #: engine), the device choice, how the data is found (the data *source* that was found is in
 #: the key), and whether the model is compiled (the same function in fused kernels: equal to
 #: the eager run within float rounding, like another device or thread count —
-#: tests/geco_core/train/test_compile.py).
+#: tests/geco_core/train/test_compile.py). ``precision`` is in the key: bfloat16 gives other
+#: numbers, not float rounding (its default, float32, is left out like every default, so the
+#: keys stored before the field existed stand).
 NON_KEY_FIELDS: tuple[str, ...] = (
     "out_dir",
     "progress",

@@ -38,6 +38,7 @@ from geco_core.models.layers import (
     check_shape,
     diag_normal_kl,
     diag_normal_log_prob,
+    to_float32,
 )
 
 
@@ -90,7 +91,7 @@ class ConvVAE(LatentVariableModel):
         """(μ, log σ) of q(z|x), each ``[B, latent_dim]`` (fast path for the marginal KL)."""
         check_inputs(self, x, context)
         inp = x if context is None else torch.cat([x, context], dim=1)
-        mu, log_sigma = self.head(self.encoder(inp)).chunk(2, dim=-1)
+        mu, log_sigma = to_float32(self.head(self.encoder(inp))).chunk(2, dim=-1)
         return mu, log_sigma
 
     def decode(self, z: Tensor, context: Tensor | None = None) -> Tensor:

@@ -69,6 +69,7 @@ from geco_core.models.layers import (
     diag_normal_kl,
     diag_normal_log_prob,
     downsampled_hw,
+    to_float32,
 )
 
 #: Scale of the last write layer's initial weights (its bias starts at 0): the T writes then add
@@ -109,12 +110,12 @@ class ConvLSTMCell(nn.Module):
 
     def gates(self, inp: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Input, forget, output gates (sigmoid) and candidate (tanh), from [input, h]."""
-        i, f, o, g = self.conv(torch.cat([inp, h], dim=1)).chunk(4, dim=1)
+        i, f, o, g = to_float32(self.conv(torch.cat([inp, h], dim=1))).chunk(4, dim=1)
         return torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o), torch.tanh(g)
 
     def forward(self, inp: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         h, c = state
-        return self.update(self.conv(torch.cat([inp, h], dim=1)), c)
+        return self.update(to_float32(self.conv(torch.cat([inp, h], dim=1))), c)
 
     @staticmethod
     def update(pre: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -165,8 +166,9 @@ def _conv_transpose2d_gemm(x: Tensor, layer: nn.ConvTranspose2d, out_hw: tuple[i
     b, c_in, h, w = x.shape
     weight = layer.weight  # [C_in, C_out, kh, kw]
     cols = x.permute(0, 2, 3, 1).reshape(b, h * w, c_in) @ weight.reshape(c_in, -1)
-    y = F.fold(
-        cols.transpose(1, 2), out_hw, weight.shape[2:], padding=layer.padding, stride=layer.stride
+    y = F.fold(  # in float32 under autocast: fold sums the overlapping taps
+        to_float32(cols).transpose(1, 2), out_hw, weight.shape[2:], padding=layer.padding,
+        stride=layer.stride,
     )
     return y + layer.bias.view(1, -1, 1, 1)
 
@@ -439,8 +441,12 @@ class ConvDRAW(LatentVariableModel):
         # enc_cell input channels: [r, h_dec, e, h_enc]; dec_cell: [z, e, h_dec]
         w_enc, w_dec = enc.weight, dec.weight
         if e is not None:
-            enc_const = F.conv2d(e, w_enc[:, nr + H : nr + H + ne], enc.bias, padding=enc.padding)
-            dec_const = F.conv2d(e, w_dec[:, nz : nz + ne], dec.bias, padding=dec.padding)
+            enc_const = to_float32(
+                F.conv2d(e, w_enc[:, nr + H : nr + H + ne], enc.bias, padding=enc.padding)
+            )
+            dec_const = to_float32(
+                F.conv2d(e, w_dec[:, nz : nz + ne], dec.bias, padding=dec.padding)
+            )
             w_enc = torch.cat([w_enc[:, : nr + H], w_enc[:, nr + H + ne :]], dim=1)
             w_dec = torch.cat([w_dec[:, :nz], w_dec[:, nz + ne :]], dim=1)
         else:
@@ -448,8 +454,8 @@ class ConvDRAW(LatentVariableModel):
 
         def gates(inp: Tensor, cell: nn.Conv2d, weight: Tensor, const: Tensor | None) -> Tensor:
             if const is None:
-                return F.conv2d(inp, weight, cell.bias, padding=cell.padding)
-            return F.conv2d(inp, weight, None, padding=cell.padding) + const
+                return to_float32(F.conv2d(inp, weight, cell.bias, padding=cell.padding))
+            return to_float32(F.conv2d(inp, weight, None, padding=cell.padding)) + const
 
         read0, c = self.read[0], self.image_shape[0]
         # one-channel images on CPU: the image-resolution convs as matmuls (see the helpers)
@@ -471,7 +477,7 @@ class ConvDRAW(LatentVariableModel):
                 prior = self.prior_net(ref.new_zeros(batch, H, *self.latent_hw))
             else:
                 prior = self.prior_net(h_dec)
-            mu_p, log_sigma_p = prior.chunk(2, dim=1)
+            mu_p, log_sigma_p = to_float32(prior).chunk(2, dim=1)
             ps.append((mu_p, log_sigma_p))
             if x is not None:
                 err = x - torch.sigmoid(canvas)
@@ -487,7 +493,7 @@ class ConvDRAW(LatentVariableModel):
                 else:
                     pre = gates(torch.cat([r, h_dec, h_enc], dim=1), enc, w_enc, enc_const)
                 h_enc, c_enc = ConvLSTMCell.update(pre, c_enc)
-                mu, log_sigma = self.posterior_net(h_enc).chunk(2, dim=1)
+                mu, log_sigma = to_float32(self.posterior_net(h_enc)).chunk(2, dim=1)
                 qs.append((mu, log_sigma))
             else:
                 mu, log_sigma = mu_p, log_sigma_p
@@ -500,9 +506,10 @@ class ConvDRAW(LatentVariableModel):
             h_dec, c_dec = ConvLSTMCell.update(pre, c_dec)
             if gemm_write:
                 out_hw = self.image_shape[1:]
-                canvas = canvas + _conv_transpose2d_gemm(self.write[:-1](h_dec), last, out_hw)
+                write = _conv_transpose2d_gemm(self.write[:-1](h_dec), last, out_hw)
             else:
-                canvas = canvas + self.write(h_dec)
+                write = self.write(h_dec)
+            canvas = canvas + to_float32(write)
         return DrawTrace(canvas, zs, qs, ps)
 
     def unroll_reference(
@@ -523,13 +530,13 @@ class ConvDRAW(LatentVariableModel):
         qs: list[tuple[Tensor, Tensor]] = []
         ps: list[tuple[Tensor, Tensor]] = []
         for t in range(self.steps):
-            mu_p, log_sigma_p = self.prior_net(h_dec).chunk(2, dim=1)
+            mu_p, log_sigma_p = to_float32(self.prior_net(h_dec)).chunk(2, dim=1)
             ps.append((mu_p, log_sigma_p))
             if x is not None:
                 r = self.read(torch.cat([x, x - torch.sigmoid(canvas)], dim=1))
                 enc_in = [r, h_dec] + ([e] if e is not None else [])
                 h_enc, c_enc = self.enc_cell(torch.cat(enc_in, dim=1), (h_enc, c_enc))
-                mu, log_sigma = self.posterior_net(h_enc).chunk(2, dim=1)
+                mu, log_sigma = to_float32(self.posterior_net(h_enc)).chunk(2, dim=1)
                 qs.append((mu, log_sigma))
             else:
                 mu, log_sigma = mu_p, log_sigma_p
@@ -537,7 +544,7 @@ class ConvDRAW(LatentVariableModel):
             zs.append(z_t)
             dec_in = torch.cat([z_t, e], dim=1) if e is not None else z_t
             h_dec, c_dec = self.dec_cell(dec_in, (h_dec, c_dec))
-            canvas = canvas + self.write(h_dec)
+            canvas = canvas + to_float32(self.write(h_dec))
         return DrawTrace(canvas, zs, qs, ps)
 
     # -- LatentVariableModel interface -----------------------------------------------------

@@ -7,6 +7,8 @@ The three latent-variable models (:mod:`~geco_core.models.conv_vae`,
   needs (written out so that tests can check them against :mod:`torch.distributions`);
 - :class:`ConvEncoder` / :class:`ConvDecoder`, stride-2 conv stacks that map an image to a
   vector and back (the "convolutional decoder similar to [28]" of the paper's §4.1);
+- :func:`to_float32`, where each model's networks hand their outputs to the float32 rest of
+  the model under mixed precision (``TrainConfig.precision="bfloat16"``);
 - :func:`check_inputs`, the argument checks every public method runs on ``x``/``context``:
   a wrong shape → ValueError; an integer tensor (uint8 pixels) or a floating dtype other than
   the model's → TypeError; values outside [0, 1] (e.g. images left in 0..255) → ValueError.
@@ -34,6 +36,26 @@ from torch import Tensor, nn
 from geco_core.checks import check_float_tensor, check_unit_interval
 
 LOG_2PI = math.log(2.0 * math.pi)
+
+
+def to_float32(t: Tensor) -> Tensor:
+    """``t`` cast to float32 if autocast left it in a lower precision (bfloat16, float16);
+    float32 and float64 tensors are returned as they are (the same object, no copy).
+
+    The models call it on their networks' outputs — gate pre-activations, the heads'
+    (μ, log σ), the flows' shifts and log-scales, the decoder's pre-sigmoid — so that under
+    ``torch.autocast(..., dtype=torch.bfloat16)`` (``TrainConfig.precision="bfloat16"``) only
+    the inside of the networks computes in bfloat16 (the convolutions and matmuls, which
+    autocast lowers, and the activations between them, which follow their inputs), while the
+    recurrent state, the canvas, the log-determinants, the densities and the losses stay
+    float32. Outside autocast it changes nothing.
+
+    Example:
+        >>> x = torch.ones(2)
+        >>> to_float32(x) is x, to_float32(x.bfloat16()).dtype
+        (True, torch.float32)
+    """
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
 
 
 def diag_normal_log_prob(
@@ -262,5 +284,6 @@ class ConvDecoder(nn.Module):
         self.to(memory_format=torch.channels_last)  # the decoder's layout (see above)
 
     def forward(self, z: Tensor) -> Tensor:
-        # returned in the standard (NCHW-contiguous) layout: callers may .view() it
-        return self.net(z).contiguous()
+        # the sigmoid in float32 under mixed precision; returned in the standard
+        # (NCHW-contiguous) layout: callers may .view() it
+        return self.net[-1](to_float32(self.net[:-1](z))).contiguous()

@@ -63,6 +63,7 @@ from geco_core.models.layers import (
     check_latents,
     check_shape,
     diag_normal_log_prob,
+    to_float32,
 )
 
 
@@ -134,7 +135,7 @@ class ConditionalAffineCoupling(nn.Module):
         else:  # evaluation over many pairs: the same values, without two [..., hidden] copies
             a = self.mlp[1](nn.functional.elu(a, inplace=True))
             a = nn.functional.elu(a, inplace=True)
-        shift, raw = self.out(a).chunk(2, dim=-1)
+        shift, raw = to_float32(self.out(a)).chunk(2, dim=-1)
         return shift, soft_clip_log_scale(raw, self.log_scale_bound)
 
     def _merge(self, z_a: Tensor, y_b: Tensor) -> Tensor:
@@ -230,7 +231,7 @@ class VAENVP(LatentVariableModel):
 
     def base_params(self, h: Tensor) -> tuple[Tensor, Tensor]:
         """(μ(h), log σ(h)) of the Gaussian base density, each ``[..., latent_dim]``."""
-        mu, log_sigma = self.base(h).chunk(2, dim=-1)
+        mu, log_sigma = to_float32(self.base(h)).chunk(2, dim=-1)
         return mu, log_sigma
 
     def flow_forward(self, u: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:

@@ -44,6 +44,7 @@ from geco_core.train.config import (
     COMPILE_AUTO_MIN_STEPS,
     DEVICE_TYPES,
     PAPER_LR,
+    PRECISIONS,
     FitResult,
     TrainConfig,
 )
@@ -175,6 +176,9 @@ def _helps() -> dict[str, str]:
         "compile": "run the model through torch.compile: true, false or auto (default: "
         f"compile when the run has >= {COMPILE_AUTO_MIN_STEPS:,} steps to go, where it pays "
         "back; not bitwise the eager run; see benchmarks/bench_speed.py); --compile: true",
+        "precision": f"{' or '.join(PRECISIONS)}: bfloat16 runs the model's convolutions and "
+        "matmuls in bfloat16 (autocast; cpu/cuda), other numbers than float32, faster where the "
+        "hardware has bfloat16 units (default %(default)s)",
         "progress": "show a progress bar (default: show it)",
     }
 
@@ -226,6 +230,8 @@ def _arg_parser() -> argparse.ArgumentParser:
             )
             p.add_argument("--no-compile", dest="compile", action="store_const", const=False,
                            help="the same as --compile false")
+        elif f.name == "precision":  # checked by TrainConfig.validate, like every choice
+            p.add_argument(flag, type=str, metavar="{" + ",".join(PRECISIONS) + "}", **kw)
         elif f.name.endswith("_kwargs"):
             p.add_argument(flag, type=_parse_mapping, metavar="MAPPING", **kw)
         elif f.name == "out_dir":

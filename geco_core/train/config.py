@@ -53,6 +53,7 @@ __all__ = [
     "RESUME_MAY_DIFFER",
     "FitResult",
     "TrainConfig",
+    "PRECISIONS",
     "compile_wanted",
 ]
 
@@ -86,6 +87,15 @@ PAPER_LR: dict[str, float] = {"convdraw": 1e-5, "vae_nvp": 1e-6, "conv_vae": 1e-
 #: one machine; a compiled one to float rounding), while the gpu profiles' 200,000–300,000-step
 #: runs compile.
 COMPILE_AUTO_MIN_STEPS: int = 50_000
+
+#: ``TrainConfig.precision`` choices: ``"float32"`` (default) runs everything in float32;
+#: ``"bfloat16"`` runs the model's forward under ``torch.autocast(device, torch.bfloat16)``, so
+#: its networks compute in bfloat16 (the convolutions and matmuls, and the activations between
+#: them) while the models cast the networks' outputs back to float32
+#: (:func:`geco_core.models.layers.to_float32`): the recurrent state, the flows'
+#: log-determinants, the densities, the losses, GECO and Adam stay float32.
+#: Other numbers than a float32 run, not float rounding: benchmarks/README.md measures how far.
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
 
 #: Config keys that may change when a run is resumed (they do not change the trajectory;
 #: ``compile`` changes it only to float rounding).
@@ -203,6 +213,13 @@ class TrainConfig:
             (default, "auto"): compile when the run has at least
             :data:`COMPILE_AUTO_MIN_STEPS` steps to go (:func:`compile_wanted`), where the
             compilation pays back; ``True`` / ``False`` force it. Not part of a run's store key.
+        precision: a :data:`PRECISIONS` name: ``"float32"`` (default) or ``"bfloat16"``
+            (mixed precision: the networks' convolutions and matmuls, and the activations
+            between them, in bfloat16 through ``torch.autocast``, forward and backward; the
+            states, densities, losses, GECO and Adam float32; CPU and CUDA only).
+            It changes the numbers, so it is part of a run's store key and a resume refuses
+            another precision. Faster where the hardware has bfloat16 units (AMX on recent
+            Xeons, tensor cores); measured in benchmarks/README.md.
         progress: show a tqdm progress bar (rank 0).
     """
 
@@ -240,6 +257,7 @@ class TrainConfig:
     max_grad_norm: float | None = None
     max_bad_steps: int = 10
     compile: bool | None = None
+    precision: str = "float32"
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -298,6 +316,7 @@ class TrainConfig:
         check_choice(self.model, "model", tuple(MODELS))
         check_choice(self.model_size, "model_size", tuple(MODEL_SIZES))
         check_choice(self.objective, "objective", tuple(OBJECTIVES))
+        check_choice(self.precision, "precision", PRECISIONS)
         check_choice(self.dataset, "dataset", _dataset_names())
         check_choice(self.split, "split", SPLITS[self.dataset])
         if not isinstance(self.constraint, str) or not self.constraints:
@@ -334,6 +353,11 @@ class TrainConfig:
         if self.seed >= _SEED_LIMIT:
             raise ValueError(f"seed must be < 2**63, got {self.seed}")
         self._validate_device()
+        if self.precision != "float32" and self.device == "mps":
+            raise ValueError(
+                f"precision: {self.precision!r} needs a cpu or cuda device (autocast), got "
+                f"device {self.device!r}"
+            )
         for name in ("out_dir", "data_root"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):

@@ -40,6 +40,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import json
@@ -494,6 +495,12 @@ def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int, world: int,
         inductor_config.fallback_random = True
         step_model = torch.compile(ddp_model, dynamic=False)
     model.train()
+    # mixed precision (TrainConfig.precision): only the forward runs under autocast; its
+    # backward follows the forward's dtypes, the objective and the optimiser stay float32
+    if cfg.precision == "bfloat16":
+        autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16)
+    else:
+        autocast = contextlib.nullcontext
 
     saved_step = start if start > 0 else None
 
@@ -563,7 +570,8 @@ def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int, world: int,
             labels = labels_all[idx]
             if t == start:
                 model.prepare(x, context)  # data-dependent initialisation, outside compile
-            out = step_model(x, context)
+            with autocast():
+                out = step_model(x, context)  # float32 outputs (to_float32 in the models)
             loss, metrics = objective(out, x, context=context, labels=labels, step=t)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -27,6 +27,13 @@ def test_key_ignores_where_files_go_and_progress_but_not_any_setting(tiny_config
         assert run_key(tiny_config(**change)) != run_key(a), change
 
 
+def test_precision_is_in_the_key_and_its_default_keeps_the_stored_keys(tiny_config):
+    assert "precision" not in key_fields(tiny_config())  # float32: keys as before the field
+    mixed = tiny_config(precision="bfloat16")
+    assert key_fields(mixed)["precision"] == "bfloat16"
+    assert run_key(mixed) != run_key(tiny_config())
+
+
 def test_key_holds_the_engine_version_and_the_data_source(tiny_config):
     fields = key_fields(tiny_config())
     assert fields["engine_version"] == ENGINE_VERSION

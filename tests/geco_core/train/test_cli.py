@@ -82,6 +82,7 @@ def _refused(argv, capsys) -> str:
         (["--geco-kwargs", "alpha=0.5"], "error: --geco-kwargs: unknown key(s) ['alpha']"),
         (["--constraint-kwargs", "patch=3"], "error: --constraint-kwargs: unknown key(s)"),
         (["--download", "maybe"], "error: --download: expected true/false/auto"),
+        (["--precision", "fp16"], "error: --precision: unknown value 'fp16'; valid choices"),
         (["--resume", "--overwrite"], "error: --overwrite: not allowed with argument --resume"),
         (["--frobnicate"], "error: unrecognized arguments: --frobnicate"),
         (["--data-root", "/nonexistent/geco-data"],
