@@ -40,7 +40,7 @@ meaningless, and with more than one thread makes torch's threads wait on each ot
 
 Usage::
 
-    python benchmarks/bench_speed.py            # 4–6 minutes (nine compilations)
+    python benchmarks/bench_speed.py            # 6–7 minutes (nine compilations)
     python benchmarks/bench_speed.py --quick    # fewer rounds, smaller marginal-KL problem
 """
 

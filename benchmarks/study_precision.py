@@ -4,8 +4,9 @@ bfloat16 autocast makes the chapter-03 models' CPU training steps faster on a CP
 units (``benchmarks/bench_speed.py``), but it is not float rounding: a forward moves by ~1e-3
 and training amplifies any perturbation. This study trains chapter 03's cpu-profile runs — the
 same :func:`geco_book.chapters.large_scale.train_config` the chapter trains, GECO + RE at the
-headline κ = 0.1 on MNIST, ConvDRAW (1,500 steps) and VAE+NVP (3,000 steps) — at several seeds
-in float32 and in bfloat16, and compares per model:
+headline κ = 0.1: ConvDRAW (1,500 steps) and VAE+NVP (3,000 steps) on MNIST, and the conditional
+ConvDRAW on MNIST-rotate (the chapter's headline figure) — at several seeds in float32 and in
+bfloat16, and compares per setting (model/data set):
 
 - the final training MSE, KL and GECO's λ, seed by seed and as mean ± sd over seeds: is the
   float32 − bfloat16 gap of the seed means larger than the seeds' spread?
@@ -20,10 +21,10 @@ in float32 and in bfloat16, and compares per model:
 It trains into a scratch store (``--store``, default ``$TMPDIR/geco-precision-study``), not the
 book's, prints a table and writes ``--out`` (JSON) and ``--figure`` (MSE, KL and λ against
 steps, every seed of both precisions, and each seed's relative difference). At the defaults
-(5 ConvDRAW + 3 VAE+NVP seeds, both precisions) it trains 16 runs: about 15 minutes with 2
+(:data:`SEEDS`: 5 + 3 + 3 seeds, both precisions) it trains 22 runs: about 20 minutes with 2
 workers on the 2-core machine.
 
-Run:  python benchmarks/study_precision.py [--seeds-convdraw 5] [--seeds-vae-nvp 3]
+Run:  python benchmarks/study_precision.py [--seeds convdraw/mnist=5 vae_nvp/mnist=3 ...]
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:  # run as a script from the checkout
     sys.path.insert(0, str(HERE.parent))
 
+#: The study's settings (model, data set) and how many seeds each trains (0 .. n-1).
+SEEDS: dict[tuple[str, str], int] = {
+    ("convdraw", "mnist"): 5,
+    ("vae_nvp", "mnist"): 3,
+    ("convdraw", "mnist-rotate"): 3,
+}
 MEASURES = ("mse", "kl", "lambda")
 
 
@@ -52,15 +59,16 @@ def _precisions() -> tuple[str, ...]:
     return PRECISIONS
 
 
-def study_configs(seeds: Mapping[str, int], kappa: float = 0.1, dataset: str = "mnist"):
-    """The study's TrainConfigs: chapter 03's cpu-profile GECO-RE run of each model at seeds
-    ``0 .. seeds[model] - 1``, in float32 and bfloat16, ordered seed by seed with the two
-    precisions next to each other (so that two workers train each pair at the same time)."""
+def study_configs(seeds: Mapping[tuple[str, str], int], kappa: float = 0.1):
+    """The study's TrainConfigs: chapter 03's cpu-profile GECO-RE run of each (model, data
+    set) at seeds ``0 .. n - 1``, in float32 and bfloat16, ordered seed by seed with the two
+    precisions next to each other (so that two workers train each pair at about the same
+    time)."""
     from geco_book.chapters.large_scale import RunSpec, settings_for, train_config
 
     settings = settings_for("cpu")
     out = []
-    for model, n in seeds.items():
+    for (model, dataset), n in seeds.items():
         for seed in range(n):
             cfg = train_config(RunSpec(model, dataset, "geco", "re", kappa, seed=seed), settings)
             out += [dataclasses.replace(cfg, precision=p) for p in _precisions()]
@@ -80,7 +88,8 @@ def run_summary(cfg, log) -> dict[str, Any]:
     lo, hi = cfg.geco_kwargs["lambda_bounds"]
     at_bound = (log["lambda"] <= lo * 1.01) | (log["lambda"] >= hi * 0.99)
     return {
-        "model": cfg.model, "precision": cfg.precision, "seed": cfg.seed, "steps": cfg.steps,
+        "setting": f"{cfg.model}/{cfg.dataset}", "model": cfg.model, "dataset": cfg.dataset,
+        "precision": cfg.precision, "seed": cfg.seed, "steps": cfg.steps,
         "mse": float(last["mse"]), "kl": float(last["kl"]), "lambda": float(last["lambda"]),
         "c_ma": float(last["c_ma"]), "constraint_met": bool(last["c_ma"] <= 0),
         "lambda_at_bound": bool(at_bound.iloc[-1]),
@@ -91,17 +100,18 @@ def run_summary(cfg, log) -> dict[str, Any]:
 
 
 def compare(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Per model and measure: mean and sd over seeds of each precision, the gap of the means
-    (bfloat16 − float32) against the larger sd, the same seed's relative difference
-    (bfloat16 − float32) ÷ float32 as min / median / max over seeds, and the paired wall-time
-    ratios (float32 ÷ bfloat16 per seed: > 1 means bfloat16 was faster)."""
+    """Per setting (``row["setting"]``: model/data set) and measure: mean and sd over seeds of
+    each precision, the gap of the means (bfloat16 − float32) against the larger sd, the same
+    seed's relative difference (bfloat16 − float32) ÷ float32 as min / median / max over seeds,
+    and the paired wall-time ratios (float32 ÷ bfloat16 per seed: > 1 means bfloat16 was
+    faster)."""
     precisions = _precisions()
     out: dict[str, Any] = {}
-    for model in sorted({r["model"] for r in rows}):
-        by = {p: sorted((r for r in rows if r["model"] == model and r["precision"] == p),
+    for setting in sorted({r["setting"] for r in rows}):
+        by = {p: sorted((r for r in rows if r["setting"] == setting and r["precision"] == p),
                         key=lambda r: r["seed"]) for p in precisions}  # fmt: skip
         if [r["seed"] for r in by["float32"]] != [r["seed"] for r in by["bfloat16"]]:
-            raise ValueError(f"rows: {model} needs both precisions at every seed")
+            raise ValueError(f"rows: {setting} needs both precisions at every seed")
         entry: dict[str, Any] = {"seeds": [r["seed"] for r in by["float32"]]}
         for m in MEASURES:
             stats = {}
@@ -127,14 +137,14 @@ def compare(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         entry["lambda_bound_fraction"] = {
             p: [round(r["lambda_bound_fraction"], 3) for r in by[p]] for p in precisions}
         entry["n"] = {p: len(by[p]) for p in precisions}
-        out[model] = entry
+        out[setting] = entry
     return out
 
 
 def relative_curves(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int], dict]:
-    """(model, seed) → the logged steps and (bfloat16 − float32) ÷ float32 of each measure at
+    """(setting, seed) → the logged steps and (bfloat16 − float32) ÷ float32 of each measure at
     each of them: how far a bfloat16 run drifts from its float32 twin along the run."""
-    runs = {(r["model"], r["seed"], r["precision"]): r["curves"] for r in rows}
+    runs = {(r["setting"], r["seed"], r["precision"]): r["curves"] for r in rows}
     out = {}
     for model, seed, precision in runs:
         if precision != "float32":
@@ -145,8 +155,38 @@ def relative_curves(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int], 
     return out
 
 
+def drift_summary(rows: Sequence[Mapping[str, Any]], after_step: int = 250) -> dict[str, Any]:
+    """Per setting and measure, over each seed's twin pair along the run (not just its last
+    step, a single noisy batch): the mean of (bfloat16 − float32) ÷ float32 over the last
+    quarter of the logged steps, and the largest |bfloat16 − float32| ÷ the float32 seeds' sd
+    at the same step over the steps ≥ ``after_step`` (past the start, where KL ≈ 0) at which
+    the float32 seeds differ (not where all sit at a λ bound); per seed, in seed order."""
+    rel = relative_curves(rows)
+    curves = {(r["setting"], r["seed"], r["precision"]): r["curves"] for r in rows}
+    out: dict[str, Any] = {}
+    for setting in sorted({s for s, _ in rel}):
+        seeds = sorted(seed for s, seed in rel if s == setting)
+        entry = {"seeds": seeds}
+        for m in MEASURES:
+            f = [curves[setting, seed, "float32"][m] for seed in seeds]
+            b = [curves[setting, seed, "bfloat16"][m] for seed in seeds]
+            steps = curves[setting, seeds[0], "float32"]["step"]
+            sd = {i: statistics.stdev(run[i] for run in f)
+                  for i, s in enumerate(steps) if s >= after_step}
+            keep = [i for i in sd if sd[i] > 0]
+            late = [statistics.fmean(rel[setting, seed][m][-(len(steps) // 4):])
+                    for seed in seeds]
+            entry[m] = {
+                "last_quarter_mean_relative_difference": late,
+                "largest_difference_over_sd": [max(abs(bs[i] - fs[i]) / sd[i] for i in keep)
+                                               for fs, bs in zip(f, b)],
+            }
+        out[setting] = entry
+    return out
+
+
 def plot_curves(rows: Sequence[Mapping[str, Any]], title: str = ""):
-    """Two rows of panels per model: MSE, KL and λ against steps (log scale) for every seed of
+    """Two rows of panels per setting: MSE, KL and λ against steps (log scale) for every seed of
     both precisions (float32 solid, bfloat16 dashed), and below them each seed's
     (bfloat16 − float32) ÷ float32 (:func:`relative_curves`); ``title`` above the panels."""
     import matplotlib
@@ -154,13 +194,13 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], title: str = ""):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    models = sorted({r["model"] for r in rows})
+    models = sorted({r["setting"] for r in rows})
     fig, axes = plt.subplots(2 * len(models), 3, figsize=(11, 5.6 * len(models)), squeeze=False)
     colours = {"float32": "tab:blue", "bfloat16": "tab:orange"}
     rel = relative_curves(rows)
     for i, model in enumerate(models):
         top, bottom = axes[2 * i], axes[2 * i + 1]
-        for r in (r for r in rows if r["model"] == model):
+        for r in (r for r in rows if r["setting"] == model):
             c = r["curves"]
             for j, m in enumerate(MEASURES):
                 top[j].plot(c["step"], c[m], color=colours[r["precision"]], lw=0.9,
@@ -175,7 +215,7 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], title: str = ""):
             name = "λ" if m == "lambda" else m.upper()
             top[j].set_yscale("log")
             top[j].set_title(f"{model}: {name}", fontsize=9)
-            bottom[j].set_title(f"{model}: {name}, (bf16 − f32) ÷ f32, same seed", fontsize=9)
+            bottom[j].set_title(f"{model}: {name}, bf16 ÷ f32 − 1 (same seed)", fontsize=8)
             bottom[j].set_ylabel("%")
             bottom[j].axhline(0, color="k", lw=0.5)
             bottom[j].set_xlabel("step")
@@ -188,7 +228,7 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], title: str = ""):
 
 
 def _table(summary: Mapping[str, Any]) -> str:
-    lines = ["| model | measure | float32 mean ± sd | bfloat16 mean ± sd | gap ÷ larger sd | "
+    lines = ["| setting | measure | float32 mean ± sd | bfloat16 mean ± sd | gap ÷ larger sd | "
              "same seed, (bf16 − f32) ÷ f32: min / median / max |", "|---|---|---|---|---|---|"]
     for model, e in summary.items():
         for m in MEASURES:
@@ -206,24 +246,28 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Train (or load from ``--store``) the study's runs, print the comparison, write the JSON
     and the figure; returns what the JSON holds."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds-convdraw", type=int, default=5)
-    p.add_argument("--seeds-vae-nvp", type=int, default=3)
+    p.add_argument("--seeds", nargs="+", metavar="MODEL/DATASET=N",
+                   default=[f"{m}/{d}={n}" for (m, d), n in SEEDS.items()],
+                   help="settings and seed counts (default: %(default)s)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--store", default=os.path.join(tempfile.gettempdir(),
                                                    "geco-precision-study"))
     p.add_argument("--out", default=str(HERE / "results" / "precision_study.json"))
     p.add_argument("--figure", default=str(HERE / "results" / "precision_study.png"))
     a = p.parse_args(argv)
-    for name in ("seeds_convdraw", "seeds_vae_nvp"):
-        if getattr(a, name) < 2:
-            p.error(f"--{name.replace('_', '-')}: at least 2 seeds (for a spread)")
+    seeds: dict[tuple[str, str], int] = {}
+    for item in a.seeds:
+        setting, _, n = item.partition("=")
+        model, _, dataset = setting.partition("/")
+        if not (model and dataset and n.isdigit() and int(n) >= 2):
+            p.error(f"--seeds: {item!r} is not MODEL/DATASET=N with N >= 2 (for a spread)")
+        seeds[model, dataset] = int(n)
     if a.workers < 1:
         p.error("--workers: at least 1")
 
     from geco_book.store import RunStore
     from geco_book.sweep import run_sweep
 
-    seeds = {"convdraw": a.seeds_convdraw, "vae_nvp": a.seeds_vae_nvp}
     cfgs = study_configs(seeds)
     store = RunStore(Path(a.store) / "records", Path(a.store) / "checkpoints")
     runs = run_sweep(cfgs, store=store, workers=a.workers, desc="precision study",
@@ -232,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rows = [{**run_summary(cfg, run.log()), "provenance": run.record["provenance"]}
             for cfg, run in zip(cfgs, runs)]
     summary = compare(rows)
+    drift = drift_summary(rows)
     print(_table(summary))
     for model, e in summary.items():
         print(f"{model}: constraint met at the end {e['constraint_met']} of {e['n']}; λ at a "
@@ -241,15 +286,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import torch
 
     args = argv if argv is not None else sys.argv[1:]
-    result = {"summary": summary, "runs": rows, "torch": torch.__version__,
+    for setting, e in drift.items():
+        for m in MEASURES:
+            d = e[m]
+            print(f"{setting} {m}: last-quarter mean (bf16 − f32) ÷ f32 per seed "
+                  f"{[f'{100 * v:+.2f} %' for v in d['last_quarter_mean_relative_difference']]}; "
+                  f"largest |bf16 − f32| ÷ float32 seed-sd after step 250 per seed "
+                  f"{[round(v, 2) for v in d['largest_difference_over_sd']]}")
+    result = {"summary": summary, "drift": drift, "runs": rows, "torch": torch.__version__,
               "command": " ".join(["python benchmarks/study_precision.py", *args])}
     from geco_core.io import write_text
 
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     write_text(a.out, json.dumps(result, indent=1) + "\n")
-    n = ", ".join(f"{m} seeds 0–{k - 1}" for m, k in seeds.items())
-    title = (f"Chapter 03 cpu profile: GECO + RE κ = 0.1, MNIST (vendored 10k test split)\n"
-             f"{n}; torch {torch.__version__}, 1 thread per run")
+    n = ", ".join(f"{m}/{d} seeds 0–{k - 1}" for (m, d), k in seeds.items())
+    title = (f"Chapter 03 cpu profile, GECO + RE κ = 0.1; MNIST and MNIST-rotate from the vendored "
+             f"10k test split; float32 solid, bfloat16 dashed\n{n}; torch {torch.__version__}, "
+             "1 thread per run")
     plot_curves(rows, title).savefig(a.figure, dpi=110)
     print(f"wrote {a.out} and {a.figure}")
     return result

@@ -216,7 +216,8 @@ class TrainConfig:
         precision: a :data:`PRECISIONS` name: ``"float32"`` (default) or ``"bfloat16"``
             (mixed precision: the networks' convolutions and matmuls, and the activations
             between them, in bfloat16 through ``torch.autocast``, forward and backward; the
-            states, densities, losses, GECO and Adam float32; CPU and CUDA only).
+            states, densities, losses, GECO and Adam float32; CPU and CUDA, the CUDA path
+            untested so far; mps refused).
             It changes the numbers, so it is part of a run's store key and a resume refuses
             another precision. Faster where the hardware has bfloat16 units (AMX on recent
             Xeons, tensor cores); measured in benchmarks/README.md.
