@@ -64,7 +64,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from geco_core.constraints import RE  # noqa: E402
 from geco_core.models import build_model  # noqa: E402
 from geco_core.objectives import GECOObjective  # noqa: E402
-from geco_core.train import make_optimizer  # noqa: E402
+from geco_core.train import make_optimizer, precision_context  # noqa: E402
+
+#: The engine's bfloat16 context on CPU (``TrainConfig(precision="bfloat16")``).
+BF16 = precision_context("bfloat16", "cpu")
 
 
 def _summary(ratios: list[float]) -> dict[str, float]:
@@ -119,6 +122,16 @@ def _model_and_batch(
     model.train()
     model.prepare(x)  # after loading: prepare reads the loaded initialisation flag
     return model, x
+
+
+def _bf16_forward(model):
+    """``model``'s forward as the engine runs it with ``precision="bfloat16"``."""
+
+    def forward(xb):
+        with BF16():
+            return model(xb)
+
+    return forward
 
 
 def _paired_steps(a, b, batch_size: int, rounds: int, reps: int) -> tuple:
@@ -183,13 +196,8 @@ def bench_precision(name: str, batch_size: int, rounds: int, reps: int) -> dict:
     benchmarks/study_precision.py for what they change)."""
     fp32_model, x = _model_and_batch(name, batch_size)
     bf16_model, _ = _model_and_batch(name, batch_size, fp32_model.state_dict())
-
-    def bf16_forward(xb):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return bf16_model(xb)
-
     full = _step_fn(fp32_model, x, fp32_model)
-    mixed = _step_fn(bf16_model, x, bf16_forward)
+    mixed = _step_fn(bf16_model, x, _bf16_forward(bf16_model))
     fp32_img_s, bf16_img_s, ratio, _, _ = _paired_steps(full, mixed, batch_size, rounds, reps)
     return {"model": name, "float32_img_s": fp32_img_s, "bfloat16_img_s": bf16_img_s,
             "bfloat16_over_float32": ratio}
@@ -228,12 +236,7 @@ def bench_convdraw_fused(batch_size: int, rounds: int, reps: int) -> dict:
     fused = _step_fn(fused_model, x, fused_model)
     comp, _, _ = _compiled_step(comp_model, x)
     bf16_model, _ = _model_and_batch("convdraw", batch_size, state)
-
-    def bf16_forward(xb):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return bf16_model(xb)
-
-    bf16 = _step_fn(bf16_model, x, bf16_forward)
+    bf16 = _step_fn(bf16_model, x, _bf16_forward(bf16_model))
     ref_img_s, fused_img_s, r_fused, _, _ = _paired_steps(ref, fused, batch_size, rounds, reps)
     _, comp_img_s, r_comp, _, _ = _paired_steps(ref, comp, batch_size, rounds, reps)
     _, bf16_img_s, r_bf16, _, _ = _paired_steps(ref, bf16, batch_size, rounds, reps)
@@ -246,8 +249,7 @@ def bench_convdraw_fused(batch_size: int, rounds: int, reps: int) -> dict:
             torch.manual_seed(1)
             out32 = probe(x)
             torch.manual_seed(1)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                out16 = probe(x)
+            out16 = _bf16_forward(probe)(x)
         for k in ("x_mean", "kl"):
             a, b = getattr(out32, k), getattr(out16, k).float()
             rel[f"{k}_{when}"] = float((b - a).norm() / a.norm())
@@ -351,34 +353,33 @@ def main() -> None:
                  "load_before": os.getloadavg()}
     print(f"torch {torch.__version__}, 1 thread, {rounds} ABBA rounds; ratios: min / median / "
           f"max; load average {res['load_before'][0]:.2f} on {os.cpu_count()} cores")
-    res["compile"] = []  # first, so that each model's first compilation is a cold one
-    for name in a.models.split(","):
-        r = bench_compile(name, 32, rounds, reps)
-        res["compile"].append(r)
-        print(f"{name:9s} eager {r['eager_img_s']:5.0f} img/s, compiled {r['compiled_img_s']:5.0f};"
-              f" compiled ÷ eager {_fmt(r['compiled_over_eager'])}; compile cold "
-              f"{r['compile_cold_s']:.0f} s / warm {r['compile_warm_s']:.0f} s, pays after "
-              f"{r['break_even_steps_cold']:,.0f} / {r['break_even_steps_warm']:,.0f} steps")
-    res["adam"] = []
-    for name in a.models.split(","):
-        r = bench_adam(name, 32, rounds, reps)
-        res["adam"].append(r)
-        print(f"{name:9s} step with the for-loop Adam {r['for_loop_img_s']:5.0f} img/s, fused "
-              f"{r['fused_img_s']:5.0f}; fused ÷ for-loop {_fmt(r['fused_over_for_loop'])}")
-    res["decoder_layout"] = []
-    for name in [m for m in a.models.split(",") if m != "convdraw"]:
-        r = bench_decoder_layout(name, 32, rounds, reps)
-        res["decoder_layout"].append(r)
-        print(f"{name:9s} channels_last ÷ NCHW decoder, step images/s: 1 channel "
-              f"{_fmt(r['c1']['channels_last_over_nchw'])}, 3 channels "
-              f"{_fmt(r['c3']['channels_last_over_nchw'])}")
-    res["precision"] = []
-    for name in a.models.split(","):
-        r = bench_precision(name, 32, rounds, reps)
-        res["precision"].append(r)
-        print(f"{name:9s} step in float32 {r['float32_img_s']:5.0f} img/s, precision=bfloat16 "
-              f"{r['bfloat16_img_s']:5.0f}; bfloat16 ÷ float32 "
-              f"{_fmt(r['bfloat16_over_float32'])} (other numbers)")
+    models = a.models.split(",")
+
+    def per_model(key, bench, names, line) -> None:
+        """``res[key]``: ``bench`` of each model in ``names``, one printed ``line`` each."""
+        res[key] = []
+        for name in names:
+            r = bench(name, 32, rounds, reps)
+            res[key].append(r)
+            print(f"{name:9s} {line(r)}")
+
+    # compile first, so that each model's first compilation is a cold one
+    per_model("compile", bench_compile, models, lambda r: (
+        f"eager {r['eager_img_s']:5.0f} img/s, compiled {r['compiled_img_s']:5.0f}; compiled ÷ "
+        f"eager {_fmt(r['compiled_over_eager'])}; compile cold {r['compile_cold_s']:.0f} s / "
+        f"warm {r['compile_warm_s']:.0f} s, pays after {r['break_even_steps_cold']:,.0f} / "
+        f"{r['break_even_steps_warm']:,.0f} steps"))
+    per_model("adam", bench_adam, models, lambda r: (
+        f"step with the for-loop Adam {r['for_loop_img_s']:5.0f} img/s, fused "
+        f"{r['fused_img_s']:5.0f}; fused ÷ for-loop {_fmt(r['fused_over_for_loop'])}"))
+    per_model("decoder_layout", bench_decoder_layout, [m for m in models if m != "convdraw"],
+              lambda r: (f"channels_last ÷ NCHW decoder, step images/s: 1 channel "
+                         f"{_fmt(r['c1']['channels_last_over_nchw'])}, 3 channels "
+                         f"{_fmt(r['c3']['channels_last_over_nchw'])}"))
+    per_model("precision", bench_precision, models, lambda r: (
+        f"step in float32 {r['float32_img_s']:5.0f} img/s, precision=bfloat16 "
+        f"{r['bfloat16_img_s']:5.0f}; bfloat16 ÷ float32 {_fmt(r['bfloat16_over_float32'])} "
+        "(other numbers)"))
     f = bench_convdraw_fused(32, rounds, reps)
     res["convdraw_fused"] = f
     print(f"ConvDRAW reference {f['reference_img_s']:.0f} img/s, fused {f['fused_img_s']:.0f}, "

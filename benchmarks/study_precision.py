@@ -44,6 +44,8 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:  # run as a script from the checkout
     sys.path.insert(0, str(HERE.parent))
 
+from geco_core.train import PRECISIONS  # noqa: E402
+
 #: The study's settings (model, data set) and how many seeds each trains (0 .. n-1).
 SEEDS: dict[tuple[str, str], int] = {
     ("convdraw", "mnist"): 5,
@@ -51,12 +53,6 @@ SEEDS: dict[tuple[str, str], int] = {
     ("convdraw", "mnist-rotate"): 3,
 }
 MEASURES = ("mse", "kl", "lambda")
-
-
-def _precisions() -> tuple[str, ...]:
-    from geco_core.train import PRECISIONS
-
-    return PRECISIONS
 
 
 def study_configs(seeds: Mapping[tuple[str, str], int], kappa: float = 0.1):
@@ -71,7 +67,7 @@ def study_configs(seeds: Mapping[tuple[str, str], int], kappa: float = 0.1):
     for (model, dataset), n in seeds.items():
         for seed in range(n):
             cfg = train_config(RunSpec(model, dataset, "geco", "re", kappa, seed=seed), settings)
-            out += [dataclasses.replace(cfg, precision=p) for p in _precisions()]
+            out += [dataclasses.replace(cfg, precision=p) for p in PRECISIONS]
     return out
 
 
@@ -105,17 +101,16 @@ def compare(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     seed's relative difference (bfloat16 − float32) ÷ float32 as min / median / max over seeds,
     and the paired wall-time ratios (float32 ÷ bfloat16 per seed: > 1 means bfloat16 was
     faster)."""
-    precisions = _precisions()
     out: dict[str, Any] = {}
     for setting in sorted({r["setting"] for r in rows}):
         by = {p: sorted((r for r in rows if r["setting"] == setting and r["precision"] == p),
-                        key=lambda r: r["seed"]) for p in precisions}  # fmt: skip
+                        key=lambda r: r["seed"]) for p in PRECISIONS}  # fmt: skip
         if [r["seed"] for r in by["float32"]] != [r["seed"] for r in by["bfloat16"]]:
             raise ValueError(f"rows: {setting} needs both precisions at every seed")
         entry: dict[str, Any] = {"seeds": [r["seed"] for r in by["float32"]]}
         for m in MEASURES:
             stats = {}
-            for p in precisions:
+            for p in PRECISIONS:
                 v = [r[m] for r in by[p]]
                 stats[p] = {"mean": statistics.fmean(v),
                             "sd": statistics.stdev(v) if len(v) > 1 else float("nan")}
@@ -131,12 +126,12 @@ def compare(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         pairs = list(zip(by["float32"], by["bfloat16"]))
         ratios = [f["wall_time_s"] / b["wall_time_s"] for f, b in pairs]
         entry["float32_over_bfloat16_wall"] = _spread(ratios)
-        entry["constraint_met"] = {p: sum(r["constraint_met"] for r in by[p]) for p in precisions}
+        entry["constraint_met"] = {p: sum(r["constraint_met"] for r in by[p]) for p in PRECISIONS}
         entry["lambda_at_bound"] = {p: sum(r["lambda_at_bound"] for r in by[p])
-                                    for p in precisions}
+                                    for p in PRECISIONS}
         entry["lambda_bound_fraction"] = {
-            p: [round(r["lambda_bound_fraction"], 3) for r in by[p]] for p in precisions}
-        entry["n"] = {p: len(by[p]) for p in precisions}
+            p: [round(r["lambda_bound_fraction"], 3) for r in by[p]] for p in PRECISIONS}
+        entry["n"] = {p: len(by[p]) for p in PRECISIONS}
         out[setting] = entry
     return out
 

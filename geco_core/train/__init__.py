@@ -41,6 +41,7 @@ from geco_core.train.loop import (
     fit,
     load_run,
     make_optimizer,
+    precision_context,
     resolve_device,
 )
 
@@ -62,6 +63,7 @@ __all__ = [
     "load_run",
     "main",
     "make_optimizer",
+    "precision_context",
     "read_log",
     "resolve_device",
 ]

@@ -176,9 +176,10 @@ def _helps() -> dict[str, str]:
         "compile": "run the model through torch.compile: true, false or auto (default: "
         f"compile when the run has >= {COMPILE_AUTO_MIN_STEPS:,} steps to go, where it pays "
         "back; not bitwise the eager run; see benchmarks/bench_speed.py); --compile: true",
-        "precision": f"{' or '.join(PRECISIONS)}: bfloat16 runs the model's convolutions and "
-        "matmuls in bfloat16 (autocast; cpu/cuda), other numbers than float32, faster where the "
-        "hardware has bfloat16 units (default %(default)s)",
+        "precision": f"{' or '.join(PRECISIONS)}: bfloat16 runs the model's networks in "
+        "bfloat16 (autocast; cpu, cuda untested), states, densities and losses float32: other "
+        "numbers than float32, faster where the hardware has bfloat16 units (default "
+        "%(default)s)",
         "progress": "show a progress bar (default: show it)",
     }
 

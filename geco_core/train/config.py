@@ -50,10 +50,10 @@ __all__ = [
     "COMPILE_AUTO_MIN_STEPS",
     "ENGINE_VERSION",
     "PAPER_LR",
+    "PRECISIONS",
     "RESUME_MAY_DIFFER",
     "FitResult",
     "TrainConfig",
-    "PRECISIONS",
     "compile_wanted",
 ]
 

@@ -59,10 +59,12 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from geco_core import checkpoint as ckpt
+from geco_core.checks import check_choice
 from geco_core.io import write_text
 from geco_core.train.builders import build_model_for, build_objective, load_data, target_labels
 from geco_core.train.config import (
     ENGINE_VERSION,
+    PRECISIONS,
     RESUME_MAY_DIFFER,
     FitResult,
     TrainConfig,
@@ -83,6 +85,7 @@ __all__ = [
     "fit",
     "load_run",
     "make_optimizer",
+    "precision_context",
     "resolve_device",
 ]
 
@@ -127,6 +130,25 @@ def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> 
     elif d.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {device!r} requested but MPS is not available")
     return d
+
+
+def precision_context(precision: str, device_type: str):
+    """The context (a zero-argument factory) the engine runs a model's forward in for
+    ``TrainConfig.precision``: ``torch.autocast(device_type, dtype=torch.bfloat16)`` for
+    ``"bfloat16"``, a no-op context for ``"float32"`` (the float32 step is exactly the one
+    without the option).
+
+    Example:
+        >>> with precision_context("bfloat16", "cpu")():
+        ...     (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+        torch.bfloat16
+        >>> with precision_context("float32", "cpu")():
+        ...     (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+        torch.float32
+    """
+    if check_choice(precision, "precision", PRECISIONS) == "float32":
+        return contextlib.nullcontext
+    return functools.partial(torch.autocast, device_type, dtype=torch.bfloat16)
 
 
 def make_optimizer(params: Sequence[nn.Parameter], lr: float) -> torch.optim.Adam:
@@ -495,12 +517,9 @@ def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int, world: int,
         inductor_config.fallback_random = True
         step_model = torch.compile(ddp_model, dynamic=False)
     model.train()
-    # mixed precision (TrainConfig.precision): only the forward runs under autocast; its
-    # backward follows the forward's dtypes, the objective and the optimiser stay float32
-    if cfg.precision == "bfloat16":
-        autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16)
-    else:
-        autocast = contextlib.nullcontext
+    # mixed precision: only the forward runs under autocast; its backward follows the
+    # forward's dtypes, the objective and the optimiser stay float32
+    autocast = precision_context(cfg.precision, device.type)
 
     saved_step = start if start > 0 else None
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from geco_core.models import build_model
-from geco_core.train import TrainConfig, fit
+from geco_core.train import TrainConfig, fit, precision_context
 
 SMALL = {
     "conv_vae": {"latent_dim": 4, "channels": [4, 8], "hidden": 16},
@@ -46,7 +46,7 @@ def _model(name, kw, conditional, channels):
 
 def _forward(model, x, ctx, bf16: bool):
     torch.manual_seed(1)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with precision_context("bfloat16" if bf16 else "float32", "cpu")():
         return model(x, ctx)
 
 
