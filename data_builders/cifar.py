@@ -18,7 +18,8 @@ References:
     ref. [61]); Rezende & Viola (2018), §4.1, Fig. 5, Table 2.
 
 Example (with the real archive, ``load_cifar10("test").x.shape`` is ``[10000, 3, 32, 32]``;
-here a two-image stand-in in the extracted layout):
+here a two-image stand-in in the extracted layout, accepted only once :data:`BATCH_SIZE` says
+two images make a batch — an unchecksummed folder must hold the official batch size):
     >>> import pickle, tempfile
     >>> import numpy as np
     >>> root = Path(tempfile.mkdtemp())
@@ -26,7 +27,14 @@ here a two-image stand-in in the extracted layout):
     >>> for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
     ...     batch = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [3, 5]}
     ...     _ = (root / "cifar-10-batches-py" / name).write_bytes(pickle.dumps(batch, protocol=2))
+    >>> load_cifar10("test", root=root, download=False)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: .../test_batch holds 2 images, an official CIFAR-10 batch 10,000: ...
+    >>> import data_builders.cifar as cifar
+    >>> official, cifar.BATCH_SIZE = cifar.BATCH_SIZE, 2
     >>> ds = load_cifar10("test", root=root, download=False)
+    >>> cifar.BATCH_SIZE = official
     >>> ds.x.shape, ds.labels.tolist(), ds.meta["files"]["verified"]
     (torch.Size([2, 3, 32, 32]), [3, 5], False)
 """
@@ -104,11 +112,23 @@ def _read_archive(path: Path, split: str) -> list[tuple[np.ndarray, np.ndarray]]
     return [found[i] for i in range(len(wanted))]
 
 
+#: Images per official CIFAR-10 batch file. An extracted folder has no checksum, so each of its
+#: batches must at least hold this many images to be served as ``source="cifar10"``.
+BATCH_SIZE = 10_000
+
+
 def _read_folder(folder: Path, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
     out = []
     for b in _BATCHES[split]:
         with open(folder / b, "rb") as f:
-            out.append(_parse_batch(f, str(folder / b)))
+            data, labels = _parse_batch(f, str(folder / b))
+        if len(labels) != BATCH_SIZE:
+            raise ValueError(
+                f"{folder / b} holds {len(labels):,} images, an official CIFAR-10 batch "
+                f"{BATCH_SIZE:,}: not the CIFAR-10 data set (an extracted folder is not "
+                f"checksummed); use the official archive {CIFAR10_ARCHIVE} (md5 {CIFAR10_MD5})"
+            )
+        out.append((data, labels))
     return out
 
 

@@ -15,8 +15,9 @@ When may a loader download?
 ---------------------------
 ``download=True`` always tries (and raises if it fails), ``download=False`` never does, and
 ``download=None`` (the default) follows ``$GECO_DOWNLOAD`` (``1``/``0``) when it is set and
-otherwise downloads only when a network is there (a TCP probe of the mirror host, capped at a
-few seconds and done at most once per process). Set ``GECO_DOWNLOAD=0`` on offline CI.
+otherwise downloads only when a network is there (a TCP probe of the mirror host — for MNIST
+also of the package registry, :func:`registry_host` — capped at a few seconds and done at most
+once per host and process). Set ``GECO_DOWNLOAD=0`` on offline CI.
 
 References:
     Rezende & Viola (2018), "Taming VAEs", §4.1 and Appendix E.1 (the datasets).
@@ -56,6 +57,8 @@ __all__ = [
     "download_allowed",
     "md5_file",
     "network_available",
+    "registry_host",
+    "sha256_file",
 ]
 
 _CHUNK = 1 << 20
@@ -206,7 +209,15 @@ def candidate_dirs(
 
 def md5_file(path: str | os.PathLike) -> str:
     """Hex md5 of a file, read in 1 MiB chunks."""
-    h = hashlib.md5()
+    return _digest(path, hashlib.md5())
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    return _digest(path, hashlib.sha256())
+
+
+def _digest(path: str | os.PathLike, h) -> str:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             h.update(chunk)
@@ -247,17 +258,39 @@ def network_available(host: str = "ossci-datasets.s3.amazonaws.com", timeout: fl
     return bool(result and result[0])
 
 
-def download_allowed(download: bool | None) -> tuple[bool, str]:
-    """Resolve the ``download`` argument of the loaders to (allowed, reason) — see module doc."""
+def registry_host() -> str:
+    """The host of the Python package index pip uses: that of ``$PIP_INDEX_URL`` when set,
+    else ``pypi.org`` (what :func:`download_allowed` probes for registry downloads)."""
+    from urllib.parse import urlsplit
+
+    url = os.environ.get("PIP_INDEX_URL", "").strip()
+    return (urlsplit(url).hostname if url else None) or "pypi.org"
+
+
+def download_allowed(
+    download: bool | None, hosts: Sequence[str] | None = None
+) -> tuple[bool, str]:
+    """Resolve the ``download`` argument of the loaders to (allowed, reason) — see module doc.
+
+    ``hosts``: what the automatic mode (``download=None`` and no ``$GECO_DOWNLOAD``) probes;
+    downloading is allowed when any of them answers (default: the MNIST mirror host).
+    """
     if download is not None:
-        return bool(download), f"download={download}"
+        if not isinstance(download, bool):
+            raise TypeError(f"download must be True, False or None, got {download!r}")
+        return download, f"download={download}"
     env = os.environ.get("GECO_DOWNLOAD", "").strip().lower()
     if env in ("1", "true", "yes", "on"):
         return True, "$GECO_DOWNLOAD=1"
     if env in ("0", "false", "no", "off"):
         return False, "$GECO_DOWNLOAD=0"
-    if network_available():
-        return True, "download=None and a network is reachable"
+    if env not in ("", "auto"):
+        raise ValueError(
+            f"GECO_DOWNLOAD: {env!r} is not 1/0 (true/false, yes/no, on/off) or auto"
+        )
+    for host in hosts or ("ossci-datasets.s3.amazonaws.com",):
+        if network_available(host):
+            return True, f"download=None and {host} is reachable"
     return False, "download=None and no network is reachable"
 
 

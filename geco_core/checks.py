@@ -39,9 +39,13 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "FLOAT32_MAX",
+    "FLOAT32_TINY",
+    "check_bool",
     "check_choice",
     "check_class_labels",
     "check_finite",
+    "check_float32",
     "check_float_tensor",
     "check_fraction",
     "check_int",
@@ -51,10 +55,35 @@ __all__ = [
 ]
 
 
+#: float32's smallest normal and largest finite numbers: a positive setting outside
+#: [FLOAT32_TINY, FLOAT32_MAX] is 0 (or denormal) or inf in the engine's float32 arithmetic.
+FLOAT32_TINY = float(torch.finfo(torch.float32).tiny)
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+
 def _real(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     return float(value)
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """``value`` if it is ``True`` or ``False``; a ``TypeError`` naming it otherwise — in
+    particular for the strings a notebook parameter arrives as (``papermill -p force false``
+    passes ``"false"``, which is truthy).
+
+    Example:
+        >>> check_bool(False, "force")
+        False
+        >>> check_bool("false", "force")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        TypeError: force must be True or False, got 'false' (a string; with papermill ...)
+    """
+    if isinstance(value, bool):
+        return value
+    hint = f" (a string; with papermill pass -p {name} False)" if isinstance(value, str) else ""
+    raise TypeError(f"{name} must be True or False, got {value!r}{hint}")
 
 
 def check_finite(value: Any, name: str) -> float:
@@ -77,6 +106,29 @@ def check_positive(value: Any, name: str, upper: float | None = None) -> float:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     if upper is not None and v > upper:
         raise ValueError(f"{name} must be <= {upper:g}, got {value!r}")
+    return v
+
+
+def check_float32(value: Any, name: str) -> float:
+    """``value`` as a finite float > 0 that float32 represents as a normal number: in
+    [:data:`FLOAT32_TINY`, :data:`FLOAT32_MAX`] ≈ [1.18e-38, 3.40e+38]. For the settings that
+    enter float32 arithmetic (λ⁰, ν, σ, β, learning rates, tolerances), where a value outside
+    that range silently becomes 0 or inf.
+
+    Example:
+        >>> check_float32(1e8, "lambda_init")
+        100000000.0
+        >>> check_float32(1e300, "lambda_init")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: lambda_init must lie in float32's range [1.18e-38, 3.4e+38] ...
+    """
+    v = check_positive(value, name)
+    if not FLOAT32_TINY <= v <= FLOAT32_MAX:
+        raise ValueError(
+            f"{name} must lie in float32's range [{FLOAT32_TINY:.3g}, {FLOAT32_MAX:.3g}] (the "
+            f"engine computes in float32, where it would be 0 or inf), got {value!r}"
+        )
     return v
 
 

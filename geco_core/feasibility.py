@@ -30,7 +30,7 @@ import warnings
 from collections import deque
 from collections.abc import Sequence
 
-from geco_core.checks import check_int, check_positive
+from geco_core.checks import FLOAT32_MAX, FLOAT32_TINY, check_int, check_positive
 
 __all__ = ["FeasibilityMonitor", "propose_kappa", "propose_nu"]
 
@@ -151,4 +151,10 @@ def propose_nu(c0: float, max_log_step: float = 0.05) -> float:
     c = abs(float(c0))
     if not math.isfinite(c) or c == 0.0:
         raise ValueError(f"c0 must be finite and non-zero, got {c0!r}")
-    return max_log_step / c
+    nu = max_log_step / c
+    if not FLOAT32_TINY <= nu <= FLOAT32_MAX:
+        raise ValueError(
+            f"c0: {c0!r} gives ν = {max_log_step:g}/|c0| = {nu:g}, outside float32's range: "
+            "is the constraint on its intended scale?"
+        )
+    return nu

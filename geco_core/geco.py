@@ -49,19 +49,24 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from geco_core.checks import check_fraction, check_int, check_positive
+from geco_core.checks import check_float32, check_fraction, check_int, check_positive
+from geco_core.feasibility import propose_nu
 
 __all__ = [
     "GECO",
+    "NU_AUTO",
     "GECOState",
     "constraint_moving_average",
     "constraint_with_ma_value",
     "geco_step",
     "lagrangian",
     "multiplier_update",
+    "resolve_auto_nu",
 ]
 
 _STATE_KEYS = ("lambdas", "c_ma", "step_count", "bad_steps")
+#: ``GECO(nu=NU_AUTO)``: ν from the first batch's constraint (:func:`resolve_auto_nu`).
+NU_AUTO = "auto"
 
 
 @dataclass
@@ -112,7 +117,7 @@ def lagrangian(kl: Tensor, lambdas: Tensor, c: Tensor) -> Tensor:
 def multiplier_update(
     lambdas: Tensor,
     c_ma: Tensor,
-    nu: float,
+    nu: float | Tensor,
     log_factor_bounds: tuple[float, float] | None = None,
     lambda_bounds: tuple[float, float] | None = None,
     satisfied_speedup: float = 1.0,
@@ -122,7 +127,7 @@ def multiplier_update(
     Args:
         lambdas: λᵗ⁻¹, ``[L]``.
         c_ma: C_maᵗ (the value of Cᵗ), ``[L]``.
-        nu: ν > 0, the step size of log λ per unit of constraint.
+        nu: ν > 0, the step size of log λ per unit of constraint (a number, or ``[L]``).
         log_factor_bounds: optional ``(log lo, log hi)``: the factor ``exp(ν C_ma)`` is clamped
             to ``[lo, hi]`` (the ``factor_clamp`` option of :class:`GECO`).
         lambda_bounds: optional ``(lo, hi)``: the new λ is clamped to it.
@@ -149,7 +154,7 @@ def geco_step(
     state: GECOState,
     c_hat: Tensor,
     alpha: float,
-    nu: float,
+    nu: float | Tensor,
     update_every: int = 1,
     warmup_steps: int = 0,
     log_factor_bounds: tuple[float, float] | None = None,
@@ -181,6 +186,19 @@ def geco_step(
     )
 
 
+def resolve_auto_nu(c0: Sequence[float]) -> float | list[float]:
+    """ν of ``GECO(nu="auto")`` from the first accepted batch estimate Ĉ⁰ (one value per
+    constraint): ``ν_l = propose_nu(Ĉ⁰_l)`` = 0.05 / |Ĉ⁰_l|
+    (:func:`geco_core.feasibility.propose_nu`), a float for one constraint.
+
+    Example:
+        >>> resolve_auto_nu([0.2]), resolve_auto_nu([0.1, -0.5])
+        (0.25, [0.5, 0.1])
+    """
+    values = [propose_nu(v) for v in c0]
+    return values[0] if len(values) == 1 else values
+
+
 def _all_reduce_mean(c: Tensor) -> Tensor:
     """Mean of ``c`` over the ranks of the default process group (on a copy; gloo has no AVG)."""
     c = c.clone()
@@ -205,6 +223,8 @@ def _positive_vector(value: float | Sequence[float] | Tensor, n: int, name: str)
         )
     if not bool(torch.isfinite(t).all()) or bool((t <= 0).any()):
         raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+    for v in t.tolist():
+        check_float32(v, name)
     return t
 
 
@@ -247,24 +267,20 @@ class GECO:
         n_constraints: L, the length of Ĉ (one multiplier per constraint).
         alpha: α ∈ [0, 1), slowness of the moving average; the paper uses 0.99 (§4.1).
             ``alpha=0`` drives λ by the raw batch estimates.
-        nu: ν > 0, the proportionality constant of ``Δ log λ ∝ Cᵗ`` (Algorithm 1 gives none).
-            Its unit is 1/(unit of C) per step; the default 1.0 is kept so that runs stay
-            comparable, but **choose ν from the first batch's constraint value Ĉ⁰**:
-            ``ν = geco_core.feasibility.propose_nu(Ĉ⁰)`` = 0.05/|Ĉ⁰|, so that log λ moves by
-            at most ≈ 5 % per step at the start. Why (measured in the book's chapter 05): with
-            an adaptive optimiser the model's error falls at a rate set by its learning rate,
-            not by λ, once λ dominates the loss, so every step λ keeps growing after that is
-            overshoot; the update then undoes it only at the rate ν·|C_ma| of the small slack
-            of a met constraint. A fresh decoder's per-pixel RE at κ = 0.1 has Ĉ⁰ ≈ 0.1–0.2:
-            at ν = 1 λ grows 10–20 % per step and reached its 10⁸ bound within ≈ 700 steps
-            (≈ 120 at α = 0.99, whose slower average keeps C_ma positive longer) on a model
-            that needed ≈ 2,000 steps to meet the constraint, which then cost ≈ 4× the KL of
-            the run at ν = propose_nu(Ĉ⁰) ≈ 0.24, which met it exactly with λ ≤ 2.4·10⁴;
-            ν = 0.1 (ν·Ĉ⁰ ≈ 0.02) was too slow for that model within 3,000 steps. The rule
-            tames the climb; an overshoot after the constraint is met is what
-            ``satisfied_speedup`` is for. Constraints in larger units (summed
-            instead of averaged errors, unnormalised features) need a proportionally smaller
-            ν, which the rule gives.
+        nu: ν > 0, the proportionality constant of ``Δ log λ ∝ Cᵗ`` (Algorithm 1 gives none),
+            in 1/(unit of C) per step; or ``"auto"``: ν is set at the first accepted step from
+            that step's estimate, ``ν_l = propose_nu(Ĉ⁰_l)`` = 0.05/|Ĉ⁰_l|
+            (:func:`geco_core.feasibility.propose_nu`, one ν per constraint), so that log λ
+            moves by at most 5 % per step at the start, whatever the constraint's unit; the
+            resolved ν is in :attr:`nu` and in :meth:`state_dict`. The default 1.0 is kept so
+            that runs stay comparable with earlier ones, but it is not what the book found to
+            work: a fresh decoder's per-pixel RE at κ = 0.1 has Ĉ⁰ ≈ 0.1–0.2, so at ν = 1 λ
+            grows 10–20 % per step while Adam reduces the error at a rate set by its learning
+            rate, so λ overshoots — in the book's runs to its 10⁸ bound within a few hundred
+            steps — and the model then pays more KL than the constraint needs, undoing the
+            overshoot only at the slow rate ν·|C_ma| of a met constraint's small slack. The
+            book's policy (``geco_book/policy.py``, measured by ``geco_book/policy_study.py``
+            on the official MNIST split) therefore uses ``nu="auto"``.
         lambda_init: λ⁻¹ > 0, a number or one value per constraint. Algorithm 1 uses 1.
         update_every: k ≥ 1 (option; default 1 = off). λ changes only on every k-th accepted
             step (after the warm-up), by the factor of that step, so the effective rate is ν/k;
@@ -330,7 +346,7 @@ class GECO:
         self,
         n_constraints: int = 1,
         alpha: float = 0.99,
-        nu: float = 1.0,
+        nu: float | str = 1.0,
         lambda_init: float | Sequence[float] = 1.0,
         *,
         update_every: int = 1,
@@ -342,7 +358,12 @@ class GECO:
     ) -> None:
         self.n_constraints = check_int(n_constraints, "n_constraints")
         self.alpha = check_fraction(alpha, "alpha")
-        self.nu = check_positive(nu, "nu")
+        if isinstance(nu, str):
+            if nu != NU_AUTO:
+                raise TypeError(f"nu must be a real number > 0 or {NU_AUTO!r}, got {nu!r}")
+            self.nu_auto, self.nu = True, None
+        else:
+            self.nu_auto, self.nu = False, check_float32(nu, "nu")
         init = _positive_vector(lambda_init, self.n_constraints, "lambda_init")
         self.update_every = check_int(update_every, "update_every")
         self.warmup_steps = check_int(warmup_steps, "warmup_steps", minimum=0)
@@ -411,16 +432,19 @@ class GECO:
             lam_prev = lam_prev.to(c_hat.dtype)
         if not (self.training and torch.is_grad_enabled()):
             return lagrangian(kl, lam_prev, c_hat)
-        c = c_hat.detach()
+        # a non-finite KL makes this step a bad one too (no NaN may enter λ or C_ma); marked
+        # before the all-reduce, so that every rank skips it
+        c = c_hat.detach().masked_fill(~torch.isfinite(kl.detach()), math.nan)
         if dist.is_available() and dist.is_initialized():
             c = _all_reduce_mean(c)
         if c.dtype != state.c_ma.dtype:
             c = c.to(state.c_ma.dtype)
+        nu = self._nu_for(c)
         new = geco_step(
             state,
             c,
             self.alpha,
-            self.nu,
+            nu,
             self.update_every,
             self.warmup_steps,
             self._log_factor_bounds,
@@ -431,6 +455,22 @@ class GECO:
         self._watch(new.bad_steps)
         c_ma = new.c_ma if new.c_ma.dtype == c_hat.dtype else new.c_ma.to(c_hat.dtype)
         return lagrangian(kl, lam_prev, constraint_with_ma_value(c_hat, c_ma))
+
+    def _nu_for(self, c: Tensor) -> float | Tensor:
+        """ν for this step: the number given, or (``nu="auto"``) the rule's ν, resolved from
+        the first finite estimate (one host read, at that step only). Before that, a
+        placeholder 1.0: a non-finite Ĉ changes nothing (:func:`geco_step`)."""
+        if self.nu is None:
+            if not bool(torch.isfinite(c).all()):
+                return 1.0
+            try:
+                self.nu = resolve_auto_nu(c.tolist())
+            except ValueError as e:
+                raise ValueError(f"nu='auto': the first constraint estimate {c.tolist()} "
+                                 f"gives no ν ({e}); pass a number") from None
+        if isinstance(self.nu, float):
+            return self.nu
+        return torch.tensor(self.nu, dtype=c.dtype, device=c.device)
 
     def _state_for(self, c_hat: Tensor) -> GECOState:
         """Move the state to Ĉ's device; keep it in float64 for float64 Ĉ, else float32."""
@@ -462,12 +502,12 @@ class GECO:
             return
         if bad >= self.max_bad_steps:
             raise FloatingPointError(
-                f"GECO: {bad} consecutive non-finite constraint estimates c_hat "
+                f"GECO: {bad} consecutive non-finite constraint estimates c_hat (or KLs) "
                 f"(max_bad_steps={self.max_bad_steps})"
             )
         warnings.warn(
-            f"GECO: non-finite constraint estimate c_hat ({bad} consecutive); lambdas and c_ma "
-            "left unchanged — skip this optimizer step",
+            f"GECO: non-finite constraint estimate c_hat or KL ({bad} consecutive); lambdas "
+            "and c_ma left unchanged — skip this optimizer step",
             RuntimeWarning,
             stacklevel=4,
         )
@@ -515,23 +555,32 @@ class GECO:
         return self
 
     def state_dict(self) -> dict[str, Tensor]:
-        """λ, C_ma, t and the bad-step counter as tensors (safe for ``weights_only=True``)."""
+        """λ, C_ma, t and the bad-step counter as tensors (safe for ``weights_only=True``);
+        with ``nu="auto"``, once resolved, also ``"nu"`` (``[L]``, float64)."""
         s = self.state
-        return {
+        out = {
             "lambdas": s.lambdas.detach().clone(),
             "c_ma": s.c_ma.detach().clone(),
             "step_count": s.step.detach().clone(),
             "bad_steps": s.bad_steps.detach().clone(),
         }
+        if self.nu_auto and self.nu is not None:  # the ν the rule gave, for a resume
+            out["nu"] = torch.tensor(self.nu, dtype=torch.float64).reshape(-1)
+        return out
 
     def load_state_dict(self, state_dict: Mapping[str, Tensor]) -> None:
         """Restore a :meth:`state_dict` exactly (values and dtype; device of the current state)."""
         keys = set(state_dict)
-        if keys != set(_STATE_KEYS):
+        expected = set(_STATE_KEYS) | ({"nu"} if "nu" in keys and self.nu_auto else set())
+        if keys != expected:
+            hint = (
+                "; 'nu' is saved by a GECO with nu='auto' only"
+                if "nu" in keys and not self.nu_auto else ""
+            )
             raise ValueError(
                 f"state_dict must have keys {list(_STATE_KEYS)}, got {sorted(keys)} "
                 f"(missing {sorted(set(_STATE_KEYS) - keys)}, "
-                f"unexpected {sorted(keys - set(_STATE_KEYS))})"
+                f"unexpected {sorted(keys - expected)}){hint}"
             )
         n = self.n_constraints
         shapes = {"lambdas": (n,), "c_ma": (n,), "step_count": (), "bad_steps": ()}
@@ -542,6 +591,20 @@ class GECO:
         lambdas = state_dict["lambdas"]
         if not bool(torch.isfinite(lambdas).all()) or bool((lambdas <= 0).any()):
             raise ValueError("state_dict['lambdas'] must be finite and > 0")
+        nu = None
+        if self.nu_auto:
+            step = int(state_dict["step_count"])
+            if "nu" not in state_dict and step > 0:
+                raise ValueError(
+                    f"state_dict has {step} accepted steps but no 'nu': a GECO with "
+                    "nu='auto' needs the ν its first step resolved"
+                )
+            if "nu" in state_dict:
+                value = state_dict["nu"]
+                if not isinstance(value, Tensor) or tuple(value.shape) != (n,):
+                    raise ValueError(f"state_dict['nu'] must be a tensor of shape ({n},)")
+                nu = [check_float32(v, "state_dict['nu']") for v in value.tolist()]
+                nu = nu[0] if n == 1 else nu
         device = self.state.lambdas.device
         self.state = GECOState(
             lambdas=lambdas.detach().to(device, copy=True),
@@ -549,6 +612,8 @@ class GECO:
             step=state_dict["step_count"].detach().to(device, torch.int64, copy=True),
             bad_steps=state_dict["bad_steps"].detach().to(device, torch.int64, copy=True),
         )
+        if self.nu_auto:
+            self.nu = nu
         self._pending.clear()
 
     def __repr__(self) -> str:
@@ -564,7 +629,8 @@ class GECO:
         if self.satisfied_speedup != 1.0:
             options.append(f"satisfied_speedup={self.satisfied_speedup}")
         extra = "".join(", " + o for o in options)
-        return f"GECO(n_constraints={self.n_constraints}, alpha={self.alpha}, nu={self.nu}{extra})"
+        nu = f"{NU_AUTO!r} → {self.nu}" if self.nu_auto else f"{self.nu}"
+        return f"GECO(n_constraints={self.n_constraints}, alpha={self.alpha}, nu={nu}{extra})"
 
 
 def _describe(value: object) -> str:

@@ -335,7 +335,8 @@ class GECOObjective(Objective):
             ``n_constraints`` attributes, or inferred from the first batch.
 
     Metrics: ``lambda`` and ``c_ma`` (vectors when n_constraints > 1), ``c_hat``, ``beta`` (= 1/λ
-    for a single constraint), ``kl``, ``mse``, and ``nll`` per pixel at σ = σ_opt of the batch
+    for a single constraint), ``nu`` (with ``nu="auto"``: the resolved ν), ``kl``, ``mse``, and
+    ``nll`` per pixel at σ = σ_opt of the batch
     (Appendix D, Eq. 26; GECO itself has no likelihood and no σ).
     """
 
@@ -346,7 +347,7 @@ class GECOObjective(Objective):
         self,
         constraints: nn.Module | Sequence[nn.Module],
         alpha: float = 0.99,
-        nu: float = 1.0,
+        nu: float | str = 1.0,
         lambda_init: float = 1.0,
         n_constraints: int | None = None,
         **geco_kwargs: Any,
@@ -410,6 +411,9 @@ class GECOObjective(Objective):
                 "c_hat": c_hat.detach(),
                 "c_ma": self.geco.c_ma.detach().clone(),
             }
+            if self.geco.nu_auto:  # the ν the rule resolved (a float: no device sync)
+                nu = self.geco.nu
+                metrics["nu"] = torch.tensor(nu if isinstance(nu, list) else [nu])
         return loss, metrics
 
     def to(self, device):

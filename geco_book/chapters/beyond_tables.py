@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 #: GECO's upper λ bound (chapter 03's ``lambda_bounds``, the same at every profile).
-LAMBDA_CEILING = float(_ls.SETTINGS["cpu"]["lambda_bounds"][1])
+LAMBDA_CEILING = float(_ls.SETTINGS["cpu"]["geco"]["geco_kwargs"]["lambda_bounds"][1])
 _TOL = 0.05
 
 

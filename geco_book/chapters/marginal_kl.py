@@ -328,7 +328,7 @@ def _detail(model, test, settings, seed, x, ctx, progress):
         images = model.decode(zp, pc) if pc is not None else model.decode(zp)
         conf = np.full(k_prior, np.nan)
         if images.shape[1] == 1:  # the classifier reads one-channel 28×28 digits (MNIST)
-            probs = load_pretrained_classifier()(images).softmax(-1)
+            probs = load_pretrained_classifier(source=test.source)(images).softmax(-1)
             conf = probs.max(-1).values.double().numpy()
     low, high = order[:k_show], order[::-1][:k_show]
     metrics: dict[str, Any] = {

@@ -584,3 +584,12 @@ def lipschitz_table(rows: dict[str, list[FixedPointSweep]], radius: float = 0.2)
                 }
             )
     return pd.DataFrame(records)
+
+
+if __name__ == "__main__":  # the chapter computes in seconds; it is run as a notebook
+    import sys
+
+    print("error: geco_book.chapters.theory has no command line (it trains nothing): run the "
+          "chapter, e.g. papermill book/chapters/01_theory.ipynb out.ipynb -p profile cpu",
+          file=sys.stderr)
+    sys.exit(2)

@@ -110,6 +110,8 @@ def optimal_sigma(x: Tensor, x_mean: Tensor) -> float:
         raise ValueError(
             f"x_mean: expected the shape of x {tuple(x.shape)}, got {tuple(x_mean.shape)}"
         )
+    if x.numel() == 0:
+        raise ValueError(f"x: need at least one pixel value, got shape {tuple(x.shape)}")
     r = (x.detach().double() - x_mean.detach().double()).reshape(-1)
     return float(torch.sqrt(torch.dot(r, r) / r.numel()))
 

@@ -6,17 +6,23 @@ features f(x) of the first layers of a classification network — :meth:`MNISTCl
 (the paper used a CIFAR-10 ResNet for colour data; for MNIST we use this network's first
 layers).
 
-Cached weights: ``geco_core/assets/mnist_classifier.pt`` (a ``state_dict``, < 1 MB) and
-``mnist_classifier.json`` (its sha256, held-out accuracy, data source, seed, versions).
-:func:`load_pretrained_classifier` checks the sha256 and loads with ``weights_only=True``.
-Re-train with::
+Cached weights, one network per MNIST data source (:data:`CLASSIFIER_FILES`), each a
+``state_dict`` (< 1 MB) with a ``.json`` beside it (its sha256, held-out accuracy, data source,
+seed, versions); :func:`load_pretrained_classifier` checks the sha256 and loads with
+``weights_only=True``:
+
+- ``mnist_classifier_60k.pt``: trained on the official 60k training split, evaluated on the
+  official 10k test split (``source="mnist-60k"``); what runs on the official MNIST use;
+- ``mnist_classifier.pt``: trained on 9,000 images of the official 10k test split and
+  evaluated on the disjoint other 1,000 (image i held out iff i % 10 == 9;
+  ``source="mnist-test-10k"``), the fallback when only the vendored test split is there. It is
+  kept for the runs made on that fallback: a classifier trained on test images must not
+  score a model evaluated on the official test split.
+
+Training uses ``data_builders.load_mnist("train")`` and evaluates on ``load_mnist("test")``;
+the source they come from picks the file written. Re-train with::
 
     python -m geco_core.models.classifier --train
-
-Data provenance: training uses ``data_builders.load_mnist("train")`` and evaluates on
-``load_mnist("test")``. On machines with only the official 10k MNIST test split (ours), these
-are a fixed, disjoint 9,000 / 1,000 partition of it (image i is held out iff i % 10 == 9);
-with the full MNIST they are the official 60k / 10k splits. The JSON records which.
 
 References:
     Rezende & Viola, "Taming VAEs" (2018), Table 1 (CLA, FRE), Fig. 8 (CLA on Micro-MNIST).
@@ -50,7 +56,13 @@ from geco_core.io import atomic_write, write_text
 from geco_core.models.layers import check_images
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
-WEIGHTS_PATH = ASSETS_DIR / "mnist_classifier.pt"
+#: The cached classifier of each MNIST data source (``ImageDataset.source``).
+CLASSIFIER_FILES: dict[str, str] = {
+    "mnist-60k": "mnist_classifier_60k.pt",
+    "mnist-test-10k": "mnist_classifier.pt",
+}
+#: The default weights: the classifier of the official 60k training split.
+WEIGHTS_PATH = ASSETS_DIR / CLASSIFIER_FILES["mnist-60k"]
 TRAIN_HINT = "train it with: python -m geco_core.models.classifier --train"
 
 # Fixed input standardisation (MNIST pixel mean / std); part of the network, not of the data.
@@ -123,15 +135,45 @@ def _meta_path(weights: Path) -> Path:
     return weights.with_suffix(".json")
 
 
+def weights_path(source: str = "mnist-60k") -> Path:
+    """The cached weights of the classifier for MNIST data of ``source``
+    (:data:`CLASSIFIER_FILES`).
+
+    Example:
+        >>> weights_path("mnist-test-10k").name
+        'mnist_classifier.pt'
+    """
+    if source not in CLASSIFIER_FILES:
+        raise ValueError(
+            f"source: no MNIST classifier for data source {source!r}; sources: "
+            f"{', '.join(CLASSIFIER_FILES)}"
+        )
+    return ASSETS_DIR / CLASSIFIER_FILES[source]
+
+
+def classifier_sha256(source: str = "mnist-60k") -> str:
+    """The recorded sha256 of the cached classifier for ``source`` (from its ``.json``; what a
+    run store keys CLA/FRE runs by)."""
+    meta = _meta_path(weights_path(source))
+    if not meta.is_file():
+        raise FileNotFoundError(f"classifier file {meta} is missing; {TRAIN_HINT}")
+    return json.loads(meta.read_text())["sha256"]
+
+
 def load_pretrained_classifier(
-    path: str | os.PathLike | None = None, device: str | torch.device | None = None
+    path: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    *,
+    source: str = "mnist-60k",
 ) -> MNISTClassifier:
     """The cached classifier, sha256-verified, in eval mode with frozen parameters.
 
     Args:
-        path: weights file (default ``geco_core/assets/mnist_classifier.pt``); its metadata is
-            the ``.json`` next to it.
+        path: weights file (default: the one of ``source``, :func:`weights_path`); its
+            metadata is the ``.json`` next to it.
         device: where to put it (default CPU).
+        source: the data source (``ImageDataset.source``) of the images it will score:
+            ``"mnist-60k"`` (default) or ``"mnist-test-10k"``.
 
     Raises:
         FileNotFoundError: weights or metadata missing (the message says how to train them).
@@ -142,7 +184,7 @@ def load_pretrained_classifier(
         >>> clf.probs(torch.rand(1, 1, 28, 28)).shape, clf.training
         (torch.Size([1, 10]), False)
     """
-    weights = Path(path) if path is not None else WEIGHTS_PATH
+    weights = Path(path) if path is not None else weights_path(source)
     meta_file = _meta_path(weights)
     for p in (weights, meta_file):
         if not p.is_file():
@@ -198,7 +240,7 @@ def _load_splits():
 
 
 def train_classifier(
-    out: str | os.PathLike = WEIGHTS_PATH,
+    out: str | os.PathLike | None = None,
     epochs: int = 12,
     batch_size: int = 128,
     lr: float = 2e-3,
@@ -207,7 +249,8 @@ def train_classifier(
     device: str | None = None,
 ) -> dict:
     """Train :class:`MNISTClassifier` on ``load_mnist("train")``, evaluate on
-    ``load_mnist("test")``, and write the weights and their metadata JSON atomically.
+    ``load_mnist("test")``, and write the weights and their metadata JSON atomically
+    (``out``, default the file of the data source found: :func:`weights_path`).
 
     Adam with a one-cycle learning-rate schedule, random ±``max_shift`` pixel shifts.
     Returns the metadata dict (also written to ``<out>.json``).
@@ -218,6 +261,9 @@ def train_classifier(
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     train, test = _load_splits()
+    if train.source != test.source:
+        raise RuntimeError(f"train split from {train.source!r}, test split from {test.source!r}")
+    out = weights_path(train.source) if out is None else Path(out)
     x, y = train.x.to(dev), train.labels.to(dev)
     net = MNISTClassifier().to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -290,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Train the MNIST classifier used by the CLA/FRE constraints.",
     )
     ap.add_argument("--train", action="store_true", help="train and write the cached weights")
-    ap.add_argument("--out", default=str(WEIGHTS_PATH), help="weights file (.json beside it)")
+    ap.add_argument("--out", default=None,
+                    help="weights file (.json beside it; default: the asset of the data source "
+                    "found, geco_core/assets/" + " or ".join(CLASSIFIER_FILES.values()) + ")")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default=None, help="cpu / cuda (default: cuda if available)")
@@ -303,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = train_classifier(args.out, epochs=args.epochs, seed=args.seed, device=args.device)
     print(
         f"held-out accuracy {meta['heldout_accuracy']:.4f} on {meta['data']['heldout']['n']} "
-        f"images ({meta['data']['heldout']['source']}); wrote {args.out} "
+        f"images ({meta['data']['heldout']['source']}); wrote {meta['file']} "
         f"({meta['bytes']} bytes, sha256 {meta['sha256'][:12]}…) in "
         f"{meta['training']['seconds']} s"
     )

@@ -90,23 +90,31 @@ class _ClassifierFeatures(nn.Module):
         return self.classifier.features(x, depth=self.depth)
 
 
-def make_constraint(name: str, kappa: float, image_shape, kw: dict[str, Any]) -> nn.Module:
+def make_constraint(
+    name: str, kappa: float, image_shape, kw: dict[str, Any], data_source: str = "mnist-60k"
+) -> nn.Module:
     """``build_constraint`` plus what the engine can supply: GroupedRE's ``data_shape``, the
-    pretrained MNIST classifier for CLA and for ``FRE(features="classifier", depth=k)``."""
+    pretrained MNIST classifier of ``data_source`` (the data's ``source``:
+    :func:`geco_core.models.classifier.weights_path`) for CLA and for
+    ``FRE(features="classifier", depth=k)``."""
     key = name.lower().replace("-", "_")
     if key == "grouped_re" and image_shape is not None:
         kw.setdefault("data_shape", tuple(image_shape))
     if key == "cla" and "classifier" not in kw:
-        kw["classifier"] = load_pretrained_classifier()
+        kw["classifier"] = load_pretrained_classifier(source=data_source)
     if key == "fre" and kw.get("features") == "classifier":
-        kw["features"] = _ClassifierFeatures(load_pretrained_classifier(), kw.pop("depth", 5))
+        net = load_pretrained_classifier(source=data_source)
+        kw["features"] = _ClassifierFeatures(net, kw.pop("depth", 5))
     return build_constraint(name, kappa, **kw)
 
 
-def build_objective(cfg: TrainConfig, image_shape: Sequence[int] | None = None) -> Objective:
+def build_objective(
+    cfg: TrainConfig, image_shape: Sequence[int] | None = None, data_source: str = "mnist-60k"
+) -> Objective:
     """The objective named by ``cfg.objective`` with the config's hyper-parameters.
 
-    ``image_shape`` (C, H, W) lets per-group RE constraints size themselves.
+    ``image_shape`` (C, H, W) lets per-group RE constraints size themselves; ``data_source``
+    (the data's ``source``) picks the MNIST classifier of CLA / FRE.
     """
     if cfg.objective == "elbo":
         return ELBO(sigma=cfg.sigma, learn_sigma=cfg.learn_sigma)
@@ -118,7 +126,7 @@ def build_objective(cfg: TrainConfig, image_shape: Sequence[int] | None = None) 
     if not cls.takes_constraints:  # σ-VAE, ControlVAE (geco_core.alternatives)
         return cls(**cfg.objective_kwargs)
     constraints = [
-        make_constraint(name, kappa, image_shape, _constraint_kwargs(cfg, name))
+        make_constraint(name, kappa, image_shape, _constraint_kwargs(cfg, name), data_source)
         for name, kappa in zip(cfg.constraints, cfg.kappas)
     ]
     if cls.takes_objective_kwargs:  # the Lagrangians of geco_core.alternatives

@@ -136,7 +136,8 @@ def _helps() -> dict[str, str]:
         "short CPU runs: e.g. 1e-3)",
         "alpha": "GECO's moving-average slowness α in [0, 1) (default: the paper's "
         "%(default)s; short CPU runs: e.g. 0.9)",
-        "nu": "GECO's multiplier step ν > 0 (default %(default)s)",
+        "nu": "GECO's multiplier step ν > 0, or auto: ν = 0.05/|Ĉ⁰| from the first batch's "
+        "constraint (the book's policy; default %(default)s)",
         "lambda_init": "GECO's initial multiplier λ > 0 (Algorithm 1: 1; default %(default)s)",
         "sigma": "the ELBO's pixel σ > 0, fixed or the initial value when learned (default "
         "%(default)s)",
@@ -184,6 +185,16 @@ def _helps() -> dict[str, str]:
     }
 
 
+def _parse_nu(text: str) -> float | str:
+    """``--nu``: a number or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0 or auto, got {text!r}") from None
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (``error: <argument>: <why>``, exit 2), no usage dump."""
 
@@ -200,8 +211,8 @@ def _arg_parser() -> argparse.ArgumentParser:
             "method (σ-VAE, ControlVAE, softplus or cooper Lagrangians:\n"
             "geco_core.alternatives). The defaults\n"
             "are the paper's (§4.1): Adam at the paper's learning rate, GECO's α = 0.99, ν = 1,\n"
-            "tuned for 10⁵–10⁶ steps; short CPU runs want e.g. --lr 1e-3 --alpha 0.9 (the\n"
-            "book's cpu policy, geco_book.policy).\n\n"
+            "tuned for 10⁵–10⁶ steps; short CPU runs want e.g. --lr 1e-3 --alpha 0.9 --nu auto\n"
+            "(the book's cpu policy, geco_book.policy).\n\n"
             f"models:      {', '.join(MODELS)}\n"
             f"data sets:   {', '.join(_dataset_names())}\n"
             f"objectives:  {', '.join(OBJECTIVES)}\n"
@@ -231,6 +242,8 @@ def _arg_parser() -> argparse.ArgumentParser:
             )
             p.add_argument("--no-compile", dest="compile", action="store_const", const=False,
                            help="the same as --compile false")
+        elif f.name == "nu":
+            p.add_argument(flag, type=_parse_nu, metavar="{NU,auto}", **kw)
         elif f.name == "precision":  # checked by TrainConfig.validate, like every choice
             p.add_argument(flag, type=str, metavar="{" + ",".join(PRECISIONS) + "}", **kw)
         elif f.name.endswith("_kwargs"):

@@ -4,8 +4,8 @@ and the engine's defaults: the paper's learning rates (:data:`PAPER_LR`) and α 
 The defaults are the paper's (§4.1): Adam at 1e-5 for ConvDRAW and 1e-6 for the VAE + NVP,
 GECO's moving-average slowness α = 0.99, ν = 1 and λ⁰ = 1 (Algorithm 1). They are tuned for
 10⁵–10⁶ steps; a run of minutes on a CPU barely leaves the initialisation at those rates and
-wants e.g. ``lr=1e-3, alpha=0.9`` (the book's cpu policy, :mod:`geco_book.policy`, which says
-why). Nothing here depends on the device or on a book profile: the same config gives the
+wants e.g. ``lr=1e-3, alpha=0.9, nu="auto"`` (the book's cpu policy, :mod:`geco_book.policy`,
+which says why). Nothing here depends on the device or on a book profile: the same config gives the
 same numbers everywhere (up to the hardware's floating point).
 
 References:
@@ -37,12 +37,12 @@ from torch import nn
 
 from geco_core.checks import (
     check_choice,
+    check_float32,
     check_fraction,
     check_int,
-    check_positive,
 )
 from geco_core.constraints import CONSTRAINTS
-from geco_core.geco import GECO
+from geco_core.geco import GECO, NU_AUTO
 from geco_core.models import MODEL_SIZES, MODELS
 from geco_core.objectives import OBJECTIVES, Objective
 
@@ -144,6 +144,26 @@ def _keyword_names(fn, keyword_only: bool = False) -> list[str] | None:
     return [p.name for p in params if p.kind in kinds and p.name != "self"]
 
 
+def _field_defaults() -> dict[str, Any]:
+    return TrainConfig.defaults()
+
+
+def _check_int_kwargs(fn, given: Mapping[str, Any], field: str) -> None:
+    """Arguments annotated ``int`` (or ``Sequence[int]``) must be ints >= 1: a 2.5 would be
+    recorded as 2.5 and built as 2, a 0 would build an empty layer."""
+    params = inspect.signature(fn).parameters
+    for key, value in given.items():
+        p = params.get(key)
+        ann = "" if p is None else str(p.annotation)
+        if ann == "int":
+            check_int(value, f"{field}: {key}")
+        elif ann.startswith("Sequence[int]"):
+            if not isinstance(value, (list, tuple)) or not value:
+                raise TypeError(f"{field}: {key} must be a non-empty list of ints, got {value!r}")
+            for v in value:
+                check_int(v, f"{field}: {key}")
+
+
 def _check_keys(given: Mapping[str, Any], valid: list[str] | None, name: str, what: str) -> None:
     if valid is None:
         return
@@ -181,7 +201,9 @@ class TrainConfig:
         batch_size: examples per step *per rank*.
         lr: Adam learning rate; ``None`` → :data:`PAPER_LR` ``[model]`` (§4.1).
         alpha, nu: GECO's moving-average slowness α (the paper's 0.99, §4.1) and multiplier
-            step ν (1.0; the paper gives none).
+            step ν (1.0; the paper gives none), or ``nu="auto"``: ν from the first batch's
+            constraint value (:class:`geco_core.GECO`; the resolved ν is logged as ``nu``,
+            checkpointed and restored on resume; ``"auto"`` is what a run's key records).
         lambda_init: λ⁻¹ (Algorithm 1: 1). ``geco_kwargs`` holds GECO's options.
         sigma, learn_sigma: the ELBO's pixel σ (fixed, or initial value when learned).
         beta: the β-VAE's KL weight (on the per-pixel-MSE scale, see :mod:`geco_core.objectives`).
@@ -233,7 +255,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float | None = None
     alpha: float = 0.99
-    nu: float = 1.0
+    nu: float | str = 1.0
     lambda_init: float = 1.0
     sigma: float = 0.1
     learn_sigma: bool = True
@@ -333,7 +355,7 @@ class TrainConfig:
                 f"got {self.kappa!r}"
             )
         for k in ks:
-            check_positive(k, "kappa")
+            check_float32(k, "kappa")
         for c, k in zip(self.constraints, self.kappas):
             hi = CONSTRAINTS[c].kappa_max
             if k > hi:
@@ -370,12 +392,14 @@ class TrainConfig:
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.compile is not None and not isinstance(self.compile, bool):
             raise TypeError(f"compile must be True, False or None, got {self.compile!r}")
-        positive = ["lambda_init", "sigma", "beta", "anneal_sigma_start", "anneal_sigma_end", "nu"]
+        positive = ["lambda_init", "sigma", "beta", "anneal_sigma_start", "anneal_sigma_end"]
+        if self.nu != NU_AUTO:
+            positive.append("nu")
         for name in ("lr", "max_grad_norm"):
             if getattr(self, name) is not None:
                 positive.append(name)
         for name in positive:
-            check_positive(getattr(self, name), name)
+            check_float32(getattr(self, name), name)
         check_fraction(self.alpha, "alpha")
         if self.lr is None and self.model not in PAPER_LR:
             raise ValueError(
@@ -384,6 +408,13 @@ class TrainConfig:
         for name in _KWARGS_FIELDS:
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} must be a dict, got {getattr(self, name)!r}")
+        dupes = sorted({c for c in self.constraints if self.constraints.count(c) > 1})
+        if dupes:
+            raise ValueError(
+                f"constraint: {', '.join(map(repr, dupes))} named more than once in "
+                f"{self.constraint!r}; name each constraint once (one κ each)"
+            )
+        self._validate_unread_fields()
         for c in self.constraints:
             kw = constraint_kwargs_for(self.constraint_kwargs, self.constraints, c)
             reads_classifier = c == "cla" or (c == "fre" and kw.get("features") == "classifier")
@@ -392,6 +423,25 @@ class TrainConfig:
                     f"constraint: {c!r} reads the pretrained one-digit MNIST classifier, whose "
                     f"labels the targets of dataset {self.dataset!r} do not have (they are not "
                     f"one 1x28x28 MNIST digit); use it with {', '.join(ONE_DIGIT_TARGETS)}"
+                )
+
+    def _validate_unread_fields(self) -> None:
+        """Refuse a setting the objective would silently ignore: a constraint (``constraint``,
+        ``kappa``, ``constraint_kwargs``) for an objective without one, GECO's ``nu``,
+        ``lambda_init`` or ``geco_kwargs`` for another objective (the Lagrangians take theirs
+        in ``objective_kwargs``). ``alpha`` is exempt: the book's committed ELBO runs carry
+        the cpu profile's α in their keys."""
+        defaults = _field_defaults()
+        cls = OBJECTIVES[self.objective]
+        unread = [] if cls.takes_constraints else ["constraint", "kappa", "constraint_kwargs"]
+        if self.objective != "geco":
+            unread += ["nu", "lambda_init", "geco_kwargs"]
+        for name in unread:
+            value = getattr(self, name)
+            if json.loads(json.dumps(value)) != defaults[name]:
+                raise ValueError(
+                    f"{name}: objective {self.objective!r} does not read it ({value!r} would be "
+                    f"ignored); leave it at its default {defaults[name]!r}"
                 )
 
     def _validate_device(self) -> None:
@@ -439,6 +489,7 @@ class TrainConfig:
         if model_keys is not None:
             model_keys = [k for k in model_keys if k not in ("image_shape", "context_shape")]
         _check_keys(self.model_kwargs, model_keys, "model_kwargs", f"model {self.model!r}")
+        _check_int_kwargs(MODELS[self.model].__init__, self.model_kwargs, "model_kwargs")
         _check_keys(
             self.geco_kwargs,
             _keyword_names(GECO.__init__, keyword_only=True),

@@ -400,6 +400,19 @@ def _per_constraint(row: Mapping[str, float]) -> tuple[list[float], list[float]]
     return [row[f"c_ma_{i}"] for i in range(n)], [row[f"lambda_{i}"] for i in range(n)]
 
 
+def _append_row(log_file, row: dict[str, Any], log_path: Path) -> None:
+    """One metrics row, flushed; a full disk is reported naming the log (the checkpoint, which
+    is written atomically, still holds the last good state: resume from it)."""
+    try:
+        log_file.write(json.dumps(row, default=json_default) + "\n")
+        log_file.flush()
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"no space left on device while writing {log_path}; "
+                          "free space and resume the run") from e
+        raise
+
+
 def _load_resumable(ckpt_path: Path, cfg: TrainConfig, world: int) -> dict[str, Any]:
     """The checkpoint to resume from, after checking it belongs to this run."""
     saved = ckpt.load_checkpoint(ckpt_path)
@@ -420,6 +433,13 @@ def _load_resumable(ckpt_path: Path, cfg: TrainConfig, world: int) -> dict[str, 
             f"refusing to resume: {ckpt_path} was written by engine version "
             f"{saved.get('engine_version')}, this is {ENGINE_VERSION} (the numbers differ); "
             "start a new out_dir"
+        )
+    step = saved.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= cfg.steps:
+        raise ValueError(
+            f"refusing to resume: {ckpt_path} says it stopped at step {step!r}, which is not "
+            f"an int in [0, steps={cfg.steps}] (a forged or damaged checkpoint, or a run "
+            "longer than this one); start a new out_dir or pass overwrite"
         )
     return saved
 
@@ -461,7 +481,7 @@ def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int, world: int,
     image_shape = tuple(data.x.shape[1:])
     ctx_shape = None if data.context is None else tuple(data.context.shape[1:])
     model = build_model_for(cfg, image_shape, ctx_shape).to(device)
-    objective = build_objective(cfg, image_shape).to(device)
+    objective = build_objective(cfg, image_shape, data.source).to(device)
     params = list(model.parameters()) + list(objective.parameters())
     extra_params = list(objective.parameters())
     optimizer = make_optimizer(params, lr)
@@ -627,8 +647,7 @@ def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int, world: int,
                 if monitor is not None:
                     monitor.update(t, *_per_constraint(row))
                 if log_file is not None:
-                    log_file.write(json.dumps(last, default=json_default) + "\n")
-                    log_file.flush()
+                    _append_row(log_file, last, log_path)
                 if is_main:
                     post = {"kl": f"{row['kl']:.3g}", "mse": f"{row['mse']:.3g}"}
                     if "lambda" in row:
@@ -680,6 +699,6 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu"):
     ctx_shape = None if data.context is None else tuple(data.context.shape[1:])
     model = build_model_for(cfg, image_shape, ctx_shape)
     model.load_state_dict(state["model"])
-    objective = build_objective(cfg, image_shape)
+    objective = build_objective(cfg, image_shape, data.source)
     objective.load_state_dict(state["objective"])
     return model.to(device).eval(), objective.to(device), cfg, int(state["step"])

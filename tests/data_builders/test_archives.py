@@ -82,8 +82,14 @@ def test_cifar_archive_pixels_labels_and_layout(monkeypatch, tmp_path):
     assert torch.equal(sub.x, train.x[sub.meta["indices"]])
 
 
-def test_cifar_extracted_folder_is_unverified(tmp_path):
+def test_cifar_extracted_folder_is_unverified(tmp_path, monkeypatch):
+    from data_builders import cifar
+
     batches = make_cifar(tmp_path, extracted=True)
+    with pytest.raises(ValueError, match="test_batch holds 4 images, an official CIFAR-10 batch "
+                                         "10,000: not the CIFAR-10 data set"):
+        load_dataset("cifar10", split="test", root=tmp_path, download=False)
+    monkeypatch.setattr(cifar, "BATCH_SIZE", 4)  # these fakes' batch size
     ds = load_dataset("cifar10", split="test", root=tmp_path, download=False)
     assert not ds.meta["files"]["verified"]
     assert ds.labels.tolist() == batches["test_batch"][b"labels"]

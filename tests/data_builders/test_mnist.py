@@ -391,5 +391,13 @@ def test_download_allowed_resolution(monkeypatch):
     monkeypatch.setenv("GECO_DOWNLOAD", "1")
     assert download_allowed(None) == (True, "$GECO_DOWNLOAD=1")
     monkeypatch.delenv("GECO_DOWNLOAD")
-    monkeypatch.setattr(core_mod, "network_available", lambda: False)
+    monkeypatch.setattr(core_mod, "network_available", lambda host: False)
     assert download_allowed(None) == (False, "download=None and no network is reachable")
+    monkeypatch.setattr(core_mod, "network_available", lambda host: host == "pypi.org")
+    assert download_allowed(None, ("mirror.example", "pypi.org")) == (
+        True, "download=None and pypi.org is reachable")
+    monkeypatch.setenv("GECO_DOWNLOAD", "maybe")
+    with pytest.raises(ValueError, match="^GECO_DOWNLOAD: 'maybe'"):
+        download_allowed(None)
+    with pytest.raises(TypeError, match="^download must be True, False or None, got 'yes'"):
+        download_allowed("yes")

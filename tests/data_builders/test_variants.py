@@ -231,3 +231,51 @@ def test_fingerprint_identifies_the_data():
     )
     assert changed.fingerprint()["sha256"] != fp["sha256"]  # the context counts too
     assert build("mnist-sum", split="test", n=32).fingerprint()["split"] == "test"
+
+
+@pytest.fixture
+def official_layout(monkeypatch, tmp_path):
+    """A "full" MNIST folder: 300 fake training images (noise, declared official for the test:
+    unlike every real digit) and the official t10k files; returns (folder, train pool)."""
+    import gzip
+    import hashlib
+
+    from data_builders import mnist as mnist_mod
+
+    folder = tmp_path / "full-mnist"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    arrays = {"images-idx3": (rng.random((300, 28, 28)) < 0.3).astype(np.uint8) * 255,
+              "labels-idx1": (np.arange(300) % 10).astype(np.uint8)}
+    for kind, arr in arrays.items():
+        raw = bytes([0, 0, 8, arr.ndim]) + np.asarray(arr.shape, ">u4").tobytes() + arr.tobytes()
+        data = gzip.compress(raw, mtime=0)
+        (folder / f"train-{kind}-ubyte.gz").write_bytes(data)
+        monkeypatch.setitem(mnist_mod.MNIST_MD5, f"train-{kind}-ubyte.gz",
+                            hashlib.md5(data).hexdigest())
+    for p in mnist_mod.VENDOR_DIR.iterdir():
+        (folder / p.name).write_bytes(p.read_bytes())
+    return folder, load_mnist("train", root=folder, download=False)
+
+
+@pytest.mark.parametrize("name", MNIST_VARIANTS)
+def test_on_the_official_split_every_training_item_is_made_of_training_images(
+        name, official_layout):
+    """With the 60k split present, a variant's train split holds only training-split digits
+    (every 28×28 plane of x and context, the rotated target of MNIST-rotate aside) and says
+    so (``source="mnist-60k"``, the pool it drew from)."""
+    folder, train = official_layout
+    n = 7 if name == "micro-mnist" else 40
+    ds = load_dataset(name, split="train", seed=0, root=folder, download=False, n=n)
+    assert ds.source == "mnist-60k" and train.source == "mnist-60k"
+    assert ds.meta["pool"].startswith("load_mnist('train')")
+    pool = {bytes(p.numpy().tobytes()) for p in (train.x[:, 0] * 255).round().to(torch.uint8)}
+    planes = [ds.x[:, c] for c in range(ds.x.shape[1])]
+    if name == "mnist-rotate":
+        planes = []  # the target is a rotation; its context holds the raw digits
+    if ds.context is not None:
+        planes += [ds.context[:, c] for c in range(ds.context.shape[1])]
+    assert planes or name == "mnist-rotate"
+    for plane in planes:
+        for img in (plane * 255).round().to(torch.uint8):
+            assert bytes(img.numpy().tobytes()) in pool

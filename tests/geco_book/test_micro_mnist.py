@@ -393,3 +393,14 @@ def test_several_seeds_need_a_gap_beyond_the_seed_spread():
     assert tables.paper_comparison(overlap)["verdict"][0].startswith("no clear difference")
     with pytest.raises(ValueError, match="seed"):
         tables.paper_comparison([apart[0], apart[0]])
+
+
+@pytest.mark.parametrize("value", ["false", "False", 0, None])
+def test_a_string_force_retrain_is_refused_before_anything_is_deleted(value, monkeypatch):
+    """``papermill -p force_retrain false`` passes the string "false" (truthy): it must not
+    reach ``forget`` (which deletes stored runs)."""
+    from geco_book.store import RunStore
+
+    monkeypatch.setattr(RunStore, "forget", lambda *a: pytest.fail("a stored run was deleted"))
+    with pytest.raises(TypeError, match="^force_retrain must be True or False"):
+        mm.run_experiment("cpu", force=value)

@@ -42,6 +42,30 @@ def test_key_holds_the_engine_version_and_the_data_source(tiny_config):
     assert "classifier_sha256" in key_fields(tiny_config(constraint="cla", kappa=0.9))
 
 
+def test_a_classifier_run_is_keyed_by_the_classifier_of_its_data_source(tiny_config,
+                                                                         monkeypatch):
+    """CLA / FRE runs on the official split read the 60k classifier, runs on the vendored
+    fallback the one trained on 9,000 test images; each key holds its classifier's sha256."""
+    from geco_core.models.classifier import classifier_sha256, weights_path
+    from geco_core.train.builders import make_constraint
+
+    cla = tiny_config(constraint="cla", kappa=0.9)
+    keys = {}
+    for source in ("mnist-60k", "mnist-test-10k"):
+        monkeypatch.setattr(store_mod, "_mnist_source", lambda root, download, s=source: s)
+        assert key_fields(cla)["classifier_sha256"] == classifier_sha256(source)
+        keys[source] = run_key(cla)
+        net = make_constraint("cla", 0.9, (1, 28, 28), {}, source).classifier
+        ref = torch.load(weights_path(source), weights_only=True)
+        assert all(torch.equal(net.state_dict()[k], v) for k, v in ref.items())
+    assert keys["mnist-60k"] != keys["mnist-test-10k"]
+    assert classifier_sha256("mnist-60k") != classifier_sha256("mnist-test-10k")
+
+
+def test_nu_auto_is_in_the_key(tiny_config):
+    assert key_fields(tiny_config(nu="auto"))["nu"] == "auto"
+
+
 def test_engine_version_bump_changes_every_key(tiny_config, monkeypatch):
     import geco_core.train
 

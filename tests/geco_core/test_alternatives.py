@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -199,3 +200,37 @@ def test_each_trains_and_resumes_to_the_same_numbers(tmp_path, objective, kw):
     resumed = fit(TrainConfig(steps=4, out_dir=str(tmp_path), **common), resume=True)
     assert resumed.metrics["loss"] == pytest.approx(full.metrics["loss"], rel=1e-6)
     assert resumed.metrics["lambda"] == pytest.approx(full.metrics["lambda"], rel=1e-6)
+
+
+@pytest.mark.parametrize("make, read", [
+    (lambda: ControlVAE(kl_target=1.0), lambda o: (o.beta, o.integral)),
+    (lambda: CooperLagrangian(RE(kappa=0.1), dual_lr=1.0), lambda o: float(o.lam)),
+    (lambda: CooperLagrangian(RE(kappa=0.1), dual_lr=1.0, dual_optimizer="nupi", kp=0.5),
+     lambda o: float(o.lam)),
+])  # fmt: skip
+def test_one_nan_never_enters_a_multiplier_or_controller_state(make, read):
+    obj = make()
+    x, out = _batch(1)
+    obj(out, x)
+    before = read(obj)
+    x, bad = _batch(2)
+    bad.kl = bad.kl.detach().clone()
+    bad.kl[0] = float("nan")
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        obj(bad, x)
+    assert read(obj) == before
+    x, out = _batch(3)
+    obj(out, x)
+    assert all(math.isfinite(v) for v in np.atleast_1d(read(obj)))
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda: ControlVAE(kl_target=1e300), "kl_target"),
+    (lambda: ControlVAE(beta_min=1e-300), "beta_min"),
+    (lambda: SoftplusLagrangian(RE(kappa=0.1), lambda_init=1e300), "lambda_init"),
+    (lambda: SoftplusLagrangian(RE(kappa=0.1), rate=1e-300), "rate"),
+    (lambda: CooperLagrangian(RE(kappa=0.1), dual_lr=1e300), "dual_lr"),
+])  # fmt: skip
+def test_settings_outside_float32_are_refused(make, name):
+    with pytest.raises(ValueError, match=f"^{name} must lie in float32's range"):
+        make()

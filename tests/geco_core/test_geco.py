@@ -365,3 +365,104 @@ def test_satisfied_speedup_multiplies_the_step_only_where_the_constraint_is_met(
     with pytest.raises(ValueError, match="satisfied_speedup"):
         GECO(satisfied_speedup=0.5)
     assert "satisfied_speedup=10.0" in repr(g)
+
+
+# -- nu="auto": ν from the first batch's constraint (the book's policy) ------------------------
+def test_auto_nu_is_the_rule_of_the_first_estimate_per_constraint():
+    """ν_l = 0.05/|Ĉ⁰_l|, so the first update moves log λ by exactly ±0.05 per constraint
+    (C_ma⁰ = Ĉ⁰); afterwards the trajectory is Algorithm 1's with that ν."""
+    c_seq = C_SEQ[:, :2]  # first row: +0.30 and -0.10
+    geco = GECO(n_constraints=2, alpha=0.9, nu="auto")
+    assert geco.nu_auto and geco.nu is None
+    nu = 0.05 / np.abs(c_seq[0])
+    expected = reference(c_seq, 0.9, nu, 1.0)
+    run_and_check(geco, c_seq, KL_SEQ, expected)
+    np.testing.assert_allclose(geco.nu, nu, rtol=1e-15)
+    g1 = GECO(n_constraints=2, alpha=0.9, nu="auto")
+    g1.loss(torch.tensor(0.0, dtype=torch.float64), torch.tensor(c_seq[0]))
+    np.testing.assert_allclose(g1.lambdas.log().numpy(), [0.05, -0.05], rtol=1e-12)
+
+
+def test_auto_nu_single_constraint_is_a_float_and_matches_the_numeric_nu():
+    c = [0.25, 0.1, -0.02, 0.05]  # 0.25 is exact in float32: ν = 0.2
+    auto, fixed = GECO(alpha=0.9, nu="auto"), GECO(alpha=0.9, nu=0.2)
+    for v in c:
+        for g in (auto, fixed):
+            g.loss(torch.tensor(1.0), torch.tensor([v]))
+        assert torch.equal(auto.lambdas, fixed.lambdas)
+    assert isinstance(auto.nu, float) and auto.nu == pytest.approx(0.2, rel=1e-15)
+    assert "nu='auto' → 0.2" in repr(auto)
+
+
+def test_auto_nu_waits_for_a_finite_estimate():
+    geco = GECO(alpha=0.9, nu="auto")
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        geco.loss(torch.tensor(1.0), torch.tensor([float("nan")]))
+    assert geco.nu is None and geco.step_count == 0 and "nu" not in geco.state_dict()
+    geco.loss(torch.tensor(1.0), torch.tensor([-0.5]))
+    assert geco.nu == pytest.approx(0.1)
+    assert geco.lambdas.item() == pytest.approx(math.exp(-0.05), rel=1e-6)
+
+
+def test_auto_nu_state_dict_round_trip_and_refusals():
+    geco = GECO(n_constraints=2, alpha=0.9, nu="auto")
+    for c in C_SEQ[:3, :2]:
+        geco.loss(torch.tensor(0.0, dtype=torch.float64), torch.tensor(c))
+    sd = geco.state_dict()
+    assert sd["nu"].shape == (2,) and sd["nu"].dtype == torch.float64
+    again = GECO(n_constraints=2, alpha=0.9, nu="auto")
+    again.load_state_dict(sd)
+    assert again.nu == geco.nu
+    for c in C_SEQ[3:, :2]:  # the restored GECO continues exactly
+        for g in (geco, again):
+            g.loss(torch.tensor(0.0, dtype=torch.float64), torch.tensor(c))
+        assert torch.equal(geco.lambdas, again.lambdas)
+    with pytest.raises(ValueError, match="'nu' is saved by a GECO with nu='auto' only"):
+        GECO(n_constraints=2, nu=1.0).load_state_dict(sd)
+    no_nu = {k: v for k, v in sd.items() if k != "nu"}
+    with pytest.raises(ValueError, match="no 'nu'"):
+        GECO(n_constraints=2, nu="auto").load_state_dict(no_nu)
+    with pytest.raises(ValueError, match="state_dict\\['nu'\\]"):
+        GECO(n_constraints=2, nu="auto").load_state_dict({**sd, "nu": torch.tensor([-1.0, 1.0])})
+
+
+@pytest.mark.parametrize("nu", ["fast", "AUTO", ""])
+def test_auto_nu_other_strings_are_refused(nu):
+    with pytest.raises(TypeError, match="nu must be a real number > 0 or 'auto'"):
+        GECO(nu=nu)
+
+
+def test_auto_nu_with_a_zero_first_estimate_names_the_rule():
+    with pytest.raises(ValueError, match="nu='auto'.*gives no ν"):
+        GECO(nu="auto").loss(torch.tensor(1.0), torch.tensor([0.0]))
+
+
+# -- reliability: float32 range and NaN state -------------------------------------------------
+@pytest.mark.parametrize("kw, name", [({"nu": 1e300}, "nu"), ({"nu": 1e-300}, "nu"),
+                                      ({"lambda_init": 1e300}, "lambda_init"),
+                                      ({"lambda_init": 1e-300}, "lambda_init")])
+def test_settings_outside_float32_are_refused(kw, name):
+    with pytest.raises(ValueError, match=f"^{name} must lie in float32's range"):
+        GECO(**kw)
+
+
+def test_a_nan_kl_leaves_the_multipliers_alone():
+    geco = GECO(alpha=0.9, nu=1.0)
+    geco.loss(torch.tensor(1.0), torch.tensor([0.2]))
+    before = geco.state_dict()
+    with pytest.warns(RuntimeWarning, match="non-finite constraint estimate c_hat or KL"):
+        loss = geco.loss(torch.tensor(float("nan")), torch.tensor([0.2]))
+    assert not torch.isfinite(loss)  # the caller skips this step
+    after = geco.state_dict()
+    for k in ("lambdas", "c_ma", "step_count"):
+        assert torch.equal(before[k], after[k]), k
+    assert int(after["bad_steps"]) == 1
+    geco.loss(torch.tensor(1.0), torch.tensor([0.2]))
+    assert torch.isfinite(geco.lambdas).all() and geco.step_count == 2
+
+
+def test_propose_nu_refuses_a_nu_outside_float32():
+    from geco_core.feasibility import propose_nu
+
+    with pytest.raises(ValueError, match="^c0: 1e-320 gives ν"):
+        propose_nu(1e-320)

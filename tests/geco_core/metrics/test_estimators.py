@@ -115,3 +115,10 @@ def test_mean_stderr():
         mean_stderr(torch.tensor([1.0, float("nan")]))
     with pytest.raises(ValueError, match="terms"):
         mean_stderr(torch.tensor([]))
+
+
+def test_optimal_sigma_refuses_empty_and_mismatched_inputs():
+    with pytest.raises(ValueError, match="^x: need at least one pixel value"):
+        optimal_sigma(torch.zeros(0, 1, 2, 2), torch.zeros(0, 1, 2, 2))
+    with pytest.raises(ValueError, match="^x_mean: expected the shape of x"):
+        optimal_sigma(torch.zeros(2, 1, 2, 2), torch.zeros(2, 1, 2, 3))

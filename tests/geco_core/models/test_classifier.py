@@ -2,55 +2,69 @@
 
 import json
 import shutil
-import warnings
 
 import pytest
 import torch
 
 from geco_core.models.classifier import (
+    CLASSIFIER_FILES,
     WEIGHTS_PATH,
     MNISTClassifier,
+    classifier_sha256,
     load_pretrained_classifier,
     main,
     random_shift,
     sha256_file,
+    weights_path,
 )
 
 META_PATH = WEIGHTS_PATH.with_suffix(".json")
+#: Each cached classifier's training and held-out images: (train n, held-out n).
+SIZES = {"mnist-60k": (60_000, 10_000), "mnist-test-10k": (9_000, 1_000)}
 
 
-def _heldout():
-    """The 1,000 images the cached weights never saw: the fallback's "test" split, or the same
-    images (index i % 10 == 9 of the official test split) when the full MNIST is present."""
-    load_mnist = pytest.importorskip("data_builders.mnist").load_mnist
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the fallback's provenance warning
-        ds = load_mnist("test", download=False)
-    x, y = ds.x, ds.labels
-    if ds.source == "mnist-60k":
-        x, y = x[9::10], y[9::10]
-    return x, y
+def _heldout(source: str):
+    """The images a classifier's metadata reports its accuracy on, rebuilt from the vendored
+    official test split: all 10,000 for the 60k classifier (trained on the official training
+    split), the 1,000 with index i % 10 == 9 for the fallback one (trained on the others)."""
+    mnist = pytest.importorskip("data_builders.mnist")
+    x = mnist.read_idx(mnist.VENDOR_DIR / "t10k-images-idx3-ubyte.gz")
+    y = mnist.read_idx(mnist.VENDOR_DIR / "t10k-labels-idx1-ubyte.gz")
+    x = torch.from_numpy(x.copy()).float().div(255).unsqueeze(1)
+    y = torch.from_numpy(y.astype("int64"))
+    return (x, y) if source == "mnist-60k" else (x[9::10], y[9::10])
 
 
-def test_cached_weights_verify_and_are_small():
-    meta = json.loads(META_PATH.read_text())
-    assert sha256_file(WEIGHTS_PATH) == meta["sha256"]
-    assert WEIGHTS_PATH.stat().st_size < 1_000_000
-    assert meta["heldout_accuracy"] >= 0.98
-    assert meta["data"]["heldout"]["n"] >= 1000 and "source" in meta["data"]["train"]
+@pytest.mark.parametrize("source", list(CLASSIFIER_FILES))
+def test_cached_weights_verify_and_are_small(source):
+    path = weights_path(source)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert sha256_file(path) == meta["sha256"] == classifier_sha256(source)
+    assert path.stat().st_size < 1_000_000
+    assert meta["heldout_accuracy"] >= (0.99 if source == "mnist-60k" else 0.98)
+    assert meta["data"]["train"]["source"] == meta["data"]["heldout"]["source"] == source
+    assert (meta["data"]["train"]["n"], meta["data"]["heldout"]["n"]) == SIZES[source]
     assert {"seed", "epochs"} <= set(meta["training"]) and "torch" in meta["versions"]
-    net = load_pretrained_classifier()
+    net = load_pretrained_classifier(source=source)
     assert not net.training and not any(p.requires_grad for p in net.parameters())
 
 
-def test_heldout_accuracy_of_cached_weights():
-    x, y = _heldout()
-    assert len(y) == 1000
-    net = load_pretrained_classifier()
+def test_the_default_classifier_is_the_60k_one_and_sources_are_checked():
+    assert WEIGHTS_PATH == weights_path("mnist-60k")
+    with pytest.raises(ValueError, match="^source: no MNIST classifier for data source 'cifar10'"):
+        weights_path("cifar10")
+
+
+@pytest.mark.parametrize("source", list(CLASSIFIER_FILES))
+def test_heldout_accuracy_of_cached_weights(source):
+    x, y = _heldout(source)
+    assert len(y) == SIZES[source][1]
+    net = load_pretrained_classifier(source=source)
     with torch.no_grad():
         acc = (net(x).argmax(-1) == y).sum().item() / len(y)
+    meta = json.loads(weights_path(source).with_suffix(".json").read_text())
     assert acc >= 0.98
-    assert abs(acc - json.loads(META_PATH.read_text())["heldout_accuracy"]) < 1e-9
+    assert abs(acc - meta["heldout_accuracy"]) < 1e-9
 
 
 def test_corrupted_or_missing_weights_raise(tmp_path):

@@ -68,3 +68,19 @@ def test_cli_reports_a_full_disk_in_one_line_and_exits_1(tmp_path, tiny, full_di
     assert err[0].startswith("error: no space left on device while writing ")
     assert "the checkpoint of step 2 is intact" in err[0] and "[Errno" not in err[0]
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 2 and _leftovers(out) == []
+
+
+def test_a_full_disk_on_the_metrics_log_names_the_log(tmp_path):
+    from geco_core.train.loop import _append_row
+
+    class FullDisk:
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            pass
+
+    log = tmp_path / "metrics.jsonl"
+    with pytest.raises(OSError, match=f"no space left on device while writing {log}; free space "
+                                      "and resume"):
+        _append_row(FullDisk(), {"step": 0}, log)

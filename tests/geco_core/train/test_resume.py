@@ -135,3 +135,19 @@ def test_compile_may_change_on_resume(tiny, quiet, tmp_path):
     assert res.step == 6
     state = ckpt.load_checkpoint(out / "checkpoint.pt")
     assert state["config"]["compile"] is None
+
+
+@pytest.mark.parametrize("step", [-5, 10**12, 2.5, "3", True])
+def test_a_checkpoint_with_a_forged_step_is_refused(step, tiny, quiet, tmp_path):
+    from geco_core import checkpoint as ckpt
+    from geco_core.train import fit
+
+    out = tmp_path / "run"
+    fit(tiny(out_dir=str(out), steps=4, ckpt_every=4))
+    path = out / "checkpoint.pt"
+    state = ckpt.load_checkpoint(path)
+    state["step"] = step  # re-checksummed: only the value is wrong
+    ckpt.save_checkpoint(path, state)
+    with pytest.raises(ValueError,
+                       match=r"says it stopped at step .* not an int in \[0, steps=8\]"):
+        fit(tiny(out_dir=str(out), steps=8, ckpt_every=4), resume=True)

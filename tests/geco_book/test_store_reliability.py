@@ -1,0 +1,155 @@
+"""The run store cannot be escaped or corrupted: key format, edited records, swapped
+checkpoints, one trainer per key, whole logs only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+
+import pytest
+
+from geco_book import store as store_mod
+from geco_book.store import check_key, main, record_key
+
+
+@pytest.mark.parametrize("key", ["../../x", "/etc/passwd", "0123456789ABCDEF", "0123456789abcde",
+                                 "0123456789abcdef0", "", None, 12, "0123456789abcdeg"])
+def test_only_16_hex_digit_keys_are_accepted(key, store):
+    with pytest.raises(ValueError, match="^key: .* is not a run key"):
+        check_key(key)
+    with pytest.raises(ValueError, match="^key: "):
+        store.load(key)
+    with pytest.raises(ValueError, match="^key: "):
+        store.retrain(key)
+
+
+def test_the_cli_refuses_a_path_as_a_key_and_touches_nothing(tmp_path, monkeypatch, capsys):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    records = tmp_path / "cache" / "runs"
+    records.mkdir(parents=True)
+    planted = tmp_path / "planted"  # a record outside the store, reached by a relative key
+    planted.mkdir()
+    (planted / "record.json").write_text(json.dumps({"key": "../../planted"}))
+    monkeypatch.setenv("GECO_BOOK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GECO_RUNS", str(tmp_path / "ckpts"))
+    assert main(["train", "../../planted"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: key: '../../planted' is not a run key")
+    assert victim.read_text() == "keep me" and (planted / "record.json").is_file()
+    (records / "not-a-key").mkdir()
+    (records / "not-a-key" / "record.json").write_text("{}")
+    assert store_mod.RunStore(records, tmp_path / "ckpts").keys() == []
+
+
+def test_an_edited_record_is_not_served_and_the_store_says_why(tiny_config, store, capsys,
+                                                               monkeypatch):
+    run = store.get_or_train(tiny_config())
+    path = store.records / run.key / "record.json"
+    rec = json.loads(path.read_text())
+    assert record_key(rec) == run.key
+    rec["config"]["seed"] = 5  # the record now describes another run; its log sha still holds
+    path.write_text(json.dumps(rec))
+    assert store.load(run.key) is None
+    assert "its config hashes to" in store.damage(run.key)
+    assert store.get_or_train(tiny_config()).trained  # the config asked for, trained afresh
+    assert json.loads(path.read_text())["config"]["seed"] == 0
+    monkeypatch.setattr(store_mod, "default_store", lambda: store)
+    rec["config"]["seed"] = 5
+    path.write_text(json.dumps(rec))
+    main(["list"])
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{run.key}  damaged: its config hashes to") and "delete" in line
+
+
+def test_a_record_checks_by_its_own_data_source_not_this_machines(tiny_config, store,
+                                                                  monkeypatch):
+    """A record trained on the official split keeps its key on a machine with the fallback."""
+    monkeypatch.setattr(store_mod, "_mnist_source", lambda root, download: "mnist-60k")
+    run = store.get_or_train(tiny_config())
+    monkeypatch.setattr(store_mod, "_mnist_source", lambda root, download: "mnist-test-10k")
+    assert store.load(run.key) is not None and store.get(tiny_config()) is None
+
+
+def test_a_swapped_checkpoint_is_refused(tiny_config, store):
+    a = store.get_or_train(tiny_config())
+    b = store.get_or_train(tiny_config(seed=1))
+    a.checkpoint_path.write_bytes(b.checkpoint_path.read_bytes())
+    with pytest.raises(ValueError, match=f"checkpoint is not run {a.key}'s .*'seed'.*"
+                                         f"python -m geco_book.store train {a.key}"):
+        a.load_model()
+    b.load_model()  # its own checkpoint loads
+
+
+def test_a_second_trainer_of_one_key_waits_and_then_finds_the_record(tiny_config, store,
+                                                                     monkeypatch, capsys):
+    import geco_core.train as train_mod
+
+    cfg = tiny_config()
+    key = store_mod.run_key(cfg)
+    real_fit, calls = train_mod.fit, []
+
+    def counting_fit(*a, **k):
+        calls.append(1)
+        return real_fit(*a, **k)
+
+    monkeypatch.setattr(train_mod, "fit", counting_fit)
+    out = store.checkpoints / key
+    out.mkdir(parents=True)
+    got = []
+    with store_mod._key_lock(out / ".lock", key):  # "another process" holds the key
+        t = threading.Thread(target=lambda: got.append(store.get_or_train(cfg)))
+        t.start()
+        time.sleep(0.5)
+        assert t.is_alive() and not calls  # waiting, not training
+        store._train_locked(key, cfg, "the other process")
+    t.join(30)
+    assert len(calls) == 1 and got[0].key == key and not got[0].trained
+    assert "another process is training it" in capsys.readouterr().err
+
+
+def test_a_log_that_is_not_one_whole_run_is_never_recorded(tiny_config, store, monkeypatch):
+    import geco_core.train as train_mod
+
+    real_fit = train_mod.fit
+
+    def fit_then_cut_the_log(cfg, **k):
+        res = real_fit(cfg, **k)
+        log = res.log_path
+        lines = open(log).read().splitlines()
+        open(log, "w").write("\n".join(lines[:-1]) + "\n")  # as if two writers raced
+        return res
+
+    monkeypatch.setattr(train_mod, "fit", fit_then_cut_the_log)
+    cfg = tiny_config(steps=4)
+    with pytest.raises(RuntimeError, match="the log holds 3 rows .* a whole run of 4 steps logs 4"
+                                           "; nothing was recorded"):
+        store.get_or_train(cfg)
+    assert not (store.records / store_mod.run_key(cfg)).exists()
+
+
+def test_every_committed_record_checks_and_reports_its_log():
+    """The book's own records: every one is served (its config hashes to its key, by its own
+    data source), and those whose logs lack rows (made before the store checked) are the
+    ones `store list` flags."""
+    st = store_mod.default_store()
+    keys = st.keys()
+    assert keys
+    gaps = {}
+    for k in keys:
+        assert st.damage(k) is None, (k, st.damage(k))
+        g = st.load(k).log_gaps()
+        if g:
+            gaps[k] = g
+    # chapter 02's seed-2 CLA stages (recorded before the check existed): see the issue notes
+    assert set(gaps) <= {"2b4e7e7c6e762186", "9477eaa2279172e8", "9c7ba45a281ef911",
+                         "a10280ef2b6ba741"}, gaps
+
+
+def test_sha_of_a_log_is_what_the_record_holds(tiny_config, store):
+    run = store.get_or_train(tiny_config())
+    log = (store.records / run.key / "metrics.jsonl").read_bytes()
+    assert run.record["files"]["metrics.jsonl"] == hashlib.sha256(log).hexdigest()
+    assert run.log_gaps() is None
