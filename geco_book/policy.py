@@ -13,20 +13,36 @@ posterior is less stable (its coupling layers amplify large updates), hence 3e-4
 
 - ``nu="auto"``: ν = 0.05/|Ĉ⁰| from the first batch's constraint value
   (:func:`geco_core.feasibility.propose_nu`, one ν per constraint), so that log λ moves by at
-  most 5 % per step at the start, whatever the constraint's unit. At ν = 1 a fresh decoder's
-  RE at κ = 0.1 (Ĉ⁰ ≈ 0.1–0.2) moves λ 10–20 % per step, FRE/pNCC/CLA far more, and λ ran to
-  its 10⁸ bound in chapter 03's runs (VAE+NVP on MNIST and Color-MNIST, ConvDRAW on
-  Color-MNIST; FRE/pNCC/CLA within 25–50 steps). Measured on the official 60k split by
-  :mod:`geco_book.policy_study` (``book/_cache/policy_study.json``; the numbers are printed by
-  ``python -m geco_book.policy_study`` and checked by ``tests/geco_book/test_policy.py``).
-- α (:data:`GECO_ALPHA`): the moving average's slowness, per profile; see the study.
+  most 5 % per step at the start, whatever the constraint's unit.
+- α = 0.9 at the cpu profile (:data:`GECO_ALPHA`; the paper's 0.99 at the gpu profile's 10⁵
+  steps).
 - ``lambda_bounds`` (1e-3, 1e8): guards, not a control: a ceiling turns an unreachable κ into
   "λ at its bound" (reported) instead of a float overflow, a floor stops an inactive
-  constraint's λ from decaying to 0. Under the policy λ should never touch them; the study and
-  every chapter report whether it did, at any logged step.
-- no ``factor_clamp``: with ν = 0.05/|Ĉ⁰| the first steps already move log λ by ≤ 0.05; the
-  study reports the largest per-step change it saw.
+  constraint's λ from decaying to 0.
+- no ``factor_clamp``: with ν = 0.05/|Ĉ⁰| log λ already moves by ≤ 0.05 per step.
 - ``lambda_init`` = 1 (Algorithm 1).
+
+**The measurement** (:mod:`geco_book.policy_study`, on the official 60k split at the cpu
+profile, 3 seeds per setting; ``book/_cache/policy_study.json`` holds every number and
+``python -m geco_book.policy_study`` prints them; ``tests/geco_book/test_policy.py`` checks the
+statements below against that file):
+
+- ν = 1 (the records before the policy): λ reached its 10⁸ ceiling on the VAE+NVP / MNIST in
+  3 of 3 seeds (KL ≈ 172 nats against ≈ 50 under the policy), and with FRE, pNCC and CLA on
+  ConvDRAW / MNIST (one seed each; per-step |Δ log λ| up to 0.45–0.73). Under the policy λ
+  touched no bound on any setting whose κ was reached, and moved at most ≈ 0.05 in log per
+  step everywhere.
+- α: with ν = auto, α = 0.9 and α = 0.99 both met κ with λ off its bounds on ConvDRAW / MNIST,
+  ConvDRAW / Color-MNIST and Micro-MNIST RE, and α = 0.9 spent less KL on each by more than the
+  seed spread (:func:`geco_book.policy_study.choose_alpha`): the slower average keeps growing λ
+  after the constraint is met.
+- Not solved by the policy, reported as such: the small VAE+NVP does not reach κ = 0.1 on
+  Color-MNIST in 3,000 steps under any variant (MSE ≈ 3.6 κ², λ at the ceiling: an
+  infeasible κ at this scale, which the ceiling makes visible), and Micro-MNIST's CLA κ = 0.9
+  put λ at the ceiling in 1 of 3 seeds. The VAE+NVP on MNIST had not yet met κ at its 3,000
+  steps under any variant (C_ma first ≤ 0 between steps ≈ 2,900 and 3,400); continued to
+  9,000 steps under the policy it met κ = 0.1 in 3 of 3 seeds with λ ≤ 3.5·10⁴, far below its
+  ceiling (KL ≈ 36 nats, against ≈ 46 at α = 0.99).
 
 **Records made before the policy.** The committed runs of chapters 02–05 were trained with
 the settings in :data:`PRE_POLICY_GECO` (ν = 1; chapter 02 with α = 0.99, a factor clamp and

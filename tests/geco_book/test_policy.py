@@ -151,6 +151,25 @@ def test_the_committed_study_reproduces_from_its_records_and_supports_the_policy
     choice = ps.choose_alpha(summary)
     assert json.loads(json.dumps(choice)) == study["alpha_choice"]
     assert policy.GECO_ALPHA["cpu"] == choice["alpha"]
+    # the statements of geco_book/policy.py's docstring
+    get = {(e["group"], e["variant"]): e for e in summary.values()}
+    nvp = get["vae_nvp/mnist RE", "nu=1"]
+    assert nvp["touched_upper"] == nvp["n"] == 3
+    assert nvp["kl"][0] > 3 * get["vae_nvp/mnist RE", "policy"]["kl"][0]
+    for c in ("FRE", "pNCC", "CLA"):
+        assert get[f"convdraw/mnist {c}", "nu=1"]["touched_upper"] == 1
     for e in summary.values():
         if e["variant"] == "policy":
-            assert e["touched_upper"] == 0, e["group"]
+            assert e["max_log_lambda_step"] < 0.06, e["group"]
+            if e["met_at_end"] == e["n"]:
+                assert e["touched_upper"] == e["touched_lower"] == 0, e["group"]
+    ceiling = {e["group"] for e in summary.values()
+               if e["variant"] == "policy" and e["touched_upper"]}
+    assert ceiling == {"vae_nvp/color-mnist RE", "micro-mnist CLA"}
+    assert all(get["vae_nvp/color-mnist RE", v]["touched_upper"] == 3 for v in ps.VARIANTS)
+    long = get["vae_nvp/mnist RE, 9,000 steps", "policy"]
+    assert long["met_at_end"] == 3 and long["touched_upper"] == 0
+    assert max(r["lambda_max"] for r in rows if r["group"] == long["group"]
+               and r["variant"] == "policy") < 3.6e4
+    assert set(choice["kl_lower_beyond_spread"][0.9]) >= {
+        "convdraw/mnist RE", "convdraw/color-mnist RE", "micro-mnist RE"}
