@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Mapping
@@ -28,7 +29,7 @@ from torch import Tensor
 
 from geco_core.io import write_text
 
-__all__ = ["LOG_NAME", "metrics_to_floats", "order_row", "read_log", "truncate_log"]
+__all__ = ["LOG_NAME", "append_row", "metrics_to_floats", "order_row", "read_log", "truncate_log"]
 
 LOG_NAME = "metrics.jsonl"
 
@@ -115,3 +116,16 @@ def read_log(path: str | os.PathLike):
         p = p / LOG_NAME
     rows = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
     return pd.DataFrame.from_records(rows)
+
+
+def append_row(log_file, row: dict[str, Any], log_path: Path) -> None:
+    """One metrics row, flushed; a full disk is reported naming the log (the checkpoint, which
+    is written atomically, still holds the last good state: resume from it)."""
+    try:
+        log_file.write(json.dumps(row, default=json_default) + "\n")
+        log_file.flush()
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"no space left on device while writing {log_path}; "
+                          "free space and resume the run") from e
+        raise

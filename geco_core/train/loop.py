@@ -72,7 +72,7 @@ from geco_core.train.config import (
 )
 from geco_core.train.log import (
     LOG_NAME,
-    json_default,
+    append_row,
     metrics_to_floats,
     order_row,
     truncate_log,
@@ -400,19 +400,6 @@ def _per_constraint(row: Mapping[str, float]) -> tuple[list[float], list[float]]
     return [row[f"c_ma_{i}"] for i in range(n)], [row[f"lambda_{i}"] for i in range(n)]
 
 
-def _append_row(log_file, row: dict[str, Any], log_path: Path) -> None:
-    """One metrics row, flushed; a full disk is reported naming the log (the checkpoint, which
-    is written atomically, still holds the last good state: resume from it)."""
-    try:
-        log_file.write(json.dumps(row, default=json_default) + "\n")
-        log_file.flush()
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
-            raise OSError(errno.ENOSPC, f"no space left on device while writing {log_path}; "
-                          "free space and resume the run") from e
-        raise
-
-
 def _load_resumable(ckpt_path: Path, cfg: TrainConfig, world: int) -> dict[str, Any]:
     """The checkpoint to resume from, after checking it belongs to this run."""
     saved = ckpt.load_checkpoint(ckpt_path)
@@ -647,7 +634,7 @@ def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int, world: int,
                 if monitor is not None:
                     monitor.update(t, *_per_constraint(row))
                 if log_file is not None:
-                    _append_row(log_file, last, log_path)
+                    append_row(log_file, last, log_path)
                 if is_main:
                     post = {"kl": f"{row['kl']:.3g}", "mse": f"{row['mse']:.3g}"}
                     if "lambda" in row:

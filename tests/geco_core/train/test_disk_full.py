@@ -71,7 +71,7 @@ def test_cli_reports_a_full_disk_in_one_line_and_exits_1(tmp_path, tiny, full_di
 
 
 def test_a_full_disk_on_the_metrics_log_names_the_log(tmp_path):
-    from geco_core.train.loop import _append_row
+    from geco_core.train.log import append_row as _append_row
 
     class FullDisk:
         def write(self, text):
