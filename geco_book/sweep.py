@@ -39,13 +39,13 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from geco_book.store import Run, RunStore, _as_config, default_store, run_key
 from geco_core.checks import check_int
 
-__all__ = ["SweepError", "run_sweep", "torch_threads"]
+__all__ = ["SweepError", "run_chains", "run_sweep", "torch_threads"]
 
 
 @contextlib.contextmanager
@@ -99,7 +99,8 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _worker(parent: int, threads: int | None, records: str, checkpoints: str, tasks, results):
+def _worker(parent: int, threads: int | None, records: str, checkpoints: str, tasks, results,
+            after):
     _die_with_parent(parent)
     import torch
 
@@ -110,12 +111,17 @@ def _worker(parent: int, threads: int | None, records: str, checkpoints: str, ta
         item = tasks.get()
         if item is None:
             return
-        index, config, command = item
+        index, chain, command = item
         try:
-            run = store.get_or_train(config, command=command)
-            results.put((index, run.key, run.trained, None))
+            out = []
+            for config in chain:
+                run = store.get_or_train(config, command=command)
+                if after is not None:
+                    after(run)
+                out.append((run.key, run.trained))
+            results.put((index, out, None))
         except BaseException:  # report every failure, then stop this worker
-            results.put((index, None, False, traceback.format_exc()))
+            results.put((index, None, traceback.format_exc()))
             return
 
 
@@ -128,6 +134,7 @@ def run_sweep(
     progress: bool = True,
     desc: str = "sweep",
     command: str | None = None,
+    after: Callable[[Run], Any] | None = None,
 ) -> list[Run]:
     """Train (or load) every config; one :class:`~geco_book.store.Run` per config, in order.
 
@@ -138,10 +145,56 @@ def run_sweep(
         threads: torch intra-op threads per worker (None: torch's default).
         progress: a tqdm bar over the runs; desc: its label.
         command: kept in each new record's provenance.
+        after: called with each run, trained or loaded, in the process that trained it
+            (:func:`run_chains`).
 
     Raises:
         SweepError: a run failed (its traceback is in the message); runs already finished
             stay stored.
+    """
+    return [chain[0] for chain in run_chains(
+        [[c] for c in configs], store=store, workers=workers, threads=threads,
+        progress=progress, desc=desc, command=command, after=after)]
+
+
+def run_chains(
+    chains: Sequence[Sequence[Any]],
+    *,
+    store: RunStore | None = None,
+    workers: int = 2,
+    threads: int | None = 1,
+    progress: bool = True,
+    desc: str = "sweep",
+    command: str | None = None,
+    after: Callable[[Run], Any] | None = None,
+) -> list[list[Run]]:
+    """Train (or load) chains of configs: one worker trains a chain's configs in order, so a
+    chain of one config at growing ``steps`` (the stages of a run) continues each stage from
+    the previous one's checkpoint (:meth:`~geco_book.store.RunStore.prefix_of`; every stage's
+    ``steps`` a multiple of ``log_every``, so that the continued log is a whole run's). Chains
+    are handed out in order (put the longest first).
+
+    ``after`` (a picklable callable: a module-level function or a ``functools.partial`` of
+    one) is called with every run of a chain, trained or loaded, in the process that trained
+    it and right after it, while its checkpoint is on this machine: the place for the
+    evaluations a chapter caches in the run's record, so that they are committed with it and
+    no later machine needs the checkpoint. A chain whose runs are all stored and need nothing
+    from ``after`` costs only ``after``'s cache lookups.
+
+    Example:
+        >>> import tempfile
+        >>> from geco_book.store import RunStore
+        >>> from geco_core.train import TrainConfig
+        >>> stages = [TrainConfig(model="conv_vae", dataset="micro-mnist", steps=n,
+        ...                       batch_size=7, lr=1e-3, log_every=1, progress=False,
+        ...                       dataset_kwargs={"n": 7}, model_kwargs={"latent_dim": 2,
+        ...                       "channels": [4, 8], "hidden": 16}) for n in (2, 4)]
+        >>> store = RunStore(tempfile.mkdtemp(), tempfile.mkdtemp())
+        >>> [[r.step for r in chain] for chain in run_chains([stages], store=store,
+        ...                                                   workers=1, progress=False)]
+        [[2, 4]]
+        >>> store.load(run_key(stages[1])).record["continued_from"] == run_key(stages[0])
+        True
     """
     from tqdm import tqdm
 
@@ -149,47 +202,45 @@ def run_sweep(
     if threads is not None:
         check_int(threads, "threads")
     store = default_store() if store is None else store
-    cfgs = [_as_config(c) for c in configs]
-    keys = [run_key(c) for c in cfgs]
-    out: list[Run | None] = [store.load(k) for k in keys]
-    todo = [i for i, r in enumerate(out) if r is None]
-    first = {}
-    for i in todo:  # the same config twice trains once
-        first.setdefault(keys[i], i)
-    unique = sorted(first.values())
-    bar = tqdm(total=len(cfgs), initial=len(cfgs) - len(todo), desc=desc, disable=not progress,
-               file=sys.stderr)
+    cfgs = [[_as_config(c) for c in chain] for chain in chains]
+    if any(not chain for chain in cfgs):
+        raise ValueError("chains: every chain needs at least one config")
+    out: list[list[Run] | None] = [None] * len(cfgs)
+    total = sum(len(c) for c in cfgs)
+    bar = tqdm(total=total, desc=desc, disable=not progress, file=sys.stderr)
     try:
-        if unique and (workers == 1 or len(unique) == 1):
+        if workers == 1 or len(cfgs) == 1:
             with torch_threads(threads):  # in this process: the same threads as a worker's
-                for i in unique:
-                    bar.set_postfix_str(keys[i])
-                    out[i] = store.get_or_train(cfgs[i], command=command)
-                    bar.update(1)
-        elif unique:
-            _parallel(cfgs, unique, out, store, workers, threads, command, bar)
-        for i in todo:
-            if out[i] is None:  # a duplicate of a config trained above
-                out[i] = store.load(keys[i])
-                bar.update(1)
+                for i, chain in enumerate(cfgs):
+                    runs = []
+                    for cfg in chain:
+                        bar.set_postfix_str(run_key(cfg))
+                        run = store.get_or_train(cfg, command=command)
+                        if after is not None:
+                            after(run)
+                        runs.append(run)
+                        bar.update(1)
+                    out[i] = runs
+        else:
+            _parallel(cfgs, out, store, workers, threads, command, after, bar)
     finally:
         bar.close()
     return out  # type: ignore[return-value]
 
 
-def _parallel(cfgs, unique, out, store, workers, threads, command, bar) -> None:
+def _parallel(cfgs, out, store, workers, threads, command, after, bar) -> None:
     ctx = mp.get_context("spawn")
     tasks, results = ctx.Queue(), ctx.Queue()
-    for i in unique:
-        tasks.put((i, cfgs[i].to_dict(), command))
-    n = min(workers, len(unique))
+    for i, chain in enumerate(cfgs):
+        tasks.put((i, [c.to_dict() for c in chain], command))
+    n = min(workers, len(cfgs))
     for _ in range(n):
         tasks.put(None)
     procs = [
         ctx.Process(
             target=_worker,
             args=(os.getpid(), threads, str(store.records), str(store.checkpoints), tasks,
-                  results),
+                  results, after),
             daemon=True,
         )
         for _ in range(n)
@@ -197,22 +248,26 @@ def _parallel(cfgs, unique, out, store, workers, threads, command, bar) -> None:
     for p in procs:
         p.start()
     try:
-        remaining = set(unique)
+        remaining = set(range(len(cfgs)))
         while remaining:
             try:
-                index, key, trained, err = results.get(timeout=1.0)
+                index, done, err = results.get(timeout=1.0)
             except queue.Empty:
                 if not any(p.is_alive() for p in procs):
                     raise SweepError("every worker exited before the sweep finished") from None
                 continue
             if err is not None:
-                raise SweepError(f"run {run_key(cfgs[index])} failed:\n{err}")
+                raise SweepError(f"run {run_key(cfgs[index][0])} (chain {index}) failed:\n"
+                                 f"{err}")
             remaining.discard(index)
-            run = store.load(key)
-            run.trained = trained
-            out[index] = run
-            bar.set_postfix_str(key)
-            bar.update(1)
+            runs = []
+            for key, trained in done:
+                run = store.load(key)
+                run.trained = trained
+                runs.append(run)
+            out[index] = runs
+            bar.set_postfix_str(done[-1][0])
+            bar.update(len(done))
         for p in procs:
             p.join(timeout=10)
     finally:

@@ -163,7 +163,7 @@ def settings_for(profile: str, **overrides: Any) -> dict[str, Any]:
         (0.1, {'convdraw': 1500, 'vae_nvp': 3000})
     """
     out = settings_copy(profile, SETTINGS, overrides)
-    out["base"] = ls.settings_for(profile)
+    out["base"] = ls.settings_for(profile, pre_policy=True)  # its records: until issue 25
     return out
 
 

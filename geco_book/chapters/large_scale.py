@@ -41,9 +41,9 @@ from geco_book.images import to_uint8
 from geco_book.policy import geco_settings, train_settings
 from geco_book.profiles import settings_copy
 from geco_book.store import Run, RunStore, store_for
-from geco_book.sweep import run_sweep
+from geco_book.sweep import run_chains
 from geco_book.sweep import torch_threads as _torch_threads
-from geco_core.checks import check_choice, check_int, check_positive
+from geco_core.checks import check_bool, check_choice, check_int, check_positive
 
 __all__ = [
     "EVAL_VERSION",
@@ -67,19 +67,27 @@ PAPER_KAPPAS = (0.06, 0.08, 0.1, 0.125, 0.175)
 # --------------------------------------------------------------------------------------------
 # Settings
 # --------------------------------------------------------------------------------------------
-# cpu profile, sized so that regenerating every result is one command of ≤ 90 minutes on two
-# cores (measured: see the chapter). What the budget buys and why:
-# - batch 32 (the paper does not state its batch); 1,500 steps of ConvDRAW (≈ 5 epochs of the
-#   9,000 training images) and 3,000 of the VAE+NVP (≈ 11 epochs), whose step is ~2.5× cheaper;
-# - ConvDRAW with T = 4 canvas steps and 32 hidden channels, the VAE+NVP with a 16-D latent and
-#   4 coupling layers: the library's "small" sizes, a few hundred thousand parameters each;
-# - three κ of the paper's five (0.06, 0.1, 0.175: the ends and the middle), three seeds for
-#   the headline pair ELBO vs GECO-RE κ = 0.1, one seed elsewhere;
+# cpu profile: the official 60k training split (mnist-60k), the book's one GECO policy
+# (geco_book.policy: ν = auto, α = 0.9, λ guarded in [1e-3, 1e8]); regenerated with chapter 04
+# by one command (python -m geco_book.chapters.regenerate --profile cpu, ≤ 3 h on two cores).
+# What the budget buys and why:
+# - batch 32 (the paper does not state its batch); the library's "small" models (ConvDRAW with
+#   T = 4 canvas steps and 32 hidden channels; the VAE+NVP with a 16-D latent and 4 couplings);
+#   Adam 1e-3 (ConvDRAW) / 3e-4 (VAE+NVP), geco_book.policy.CPU_LR;
+# - steps: ConvDRAW 3,000, VAE+NVP 12,000. The policy study measured that the VAE+NVP on MNIST
+#   first meets κ = 0.1 between steps ≈ 2,900 and 3,400 (its KL still falling from 50 to 36 nats
+#   by 9,000), ConvDRAW at 1,500; each is run to a further doubling. The headline runs (3 seeds)
+#   are kept at three stages (``stages``: each a doubling, each evaluated), so the chapter
+#   shows whether the pair moved by less than its seed spread over the last doubling;
+# - κ: the paper's 0.06, 0.1, 0.175 (ends and middle of its five), one seed; the headline
+#   κ = 0.1 at three seeds, except the VAE+NVP on Color-MNIST, whose MSE stays ≈ 0.036 ≈ 3.6 κ²
+#   at κ = 0.1 with λ at its ceiling (policy study: infeasible at this scale) and whose ELBO
+#   sits at MSE ≈ 0.05: its headline κ is 0.25 (``headline_kappa_of``);
+# - ``all_seed_kappas``: GECO + RE at these κ at every seed too (chapter 04's Table 2 needs GECO
+#   models whose posteriors overlap: the VAE+NVP at κ = 0.175 on MNIST had I(n;z) = 7.6 < ln N
+#   before the policy, at κ = 0.1 I(n;z) = ln N);
 # - the GQN σ ramp 2.0 → 0.7 compressed from 200,000 steps to the run's length;
-# - the book's cpu-scale learning rates (geco_book.policy): Adam 1e-3 (ConvDRAW) / 3e-4
-#   (VAE+NVP); GECO as these records were trained before the book's one policy
-#   (geco_book.policy.PRE_POLICY_GECO["large_scale"]: α = 0.9, ν = 1, λ bounded in [1e-3, 1e8]
-#   so that an unreachable κ shows up as λ at its bound instead of an overflow).
+# - Fig. 5's matched runs (κ² = the ELBO's final training MSE) on four model × data pairs.
 # Fig. 6's κ for the other constraints are tolerances of the same strength as RE κ = 0.1
 # (:func:`equivalent_kappa`): FRE on the classifier's features (MNIST) or local statistics
 # (Color-MNIST), pNCC on 7×7 patches, CLA (MNIST only: Color-MNIST's three digits per image
@@ -107,9 +115,12 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": {
         "combos": [["convdraw", "mnist-rotate"], ["vae_nvp", "mnist"]],
         "steps": {"convdraw": 4, "vae_nvp": 4},
+        "stages": {"convdraw": [2, 4], "vae_nvp": [2, 4]},
         "batch_size": 8,
         "seeds": [0, 1],
         "headline_kappa": 0.1,
+        "headline_kappa_of": {},
+        "all_seed_kappas": {"vae_nvp/mnist": [0.175]},
         "kappas": [0.1, 0.175],
         "fig6": {"mnist": [["pncc", 0.35]]},
         "fig6_model": "vae_nvp",
@@ -122,25 +133,29 @@ SETTINGS: dict[str, dict[str, Any]] = {
         },
         "eval": {"n_sigma": 50, "n_test": 50, "kl_samples": 2, "n_show": 4},
         "log_every": 1,
-        "geco": geco_settings("smoke", pre_policy="large_scale"),
+        "geco": geco_settings("smoke"),
         "workers": 1,
         "threads": 1,
     },
     "cpu": {
         "combos": _COMBOS_CPU,
-        "steps": {"convdraw": 1500, "vae_nvp": 3000},
+        "steps": {"convdraw": 3000, "vae_nvp": 12000},
+        "stages": {"convdraw": [750, 1500, 3000], "vae_nvp": [3000, 6000, 12000]},
         "batch_size": 32,
         "seeds": [0, 1, 2],
         "headline_kappa": 0.1,
+        "headline_kappa_of": {"vae_nvp/color-mnist": 0.25},
+        "all_seed_kappas": {"vae_nvp/mnist": [0.175]},
         "kappas": [0.06, 0.1, 0.175],
         "fig6": _FIG6,
         "fig6_model": "convdraw",
-        "matched": [["convdraw", "mnist-rotate"], ["vae_nvp", "mnist"]],
+        "matched": [["convdraw", "mnist"], ["convdraw", "mnist-rotate"], ["vae_nvp", "mnist"],
+                    ["vae_nvp", "color-mnist"]],
         "n_train": None,
         "model_kwargs": {"convdraw": {}, "vae_nvp": {}},
         "eval": {"n_sigma": 1000, "n_test": 1000, "kl_samples": 4, "n_show": 8},
         "log_every": 25,
-        "geco": geco_settings("cpu", pre_policy="large_scale"),
+        "geco": geco_settings("cpu"),
         "workers": 2,
         "threads": 1,
     },
@@ -150,9 +165,13 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "combos": _COMBOS_CPU + [["convdraw", "cifar10"], ["vae_nvp", "cifar10"],
                                  ["convdraw", "celeba"]],
         "steps": {"convdraw": 200_000, "vae_nvp": 200_000},
+        "stages": {"convdraw": [50_000, 100_000, 200_000],
+                   "vae_nvp": [50_000, 100_000, 200_000]},
         "batch_size": 32,
         "seeds": [0, 1, 2],
         "headline_kappa": 0.1,
+        "headline_kappa_of": {},
+        "all_seed_kappas": {"vae_nvp/mnist": [0.175]},
         "kappas": list(PAPER_KAPPAS),
         "fig6": _FIG6,
         "fig6_model": "convdraw",
@@ -161,21 +180,59 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "model_kwargs": {"convdraw": {}, "vae_nvp": {}},
         "eval": {"n_sigma": 1000, "n_test": 1000, "kl_samples": 16, "n_show": 8},
         "log_every": 500,
-        "geco": geco_settings("gpu", pre_policy="large_scale"),
+        "geco": geco_settings("gpu"),
         "workers": 1,
         "threads": None,
     },
 }
 
 
-def settings_for(profile: str, **overrides: Any) -> dict[str, Any]:
-    """A deep copy of :data:`SETTINGS` [``profile``] with ``overrides`` applied.
+#: The settings chapter 03's committed records had before the book's one GECO policy and the
+#: official split (chapter 05 builds on those runs until it is regenerated, issue 25):
+#: :func:`settings_for` with ``pre_policy=True`` applies these on top of :data:`SETTINGS`.
+PRE_POLICY: dict[str, dict[str, Any]] = {
+    profile: {
+        "steps": steps,
+        "stages": {m: [n] for m, n in steps.items()},
+        "headline_kappa_of": {},
+        "all_seed_kappas": {},
+        "matched": [["convdraw", "mnist-rotate"], ["vae_nvp", "mnist"]],
+        "geco": geco_settings(profile, pre_policy="large_scale"),
+    }
+    for profile, steps in (("smoke", {"convdraw": 4, "vae_nvp": 4}),
+                           ("cpu", {"convdraw": 1500, "vae_nvp": 3000}),
+                           ("gpu", {"convdraw": 200_000, "vae_nvp": 200_000}))
+}
+
+
+def settings_for(profile: str, *, pre_policy: bool = False, **overrides: Any) -> dict[str, Any]:
+    """A deep copy of :data:`SETTINGS` [``profile``] (with ``pre_policy``: and
+    :data:`PRE_POLICY` [``profile``]) with ``overrides`` applied.
 
     Example:
-        >>> settings_for("cpu")["kappas"]
-        [0.06, 0.1, 0.175]
+        >>> settings_for("cpu")["kappas"], settings_for("cpu", pre_policy=True)["steps"]
+        ([0.06, 0.1, 0.175], {'convdraw': 1500, 'vae_nvp': 3000})
     """
-    return settings_copy(profile, SETTINGS, overrides)
+    check_bool(pre_policy, "pre_policy")
+    base = dict(PRE_POLICY[profile]) if pre_policy and profile in PRE_POLICY else {}
+    out = settings_copy(profile, SETTINGS, {**base, **overrides})
+    for model, steps in out["stages"].items():
+        if (not steps or steps != sorted(set(steps)) or steps[-1] != out["steps"][model]
+                or any(n % int(out["log_every"]) for n in steps)):
+            raise ValueError(f"stages: {model}'s must increase to steps = {out['steps'][model]}"
+                             f" in multiples of log_every = {out['log_every']}, got {steps!r}")
+    return out
+
+
+def headline_kappa(settings: Mapping[str, Any], model: str, dataset: str) -> float:
+    """The κ of the headline GECO + RE runs (every seed) of ``model`` on ``dataset``.
+
+    Example:
+        >>> headline_kappa(settings_for("cpu"), "vae_nvp", "color-mnist")
+        0.25
+    """
+    return float(settings["headline_kappa_of"].get(f"{model}/{dataset}",
+                                                   settings["headline_kappa"]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,12 +293,13 @@ def run_specs(settings: Mapping[str, Any]) -> list[RunSpec]:
     """Every run of the first stage (the matched-MSE runs of Fig. 5 come after, from the ELBO
     results: :func:`matched_specs`), in a stable order without duplicates."""
     specs: list[RunSpec] = []
-    kh = float(settings["headline_kappa"])
     s0 = int(settings["seeds"][0])  # the seed of the single-seed runs
     for model, data in settings["combos"]:
+        kh = headline_kappa(settings, model, data)
+        every = [kh, *settings["all_seed_kappas"].get(f"{model}/{data}", [])]
         for seed in settings["seeds"]:
             specs.append(RunSpec(model, data, "elbo", seed=seed))
-            specs.append(RunSpec(model, data, "geco", "re", kh, seed=seed))
+            specs.extend(RunSpec(model, data, "geco", "re", float(k), seed=seed) for k in every)
         specs.append(RunSpec(model, data, "annealed", seed=s0))
         for k in settings["kappas"]:
             specs.append(RunSpec(model, data, "geco", "re", float(k), seed=s0))
@@ -258,13 +316,38 @@ def run_specs(settings: Mapping[str, Any]) -> list[RunSpec]:
     return out
 
 
-def train_config(spec: RunSpec, settings: Mapping[str, Any]):
-    """The :class:`geco_core.train.TrainConfig` of ``spec`` at the settings' profile.
+def run_stages(spec: RunSpec, settings: Mapping[str, Any]) -> list[int]:
+    """The steps at which ``spec`` is kept and evaluated: every stage of ``settings["stages"]``
+    for the runs trained at every seed (the ELBO, GECO + RE at the headline κ and at
+    ``all_seed_kappas``), the last one only for the others (the annealed run's σ ramp spans
+    its whole length, so it has no earlier stages).
+
+    Example:
+        >>> s = settings_for("cpu")
+        >>> run_stages(RunSpec("vae_nvp", "mnist", "elbo", seed=1), s)
+        [3000, 6000, 12000]
+        >>> run_stages(RunSpec("vae_nvp", "mnist", "geco", "re", 0.06), s)
+        [12000]
+    """
+    stages = [int(n) for n in settings["stages"][spec.model]]
+    if spec.objective == "elbo":
+        return stages
+    if spec.objective == "geco" and spec.constraint == "re" and not spec.matched:
+        every = [headline_kappa(settings, spec.model, spec.dataset),
+                 *settings["all_seed_kappas"].get(f"{spec.model}/{spec.dataset}", [])]
+        if any(math.isclose(spec.kappa, float(k)) for k in every):
+            return stages
+    return stages[-1:]
+
+
+def train_config(spec: RunSpec, settings: Mapping[str, Any], steps: int | None = None):
+    """The :class:`geco_core.train.TrainConfig` of ``spec`` at the settings' profile, trained
+    for ``steps`` (default: the model's ``settings["steps"]``; a stage of :func:`run_stages`).
 
     Example:
         >>> cfg = train_config(RunSpec("vae_nvp", "mnist", "annealed"), settings_for("cpu"))
-        >>> cfg.lr, cfg.alpha, cfg.anneal_steps, cfg.batch_size
-        (0.0003, 0.9, 3000, 32)
+        >>> cfg.lr, cfg.alpha, cfg.anneal_steps, cfg.batch_size, cfg.nu
+        (0.0003, 0.9, 12000, 32, 'auto')
     """
     from geco_core.train import TrainConfig
 
@@ -273,7 +356,7 @@ def train_config(spec: RunSpec, settings: Mapping[str, Any]):
     # α is set for every objective (the committed ELBO / annealed keys hold it; only GECO
     # reads it); the rest of GECO's settings only for GECO (the engine refuses them elsewhere)
     policy["alpha"] = geco["alpha"]
-    steps = int(settings["steps"][spec.model])
+    steps = int(settings["steps"][spec.model] if steps is None else steps)
     kw: dict[str, Any] = {}
     if spec.objective == "geco":
         ck = _CONSTRAINT_KWARGS.get(spec.constraint, {}).get(spec.dataset, {})
@@ -387,9 +470,10 @@ def evaluate_run(model: torch.nn.Module, cfg, settings: Mapping[str, Any]):
 # --------------------------------------------------------------------------------------------
 @dataclass
 class ChapterResult:
-    """Every run of the chapter: ``table`` (one row per run: spec, training end state and
-    evaluation), ``runs`` (name → stored :class:`~geco_book.store.Run`), ``arrays`` (name →
-    images), the settings and provenance; ``from_cache``: nothing was trained."""
+    """Every run of the chapter: ``table`` (one row per run at its last stage: spec, training
+    end state and evaluation), ``stages`` (one row per run and stage of :func:`run_stages`),
+    ``runs`` (name → stored :class:`~geco_book.store.Run` of the last stage), ``arrays``
+    (name → images), the settings and provenance; ``from_cache``: nothing was trained."""
 
     table: Any
     runs: dict[str, Run]
@@ -398,6 +482,7 @@ class ChapterResult:
     settings: dict[str, Any]
     provenance: dict[str, Any]
     from_cache: bool
+    stages: Any = None
 
     def log(self, name: str):
         """The training log of run ``name`` (a DataFrame)."""
@@ -420,9 +505,32 @@ def _row(spec: RunSpec, run: Run, ev: Mapping[str, Any], settings) -> dict[str, 
         **{k: v for k, v in ev.items() if k != "test_source"},
     }
     if spec.objective == "geco":
+        lo, hi = bounds[0] * 1.0001, bounds[1] * 0.9999
+        lams = log["lambda"] if "lambda" in log else log.filter(like="lambda").iloc[:, 0]
         row["constraint_met"] = bool(m.get("c_ma", math.inf) <= 0)
-        row["lambda_at_bound"] = bool(lam <= bounds[0] * 1.0001 or lam >= bounds[1] * 0.9999)
+        row["lambda_at_bound"] = bool(lam <= lo or lam >= hi)  # at the end
+        row["lambda_max"], row["lambda_min"] = float(lams.max()), float(lams.min())
+        # at any logged step, not only the last
+        row["lambda_touched_bound"] = bool(lams.max() >= hi or lams.min() <= lo)
     return row
+
+
+#: Relative cost of one training step per model (measured at the cpu profile: ConvDRAW
+#: ≈ 0.09–0.13 s, VAE+NVP ≈ 0.04 s on one core), to hand out the longest chains first.
+_STEP_COST = {"convdraw": 2.5, "vae_nvp": 1.0, "conv_vae": 0.5}
+
+
+def evaluate_stored(run: Run, settings: Mapping[str, Any], also=None) -> None:
+    """The sweep's hook (:func:`geco_book.sweep.run_chains`): :func:`evaluate_run` of the
+    stored ``run``, cached in its record, computed in the process that trained it; then
+    ``also(run)`` (another chapter's evaluations of the same models: chapter 04's)."""
+    def compute(r: Run):
+        with _torch_threads(settings["threads"]):
+            return evaluate_run(r.load_model(), r.config, settings)
+
+    run.evaluation("large_scale", {"version": EVAL_VERSION, **settings["eval"]}, compute)
+    if also is not None:
+        also(run)
 
 
 def run_chapter(
@@ -431,12 +539,17 @@ def run_chapter(
     store: RunStore | None = None,
     progress: bool = True,
     command: str | None = None,
+    also=None,
     **overrides: Any,
 ) -> ChapterResult:
     """Train (or load) and evaluate every run of the chapter at ``profile``.
 
-    Stage 1 trains :func:`run_specs`; stage 2 trains Fig. 5's matched runs from the stage-1
-    ELBO results (:func:`matched_specs`). Evaluations are cached in the records.
+    Stage 1 trains :func:`run_specs`, each run as a chain of its :func:`run_stages`, every
+    stage evaluated (:func:`evaluate_stored`, then ``also``) right after it is trained, in the
+    worker that trained it; stage 2 trains Fig. 5's matched runs from the stage-1 ELBO
+    results (:func:`matched_specs`). A record is committed-ready as soon as its run and its
+    evaluations are written, so a regeneration spanning machines never needs a checkpoint
+    of an earlier machine.
     """
     import pandas as pd
 
@@ -444,43 +557,60 @@ def run_chapter(
     store = store_for(profile) if store is None else store
     if command is None:
         command = f"geco_book.chapters.large_scale.run_chapter(profile={profile!r})"
+    hook = functools.partial(evaluate_stored, settings=settings, also=also)
     sweep = {"store": store, "workers": int(settings["workers"]),
-             "threads": settings["threads"], "progress": progress, "command": command}
+             "threads": settings["threads"], "progress": progress, "command": command,
+             "after": hook}
+
+    def train(specs: list[RunSpec], desc: str) -> list[list[Run]]:
+        chains = [[train_config(s, settings, n) for n in run_stages(s, settings)]
+                  for s in specs]
+        order = sorted(range(len(specs)), key=lambda i: -chains[i][-1].steps
+                       * _STEP_COST.get(specs[i].model, 1.0))
+        done = run_chains([chains[i] for i in order], desc=desc, **sweep)
+        out: list[list[Run]] = [[] for _ in specs]
+        for i, runs in zip(order, done):
+            out[i] = runs
+        return out
+
     specs = run_specs(settings)
-    runs = run_sweep([train_config(s, settings) for s in specs],
-                     desc=f"large-scale [{profile}] stage 1", **sweep)
-    by_name = {s.name: (s, r) for s, r in zip(specs, runs)}
+    staged = dict(zip((s.name for s in specs), train(specs, f"large-scale [{profile}] stage 1")))
+    by_name = {s.name: (s, staged[s.name][-1]) for s in specs}
     elbo_mse = {}
     for model, data in settings["matched"]:
         run = by_name[RunSpec(model, data, "elbo", seed=int(settings["seeds"][0])).name][1]
         log = run.log()
         elbo_mse[(model, data)] = float(log["mse"].tail(max(len(log) // 10, 1)).mean())
     stage2 = matched_specs(settings, elbo_mse)
-    runs2 = run_sweep([train_config(s, settings) for s in stage2],
-                      desc=f"large-scale [{profile}] stage 2", **sweep)
-    by_name.update({s.name: (s, r) for s, r in zip(stage2, runs2)})
+    for s, runs in zip(stage2, train(stage2, f"large-scale [{profile}] stage 2")):
+        by_name[s.name] = (s, runs[-1])
+        staged[s.name] = runs
 
     eval_settings = {"version": EVAL_VERSION, **settings["eval"]}
-    rows, arrays = [], {}
+    rows, arrays, stage_rows = [], {}, []
     for name, (spec, run) in by_name.items():
-        def compute(r: Run, _spec=spec):
-            with _torch_threads(settings["threads"]):
-                return evaluate_run(r.load_model(), r.config, settings)
-
-        ev, arr = run.evaluation("large_scale", eval_settings, compute)
-        rows.append(_row(spec, run, ev, settings))
-        arrays[name] = arr
+        for r in staged[name]:
+            ev, arr = r.evaluation("large_scale", eval_settings, functools.partial(
+                _missing_evaluation, name=name))
+            row = _row(spec, r, ev, settings)
+            stage_rows.append(row)
+            if r is run:
+                rows.append(row)
+                arrays[name] = arr
     table = pd.DataFrame(rows).set_index("name")
-    all_runs = [r for _, r in by_name.values()]
+    stages = pd.DataFrame(stage_rows)
+    all_runs = [r for runs in staged.values() for r in runs]
     first = all_runs[0].record
     provenance = {
         "profile": profile,
         "store": str(store.records),
-        "n_runs": len(all_runs),
-        "trained_now": [n for n, (_, r) in by_name.items() if r.trained],
-        "train_wall_time_s": round(sum(r.wall_time for r in all_runs), 1),
+        "n_runs": len(by_name),
+        "n_stage_runs": len(all_runs),
+        "trained_now": sorted({n for n, runs in staged.items() if any(r.trained for r in runs)}),
+        # the last stage's wall time is the whole chain's (a continued run adds to its prefix)
+        "train_wall_time_s": round(sum(runs[-1].wall_time for runs in staged.values()), 1),
         "engine_version": first["engine_version"],
-        "data_source": first["data"]["source"],
+        "data_source": sorted({r.record["data"]["source"] for r in all_runs}),
         "git_commit": first["provenance"]["git_commit"],
         "versions": first["provenance"]["versions"],
         "command": first["provenance"]["command"],
@@ -494,7 +624,13 @@ def run_chapter(
         settings=settings,
         provenance=provenance,
         from_cache=not any(r.trained for r in all_runs),
+        stages=stages,
     )
+
+
+def _missing_evaluation(run: Run, name: str):
+    raise RuntimeError(f"{name}: run {run.key} has no chapter-03 evaluation although the sweep"
+                       f" computes it after training; rerun the chapter to compute it")
 
 
 def main(argv: Sequence[str] | None = None) -> ChapterResult:

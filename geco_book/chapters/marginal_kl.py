@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 import time
@@ -48,7 +49,7 @@ from scipy import stats
 from geco_book.chapters import large_scale as ch03
 from geco_book.images import to_uint8
 from geco_book.profiles import settings_copy
-from geco_book.store import Run, RunStore, store_for
+from geco_book.store import Run, RunStore, run_key, store_for
 from geco_book.sweep import torch_threads
 from geco_core.checks import check_int
 
@@ -67,6 +68,11 @@ __all__ = [
 EVAL_VERSION = 1
 #: Version of :func:`own_density_terms` (its own cached evaluation).
 OWN_VERSION = 1
+
+#: Posteriors "overlap" when I(n; z) < ln N − this margin (nats): at I(n; z) = ln N every
+#: training point has a posterior of its own and the marginal KL only restates the average
+#: KL (marginal KL = average KL − ln N).
+OVERLAP_MARGIN = 1.0
 
 #: The paper's Table 2 (VAE + NVP, nats): marginal KL of ELBO and GECO models. The paper's
 #: numbers, never ours.
@@ -89,11 +95,18 @@ PAPER_TABLE_2 = {
 #: ``sample_counts`` / ``point_counts``: the S and N of the convergence figure (capped at N).
 #: ``chunk``: [samples, points] per block of the pair matrix (32 × 512 measured fastest on one
 #: thread). ``workers``: models evaluated in parallel processes, ``threads`` each.
-#: Cost at cpu: N² + 2 × 9·10⁶ ≈ 99 M pairs per detail model (6 of them), 3,000 × N = 27 M per
-#: other model (8), at ≈ 2·10⁵ pairs/s per core: ≈ 70 CPU-minutes for the 14 models.
+#: ``n_points``: N, the training points of the aggregate posterior q_N (a seed-0 random subset
+#: of the model's training split; None: all of it). At cpu N = 6,000 (a tenth of the 60k
+#: split): ln N = 8.7 nats bounds I(n; z), so posteriors that overlap show as I(n; z) below
+#: ln N − 1 (:data:`OVERLAP_MARGIN`), and N² = 3.6·10⁷ pairs cost ≈ 3 minutes per model on
+#: one core (N = 60,000 would cost 100× that).
+#: Cost at cpu: N² + 2 × 6·10⁶ ≈ 48 M pairs per detail model (5 of them), 2,000 × N = 12 M per
+#: other model (10), at ≈ 2·10⁵ pairs/s per core: ≈ 30 CPU-minutes, computed in chapter 03's
+#: sweep right after each model is trained (:func:`evaluate_in_sweep`).
 SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": {
         "combos": [["vae_nvp", "mnist"]],
+        "n_points": None,
         "convdraw": {"combos": [["convdraw", "mnist-rotate"]], "S": 20, "M": 10},
         "extra_kappas": [0.175],
         "detail_seeds": [0],
@@ -110,22 +123,24 @@ SETTINGS: dict[str, dict[str, Any]] = {
     },
     "cpu": {
         "combos": [["vae_nvp", "mnist"], ["vae_nvp", "color-mnist"]],
+        "n_points": 6000,
         "convdraw": {"combos": [["convdraw", "mnist"]], "S": 300, "M": 100},
-        "extra_kappas": [0.175],
+        "extra_kappas": [],
         "detail_seeds": [0],
-        "n_samples_other": 3000,
         "n_test": 1000,
         "n_prior": 1000,
         "n_show": 8,
         "batch_sizes": [32, 256, 2048],
-        "sample_counts": [100, 300, 1000, 3000, 9000],
-        "point_counts": [100, 300, 1000, 3000, 9000],
+        "n_samples_other": 2000,
+        "sample_counts": [100, 300, 1000, 3000, 6000],
+        "point_counts": [100, 300, 1000, 3000, 6000],
         "chunk": [32, 512],
         "workers": 2,
         "threads": 1,
     },
     "gpu": {
         "combos": [["vae_nvp", "mnist"], ["vae_nvp", "color-mnist"], ["vae_nvp", "cifar10"]],
+        "n_points": 50_000,
         "convdraw": {"combos": [["convdraw", "mnist"], ["convdraw", "cifar10"]], "S": 2000,
                      "M": 1000},
         "extra_kappas": [0.06, 0.175],
@@ -156,16 +171,21 @@ def settings_for(profile: str, **overrides: Any) -> dict[str, Any]:
 
 def model_specs(settings: Mapping[str, Any]) -> list[ch03.RunSpec]:
     """Chapter 03's runs this chapter evaluates: per combo and seed, ELBO then GECO + RE at the
-    headline κ; then GECO + RE at each of ``extra_kappas`` (chapter 03's first seed)."""
+    headline κ and at chapter 03's ``all_seed_kappas``; then GECO + RE at each of
+    ``extra_kappas`` (chapter 03's first seed)."""
     s3 = ch03.settings_for(settings["profile"])
-    kh = float(s3["headline_kappa"])
     specs = []
     for model, data in settings["combos"]:
+        every = [ch03.headline_kappa(s3, model, data),
+                 *s3["all_seed_kappas"].get(f"{model}/{data}", [])]
         for seed in s3["seeds"]:
             specs.append(ch03.RunSpec(model, data, "elbo", seed=seed))
-            specs.append(ch03.RunSpec(model, data, "geco", "re", kh, seed=seed))
+            specs.extend(ch03.RunSpec(model, data, "geco", "re", float(k), seed=seed)
+                         for k in every)
         for k in settings["extra_kappas"]:
-            specs.append(ch03.RunSpec(model, data, "geco", "re", float(k), seed=s3["seeds"][0]))
+            spec = ch03.RunSpec(model, data, "geco", "re", float(k), seed=s3["seeds"][0])
+            if spec not in specs:
+                specs.append(spec)
     return specs
 
 
@@ -350,10 +370,11 @@ def convdraw_specs(settings: Mapping[str, Any]) -> list[ch03.RunSpec]:
     """Chapter 03's ConvDRAW runs of ``settings["convdraw"]``: ELBO and GECO + RE at the
     headline κ, chapter 03's first seed."""
     s3 = ch03.settings_for(settings["profile"])
-    kh, s0 = float(s3["headline_kappa"]), int(s3["seeds"][0])
+    s0 = int(s3["seeds"][0])
     return [spec for model, data in settings["convdraw"]["combos"]
             for spec in (ch03.RunSpec(model, data, "elbo", seed=s0),
-                         ch03.RunSpec(model, data, "geco", "re", kh, seed=s0))]
+                         ch03.RunSpec(model, data, "geco", "re",
+                                      ch03.headline_kappa(s3, model, data), seed=s0))]
 
 
 def evaluate_subsampled(model, train, settings: Mapping[str, Any], seed: int = 0):
@@ -401,6 +422,8 @@ def _eval_settings(settings: Mapping[str, Any], detail: bool, seed: int) -> dict
     out: dict[str, Any] = {"version": EVAL_VERSION, "detail": detail}
     if seed:  # the default seed 0 stays out of the key (as the run store does with defaults)
         out["seed"] = seed
+    if settings["n_points"] is not None:
+        out["n_points"] = settings["n_points"]
     if detail:
         keys = ("batch_sizes", "sample_counts", "point_counts", "n_test", "n_prior", "n_show")
         out.update({k: settings[k] for k in keys})
@@ -409,35 +432,88 @@ def _eval_settings(settings: Mapping[str, Any], detail: bool, seed: int) -> dict
     return out
 
 
-def _evaluate_key(key: str, records: str, checkpoints: str, settings: dict[str, Any],
-                  detail: bool, seed: int, progress: bool) -> str:
-    """Worker: the cached evaluation of the stored run ``key`` (computed when absent)."""
-    store = RunStore(records, checkpoints)
-    run = store.load(key)
+def _own_settings(settings: Mapping[str, Any], detail: bool, seed: int) -> dict[str, Any]:
+    return {"version": OWN_VERSION, **_eval_settings(settings, detail, seed)}
+
+
+def _sub_settings(settings: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    out = {"version": EVAL_VERSION, "seed": seed, **settings["convdraw"]}
+    if settings["n_points"] is not None:
+        out["n_points"] = settings["n_points"]
+    return out
+
+
+def training_points(cfg, settings: Mapping[str, Any]):
+    """The N training points of the aggregate posterior of the run ``cfg``: a seed-0 random
+    subset of ``n_points`` of its training split (all of it when None)."""
+    n = settings["n_points"]
+    if n is None:
+        return ch03.cached_dataset(cfg.dataset, "train", cfg.seed, cfg.dataset_kwargs.get("n"))
+    return ch03.cached_dataset(cfg.dataset, "train", 0, int(n))
+
+
+def _evaluate(run: Run, settings: Mapping[str, Any], detail: bool, seed: int,
+              progress: bool) -> str:
+    """The cached evaluations of the stored ``run`` (computed when absent)."""
     cfg = run.config
 
     def compute(r: Run):
-        model = r.load_model()
-        train = ch03.cached_dataset(cfg.dataset, "train", cfg.seed, cfg.dataset_kwargs.get("n"))
         test = ch03.cached_dataset(cfg.dataset, "test", 0, int(settings["n_test"]))
         with torch_threads(settings["threads"]):
-            return evaluate_model(model, train, test, settings, detail=detail, seed=seed,
-                                  progress=progress)
+            return evaluate_model(r.load_model(), training_points(cfg, settings), test,
+                                  settings, detail=detail, seed=seed, progress=progress)
 
     run.evaluation("marginal_kl", _eval_settings(settings, detail, seed), compute)
 
     def compute_own(r: Run):
-        model = r.load_model()
-        train = ch03.cached_dataset(cfg.dataset, "train", cfg.seed, cfg.dataset_kwargs.get("n"))
         with torch_threads(settings["threads"]):
-            return own_density_terms(model, train, settings, detail=detail, seed=seed), {}
+            return own_density_terms(r.load_model(), training_points(cfg, settings), settings,
+                                     detail=detail, seed=seed), {}
 
     run.evaluation("marginal_kl_own", _own_settings(settings, detail, seed), compute_own)
-    return key
+    return run.key
 
 
-def _own_settings(settings: Mapping[str, Any], detail: bool, seed: int) -> dict[str, Any]:
-    return {"version": OWN_VERSION, **_eval_settings(settings, detail, seed)}
+def _evaluate_key(key: str, records: str, checkpoints: str, settings: dict[str, Any],
+                  detail: bool, seed: int, progress: bool) -> str:
+    """Worker: :func:`_evaluate` of the stored run ``key``."""
+    return _evaluate(RunStore(records, checkpoints).load(key), settings, detail, seed, progress)
+
+
+def _evaluate_subsampled(run: Run, settings: Mapping[str, Any], seed: int):
+    cfg = run.config
+
+    def compute(r: Run):
+        with torch_threads(settings["threads"]):
+            return evaluate_subsampled(r.load_model(), training_points(cfg, settings), settings,
+                                       seed), {}
+
+    return run.evaluation("marginal_kl_subsampled", _sub_settings(settings, seed), compute)
+
+
+@functools.lru_cache(maxsize=4)
+def _sweep_jobs(profile: str) -> tuple[dict[str, bool], frozenset[str]]:
+    settings = settings_for(profile)
+    s3 = ch03.settings_for(profile)
+    detail_seeds = {int(s) for s in settings["detail_seeds"]}
+    models = {run_key(ch03.train_config(spec, s3)): spec.seed in detail_seeds
+              for spec in model_specs(settings)}
+    convdraw = frozenset(run_key(ch03.train_config(spec, s3))
+                         for spec in convdraw_specs(settings))
+    return models, convdraw
+
+
+def evaluate_in_sweep(run: Run, profile: str) -> None:
+    """Chapter 03's sweep hook (``also`` of :func:`geco_book.chapters.large_scale.run_chapter`):
+    this chapter's evaluations (seed 0) of ``run`` when it is one of its models, computed
+    right after training in the worker that trained it, cached in its record."""
+    models, convdraw = _sweep_jobs(profile)
+    if run.key in models or run.key in convdraw:
+        settings = settings_for(profile)
+        if run.key in models:
+            _evaluate(run, settings, models[run.key], 0, False)
+        if run.key in convdraw:
+            _evaluate_subsampled(run, settings, 0)
 
 
 def run_chapter(profile: str = "cpu", *, seed: int = 0, store: RunStore | None = None,
@@ -504,24 +580,15 @@ def run_chapter(profile: str = "cpu", *, seed: int = 0, store: RunStore | None =
     convdraw_rows = []
     for spec in convdraw_specs(settings):
         run = _stored_run(store, spec, s3, profile)
-        sub_settings = {"version": EVAL_VERSION, "seed": seed, **settings["convdraw"]}
-
-        def compute(r: Run, _cfg=run.config):
-            model = r.load_model()
-            train = ch03.cached_dataset(_cfg.dataset, "train", _cfg.seed,
-                                        _cfg.dataset_kwargs.get("n"))
-            with torch_threads(settings["threads"]):
-                return evaluate_subsampled(model, train, settings, seed), {}
-
-        metrics, _ = run.evaluation("marginal_kl_subsampled", sub_settings, compute)
+        metrics, _ = _evaluate_subsampled(run, settings, seed)
         convdraw_rows.append({"name": spec.name, "dataset": spec.dataset, "label": spec.label,
                               "seed": spec.seed, "key": run.key, **metrics})
     provenance = {
         "profile": profile,
         "seed": seed,
         "models_from": f"chapter 03 ({profile} profile), run store {store.records}",
-        "data": "the vendored MNIST test split (mnist-test-10k): N training points of chapter "
-                "03's runs, held-out = its 1,000 test images",
+        "data": sorted({r.record["data"]["source"] for r in runs}),
+        "n_points": settings["n_points"],
         "evaluated_now": len(todo),
         "wall_time_s": round(time.perf_counter() - t0, 1),
         "workers": workers,
@@ -536,8 +603,8 @@ def _stored_run(store: RunStore, spec, s3: Mapping[str, Any], profile: str) -> R
     if run is None:
         if profile != "smoke":
             raise LookupError(f"{spec.name}: not in the run store {store.records}; train "
-                              f"chapter 03 first: python -m geco_book.chapters.large_scale "
-                              f"--profile {profile}")
+                              f"chapters 03 and 04 first: python -m "
+                              f"geco_book.chapters.regenerate --profile {profile}")
         run = store.get_or_train(cfg, command="geco_book.chapters.marginal_kl (smoke)")
     return run
 
