@@ -29,21 +29,37 @@ def test_cpu_runs_cover_the_issue():
     for model, data in s["combos"]:
         for seed in (0, 1, 2):
             assert f"{model}/{data}/elbo/s{seed}" in names
-            assert f"{model}/{data}/geco-re-0.1/s{seed}" in names
+            kh = ls.headline_kappa(s, model, data)
+            assert f"{model}/{data}/geco-re-{kh:g}/s{seed}" in names
         assert f"{model}/{data}/annealed/s0" in names
         for k in (0.06, 0.1, 0.175):
             assert f"{model}/{data}/geco-re-{k:g}/s0" in names
     assert {"convdraw/mnist/geco-cla-0.9/s0", "convdraw/color-mnist/geco-pncc-0.82/s0"} <= names
     assert not any("color-mnist/geco-cla" in n for n in names)  # no single label per image
-    keys = [run_key(ls.train_config(x, s)) for x in specs]
+    assert ls.headline_kappa(s, "vae_nvp", "color-mnist") == 0.25  # 0.1: infeasible here
+    assert {f"vae_nvp/mnist/geco-re-0.175/s{seed}" for seed in (0, 1, 2)} <= names  # Table 2
+    keys = [run_key(ls.train_config(x, s, n)) for x in specs for n in ls.run_stages(x, s)]
     assert len(set(keys)) == len(keys)
+    # the every-seed runs at three doubling stages, the others at the last one
+    assert ls.run_stages(ls.RunSpec("convdraw", "mnist", "elbo", seed=2), s) == [750, 1500, 3000]
+    assert ls.run_stages(ls.RunSpec("convdraw", "mnist", "annealed"), s) == [3000]
+
+
+def test_stages_are_checked():
+    with pytest.raises(ValueError, match="stages"):
+        ls.settings_for("cpu", stages={"convdraw": [1010, 3000], "vae_nvp": [12000]})
+    with pytest.raises(ValueError, match="stages"):
+        ls.settings_for("cpu", stages={"convdraw": [3000, 1500], "vae_nvp": [12000]})
+    old = ls.settings_for("cpu", pre_policy=True)
+    assert old["steps"] == {"convdraw": 1500, "vae_nvp": 3000} and old["geco"]["nu"] == 1.0
 
 
 def test_train_config_follows_the_policy_and_the_settings():
     s = ls.settings_for("cpu")
     c = ls.train_config(ls.RunSpec("convdraw", "mnist-rotate", "geco", "re", 0.1, seed=2), s)
-    assert (c.lr, c.alpha, c.nu, c.model_size, c.seed) == (1e-3, 0.9, 1.0, "small", 2)
-    assert c.steps == 1500 and c.batch_size == 32
+    assert (c.lr, c.alpha, c.nu, c.model_size, c.seed) == (1e-3, 0.9, "auto", "small", 2)
+    assert c.steps == 3000 and c.batch_size == 32
+    assert ls.train_config(ls.RunSpec("convdraw", "mnist", "elbo"), s, 750).steps == 750
     assert c.geco_kwargs == {"lambda_bounds": [1e-3, 1e8]}
     g = ls.train_config(ls.RunSpec("vae_nvp", "mnist", "elbo"), ls.settings_for("gpu"))
     assert (g.lr, g.alpha, g.model_size) == (1e-6, 0.99, "paper")
@@ -55,9 +71,12 @@ def test_train_config_follows_the_policy_and_the_settings():
 
 def test_matched_specs_set_kappa_from_the_elbo_mse():
     s = ls.settings_for("cpu")
-    out = ls.matched_specs(s, {("convdraw", "mnist-rotate"): 0.0049, ("vae_nvp", "mnist"): 0.01})
-    assert [(x.kappa, x.matched) for x in out] == [(0.07, True), (0.1, True)]
-    assert out[1].name == "vae_nvp/mnist/geco-re-0.1-matched/s0"
+    mse = {("convdraw", "mnist"): 0.0064, ("convdraw", "mnist-rotate"): 0.0049,
+           ("vae_nvp", "mnist"): 0.01, ("vae_nvp", "color-mnist"): 0.05}
+    out = ls.matched_specs(s, mse)
+    assert [(x.kappa, x.matched) for x in out] == [(0.08, True), (0.07, True), (0.1, True),
+                                                    (0.2236, True)]
+    assert out[2].name == "vae_nvp/mnist/geco-re-0.1-matched/s0"
 
 
 def test_compare_needs_a_gap_beyond_the_seed_spread():

@@ -33,8 +33,10 @@ def test_the_policy_is_nu_auto_with_guards_and_fresh_copies():
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
 def test_chapter_03_takes_its_geco_settings_from_the_policy_module(profile):
     s = ls.settings_for(profile)
-    expected = policy.geco_settings(profile, pre_policy="large_scale")
+    expected = policy.geco_settings(profile)
     assert s["geco"] == expected
+    assert ls.settings_for(profile, pre_policy=True)["geco"] == policy.geco_settings(
+        profile, pre_policy="large_scale")  # chapter 05's records, until issue 25
     for spec in ls.run_specs(s):
         cfg = ls.train_config(spec, s)
         assert cfg.alpha == expected["alpha"]
