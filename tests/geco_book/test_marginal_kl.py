@@ -31,7 +31,7 @@ def test_smoke_evaluates_every_model_with_consistent_numbers(smoke):
     result, _ = smoke
     t = result.table()
     specs = mk.model_specs(result.settings)
-    assert list(t.index) == [s.name for s in specs] and len(t) == 6  # ELBO, κ = 0.1, κ = 0.175: 2 seeds each
+    assert list(t.index) == [s.name for s in specs] and len(t) == 6  # 3 methods × 2 seeds
     for _, r in t.iterrows():
         # I(n; z) from the density path: every term log q(z|x_own) − log q_N(z) ≤ ln N, so
         # the mean is too (up to the float32 rounding of the matrix)
