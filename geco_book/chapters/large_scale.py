@@ -346,8 +346,8 @@ def train_config(spec: RunSpec, settings: Mapping[str, Any], steps: int | None =
 
     Example:
         >>> cfg = train_config(RunSpec("vae_nvp", "mnist", "annealed"), settings_for("cpu"))
-        >>> cfg.lr, cfg.alpha, cfg.anneal_steps, cfg.batch_size, cfg.nu
-        (0.0003, 0.9, 12000, 32, 'auto')
+        >>> cfg.lr, cfg.alpha, cfg.anneal_steps, cfg.batch_size
+        (0.0003, 0.9, 12000, 32)
     """
     from geco_core.train import TrainConfig
 
