@@ -113,16 +113,26 @@ def _worker(parent: int, threads: int | None, records: str, checkpoints: str, ta
             return
         index, chain, command = item
         try:
-            out = []
-            for config in chain:
-                run = store.get_or_train(config, command=command)
-                if after is not None:
-                    after(run)
-                out.append((run.key, run.trained))
-            results.put((index, out, None))
+            runs = _train_chain(store, chain, command, after)
+            results.put((index, [(run.key, run.trained) for run in runs], None))
         except BaseException:  # report every failure, then stop this worker
             results.put((index, None, traceback.format_exc()))
             return
+
+
+def _train_chain(store: RunStore, chain, command, after, bar=None) -> list[Run]:
+    """Train (or load) ``chain``'s configs in order, calling ``after`` on each run."""
+    runs = []
+    for config in chain:
+        if bar is not None:
+            bar.set_postfix_str(run_key(config))
+        run = store.get_or_train(config, command=command)
+        if after is not None:
+            after(run)
+        runs.append(run)
+        if bar is not None:
+            bar.update(1)
+    return runs
 
 
 def run_sweep(
@@ -212,15 +222,7 @@ def run_chains(
         if workers == 1 or len(cfgs) == 1:
             with torch_threads(threads):  # in this process: the same threads as a worker's
                 for i, chain in enumerate(cfgs):
-                    runs = []
-                    for cfg in chain:
-                        bar.set_postfix_str(run_key(cfg))
-                        run = store.get_or_train(cfg, command=command)
-                        if after is not None:
-                            after(run)
-                        runs.append(run)
-                        bar.update(1)
-                    out[i] = runs
+                    out[i] = _train_chain(store, chain, command, after, bar)
         else:
             _parallel(cfgs, out, store, workers, threads, command, after, bar)
     finally:

@@ -6,11 +6,13 @@ reconstruction (RE) constraint for several tolerances κ, and compares them in t
 plane (held-out reconstruction NLL under the quantized normal with σ_opt, Appendix D, against
 the KL). This module builds the chapter's runs (:func:`run_specs`, :func:`train_config`),
 trains them through the run store (:func:`geco_book.sweep.run_sweep`), evaluates each once
-(:func:`evaluate_run`, cached in its record) and collects one table (:func:`run_chapter`).
+(:func:`evaluate_run`, cached in its record, right after training) and collects one table
+(:func:`run_chapter`).
 Tables and the paper's claims are in :mod:`geco_book.chapters.large_scale_tables`, figures in
-:mod:`geco_book.figures.large_scale`. Regenerate the cpu results with::
+:mod:`geco_book.figures.large_scale`. Regenerate the cpu results, with chapter 04's
+evaluations of the same models, with::
 
-    python -m geco_book.chapters.large_scale --profile cpu
+    python -m geco_book.chapters.regenerate --profile cpu
 
 References:
     Rezende & Viola, "Taming VAEs", 2018: §4.1, Table 1 (RE, FRE, CLA, pNCC), Algorithm 1,
@@ -506,7 +508,7 @@ def _row(spec: RunSpec, run: Run, ev: Mapping[str, Any], settings) -> dict[str, 
     }
     if spec.objective == "geco":
         lo, hi = bounds[0] * 1.0001, bounds[1] * 0.9999
-        lams = log["lambda"] if "lambda" in log else log.filter(like="lambda").iloc[:, 0]
+        lams = log["lambda"]
         row["constraint_met"] = bool(m.get("c_ma", math.inf) <= 0)
         row["lambda_at_bound"] = bool(lam <= lo or lam >= hi)  # at the end
         row["lambda_max"], row["lambda_min"] = float(lams.max()), float(lams.min())
@@ -515,8 +517,9 @@ def _row(spec: RunSpec, run: Run, ev: Mapping[str, Any], settings) -> dict[str, 
     return row
 
 
-#: Relative cost of one training step per model (measured at the cpu profile: ConvDRAW
-#: ≈ 0.09–0.13 s, VAE+NVP ≈ 0.04 s on one core), to hand out the longest chains first.
+#: Relative cost of one training step per model, to hand out the longest chains first
+#: (the policy study's cpu records, two workers on two cores: ConvDRAW ≈ 0.09 s on MNIST and
+#: ≈ 0.13 s on Color-MNIST, VAE+NVP ≈ 0.04 s).
 _STEP_COST = {"convdraw": 2.5, "vae_nvp": 1.0, "conv_vae": 0.5}
 
 

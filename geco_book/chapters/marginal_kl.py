@@ -4,7 +4,7 @@ The chapter trains nothing: it evaluates chapter 03's VAE + NVP models (ELBO and
 the headline κ, every seed, MNIST and Color-MNIST), read from the run store. For each model it
 draws one posterior sample z_s ~ q(z|x_s) of every one of the N training points, fills the
 matrix L[s, i] = log q(z_s|xᵢ) once (:func:`geco_core.metrics.aggregate.log_q_matrix`: N² inverse
-flows, N = 9,000 at the cpu profile) and derives every estimate from it
+flows, N = 6,000 training points at the cpu profile) and derives every estimate from it
 (:mod:`geco_core.metrics.aggregate`):
 
 - Table 2's marginal KL KL[q_N ‖ π] (exact mixture over all N points), the average KL from the
@@ -16,9 +16,13 @@ flows, N = 9,000 at the cpu profile) and derives every estimate from it
 - the holes: prior samples ranked by log q_N(z) − log π(z), decoded, with the pretrained
   classifier's confidence (MNIST).
 
-Regenerate the cpu results with::
+Its evaluations are computed in chapter 03's sweep, right after each model is trained
+(:func:`evaluate_in_sweep`); regenerate both chapters with::
 
-    python -m geco_book.chapters.marginal_kl --profile cpu
+    python -m geco_book.chapters.regenerate --profile cpu
+
+and print this chapter's table from the records with
+``python -m geco_book.chapters.marginal_kl --profile cpu``.
 
 References:
     Rezende & Viola, "Taming VAEs", 2018: §1 (holes), §4.1.1, Table 2.
@@ -98,11 +102,11 @@ PAPER_TABLE_2 = {
 #: ``n_points``: N, the training points of the aggregate posterior q_N (a seed-0 random subset
 #: of the model's training split; None: all of it). At cpu N = 6,000 (a tenth of the 60k
 #: split): ln N = 8.7 nats bounds I(n; z), so posteriors that overlap show as I(n; z) below
-#: ln N − 1 (:data:`OVERLAP_MARGIN`), and N² = 3.6·10⁷ pairs cost ≈ 3 minutes per model on
-#: one core (N = 60,000 would cost 100× that).
-#: Cost at cpu: N² + 2 × 6·10⁶ ≈ 48 M pairs per detail model (5 of them), 2,000 × N = 12 M per
-#: other model (10), at ≈ 2·10⁵ pairs/s per core: ≈ 30 CPU-minutes, computed in chapter 03's
-#: sweep right after each model is trained (:func:`evaluate_in_sweep`).
+#: ln N − 1 (:data:`OVERLAP_MARGIN`), and the N² = 3.6·10⁷ pairs fit the budget
+#: (N = 60,000 would cost 100× as much).
+#: Cost at cpu, measured in the regeneration's sweep (one core per model, beside a training
+#: worker; the records' ``matrix_seconds``): 168–202 s per detail model (S = N, 5 of them),
+#: 57–70 s per other model (S = 2,000, 10 of them), ≈ 25 CPU-minutes in all.
 SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": {
         "combos": [["vae_nvp", "mnist"]],
