@@ -74,6 +74,7 @@ __all__ = [
     "MODEL_SIZE",
     "PRE_POLICY_GECO",
     "geco_settings",
+    "lambda_at_guard",
     "train_settings",
 ]
 
@@ -141,3 +142,19 @@ def train_settings(model: str, profile: str) -> dict[str, Any]:
     check_choice(model, "model", tuple(MODELS))
     lr = PAPER_LR[model] if profile == "gpu" else CPU_LR[model]
     return {"lr": lr, "model_size": MODEL_SIZE[profile]}
+
+
+def lambda_at_guard(lambdas, bounds) -> bool:
+    """Did λ reach one of its guards ``bounds = [low, high]`` (to 10⁻⁴ relative)? ``lambdas``:
+    one value (λ at the end) or every logged value (λ at any step). A GECO run whose λ reached a
+    guard tests its setting, not the paper: the chapters report it and do not count it.
+
+    Example:
+        >>> lambda_at_guard([1.0, 5e3, 1e8], [1e-3, 1e8]), lambda_at_guard(2.0, [1e-3, 1e8])
+        (True, False)
+    """
+    import numpy as np
+
+    lam = np.atleast_1d(np.asarray(lambdas, dtype=float))
+    lo, hi = float(bounds[0]), float(bounds[1])
+    return bool(lam.max() >= hi * (1 - 1e-4) or lam.min() <= lo * (1 + 1e-4))

@@ -25,7 +25,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["NO_DIFFERENCE", "ONE_SEED", "compare", "direction"]
+__all__ = ["NOT_REPRODUCED", "NOT_TESTABLE", "NO_DIFFERENCE", "ONE_SEED", "REPRODUCED", "compare",
+           "count_verdict", "direction"]
+
+#: A claim's verdicts (with its reason, always): see :func:`count_verdict`.
+REPRODUCED = "reproduced"
+NOT_REPRODUCED = "not reproduced at our scale"
+NOT_TESTABLE = "not testable at our scale"
 
 #: What :func:`compare` answers when the seeds do not separate the two sides.
 NO_DIFFERENCE = "no clear difference"
@@ -62,3 +68,21 @@ def direction(a: float, b: float, rel_tol: float = 0.05) -> str:
     if abs(a - b) <= rel_tol * max(abs(a), abs(b), 1e-12):
         return f"equal within {rel_tol:.0%}".replace("%", " %")
     return "lower" if b < a else "higher"
+
+
+def count_verdict(k: int, n: int, what: str) -> str:
+    """A claim's verdict from ``k`` of ``n`` testable cases agreeing with the paper:
+    :data:`NOT_TESTABLE` (none testable), :data:`REPRODUCED` (all), :data:`NOT_REPRODUCED`
+    (none) or "reproduced in k of n <what>".
+
+    Example:
+        >>> count_verdict(2, 3, "pairs"), count_verdict(0, 0, "pairs")
+        ('reproduced in 2 of 3 pairs', 'not testable at our scale')
+    """
+    if n == 0:
+        return NOT_TESTABLE
+    if k == n:
+        return REPRODUCED
+    if k == 0:
+        return NOT_REPRODUCED
+    return f"{REPRODUCED} in {k} of {n} {what}"

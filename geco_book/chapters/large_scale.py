@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from geco_book.images import to_uint8
-from geco_book.policy import geco_settings, train_settings
+from geco_book.policy import geco_settings, lambda_at_guard, train_settings
 from geco_book.profiles import settings_copy
 from geco_book.store import Run, RunStore, store_for
 from geco_book.sweep import run_chains
@@ -507,13 +507,11 @@ def _row(spec: RunSpec, run: Run, ev: Mapping[str, Any], settings) -> dict[str, 
         **{k: v for k, v in ev.items() if k != "test_source"},
     }
     if spec.objective == "geco":
-        lo, hi = bounds[0] * 1.0001, bounds[1] * 0.9999
         lams = log["lambda"]
         row["constraint_met"] = bool(m.get("c_ma", math.inf) <= 0)
-        row["lambda_at_bound"] = bool(lam <= lo or lam >= hi)  # at the end
+        row["lambda_at_bound"] = lambda_at_guard(lam, bounds)  # at the end
         row["lambda_max"], row["lambda_min"] = float(lams.max()), float(lams.min())
-        # at any logged step, not only the last
-        row["lambda_touched_bound"] = bool(lams.max() >= hi or lams.min() <= lo)
+        row["lambda_touched_bound"] = lambda_at_guard(lams, bounds)  # at any logged step
     return row
 
 

@@ -20,7 +20,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["average_kl_curves", "image_blocks", "information_plane", "trajectory"]
+__all__ = ["average_kl_curves", "convergence", "image_blocks", "information_plane",
+           "trajectory"]
 
 
 def trajectory(log, kappa: float, title: str = "") -> Figure:
@@ -83,6 +84,42 @@ def information_plane(summary, models: Sequence[str], kl: str = "test_avg_kl",
         ax.set(xscale="log", xlabel="average KL on held-out data [nats]",
                ylabel="held-out reconstruction NLL [bits/dim]", title=model)
         ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+def convergence(stages, methods: Mapping[tuple[str, str], Sequence[str]],
+                bounds: Sequence[float] | None = None) -> Figure:
+    """Measures against steps: for each (model, dataset) of ``methods`` (a row), the held-out
+    average KL, the held-out NLL [bits/dim] and λ at the end of each stage, for each of its
+    methods: the seed mean ± SE (line) and every seed (dots). ``stages`` has one row per run
+    and stage (``model``, ``dataset``, ``method``, ``seed``, ``steps``, ``test_avg_kl``,
+    ``nll_bits_per_dim``, ``lambda``); λ is drawn for GECO methods, with ``bounds`` dashed
+    where they are within a factor 100 of the data."""
+    cols = (("test_avg_kl", "held-out average KL [nats]", "log"),
+            ("nll_bits_per_dim", "held-out NLL [bits/dim]", "linear"),
+            ("lambda", "λ at the stage's end (GECO)", "log"))
+    fig, axes = plt.subplots(len(methods), 3, figsize=(13, 2.6 * len(methods)),
+                             constrained_layout=True, squeeze=False)
+    for i, ((model, data), names) in enumerate(methods.items()):
+        for name, c in zip(names, plt.cm.tab10.colors[1:]):
+            d = stages[(stages["model"] == model) & (stages["dataset"] == data)
+                       & (stages["method"] == name)]
+            for j, (col, label, scale) in enumerate(cols):
+                if d.empty or (col == "lambda" and not name.startswith("geco")):
+                    continue
+                ax = axes[i, j]
+                g = d.groupby("steps")[col]
+                se = g.std(ddof=1) / np.sqrt(g.count())
+                ax.errorbar(g.mean().index, g.mean(), yerr=_err(se), color=c, marker="o",
+                            ms=4, capsize=2, lw=1.2, label=name)
+                ax.scatter(d["steps"], d[col], color=c, s=8, alpha=0.4)
+                ax.set(xscale="log", yscale=scale, xlabel="steps", ylabel=label)
+        lo, hi = axes[i, 2].get_ylim()
+        for b in bounds or ():  # a bound far outside the data would only squash the panel
+            if lo / 100 <= b <= hi * 100:
+                axes[i, 2].axhline(b, color="k", ls="--", lw=0.8, label="λ bound")
+        axes[i, 0].set_title(f"{model} / {data}", loc="left", fontsize=10)
+        axes[i, 0].legend(fontsize=7)
     return fig
 
 

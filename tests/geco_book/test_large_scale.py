@@ -140,6 +140,60 @@ def plt_close_all():
     plt.close("all")
 
 
+def _stages(elbo_kl, geco_kl, steps=(750, 1500, 3000)):
+    """Stage rows of one pair: ``*_kl[i][seed]`` the KL at ``steps[i]``."""
+    rows = []
+    for method, vals in (("elbo", elbo_kl), ("geco-re-0.1", geco_kl)):
+        for n, per_seed in zip(steps, vals):
+            for seed, v in enumerate(per_seed):
+                rows.append({"model": "convdraw", "dataset": "mnist", "method": method,
+                             "matched": False, "seed": seed, "steps": n, "test_avg_kl": v,
+                             "nll_bits_per_dim": 2.0})
+    return pd.DataFrame(rows)
+
+
+def test_convergence_asks_for_a_change_below_the_seed_spread():
+    s = ls.settings_for("cpu", combos=[["convdraw", "mnist"]])
+    moving = [[100, 101, 102], [80, 81, 82], [60, 61, 62]]  # −20 per doubling, sd 1
+    still = [[40, 41, 42], [30, 31, 32], [30.2, 31.1, 32.3]]  # +0.2 mean change, sd ≈ 1.15
+    c = tables.convergence_table(_stages(moving, still), s).set_index(["method", "metric"])
+    assert c.loc[("elbo", "test_avg_kl"), "change"] == pytest.approx(-20)
+    assert not c.loc[("elbo", "test_avg_kl"), "settled"]
+    assert c.loc[("geco-re-0.1", "test_avg_kl"), "change"] == pytest.approx(0.2)
+    assert c.loc[("geco-re-0.1", "test_avg_kl"), "seed sd"] == pytest.approx(
+        np.std([30.2, 31.1, 32.3], ddof=1))
+    assert c.loc[("geco-re-0.1", "test_avg_kl"), "settled"]
+    assert c.loc[("elbo", "nll_bits_per_dim"), "settled"]  # no change at all: settled
+    assert (c["from step"] == 1500).all() and (c["to step"] == 3000).all()
+
+
+def test_a_pair_valid_test_only_with_kappa_met_and_lambda_off_its_guards():
+    ok = pd.DataFrame({"constraint_met": [True] * 3, "lambda_touched_bound": [False] * 3})
+    assert tables.valid_test(ok)
+    assert not tables.valid_test(ok.assign(lambda_touched_bound=[False, True, False]))
+    assert not tables.valid_test(ok.assign(constraint_met=[True, True, False]))
+    assert not tables.valid_test(ok.iloc[:0])
+
+
+def test_matched_pairs_need_the_mse_within_ten_percent_and_the_constraint_met():
+    def table(geco_mse, met=True, touched=False, geco_kl=20.0):
+        rows = [{"model": "m", "dataset": "d", "method": "elbo", "matched": False, "seed": i,
+                 "train_mse": 0.01, "test_avg_kl": 50.0 + i} for i in range(3)]
+        rows.append({"model": "m", "dataset": "d", "method": "geco-re-0.1-matched",
+                     "matched": True, "seed": 0, "kappa": 0.1, "train_mse": geco_mse,
+                     "constraint_met": met, "lambda_touched_bound": touched,
+                     "test_avg_kl": geco_kl})
+        return pd.DataFrame(rows)
+
+    assert tables.matched_table(table(0.0105), 0)["GECO vs ELBO"].iloc[0] == (
+        "lower than every ELBO seed")
+    assert tables.matched_table(table(0.0105, geco_kl=51.0), 0)["GECO vs ELBO"].iloc[0] == (
+        "within the ELBO seeds' range")
+    for bad in (table(0.0125), table(0.0105, met=False), table(0.0105, touched=True)):
+        m = tables.matched_table(bad, 0)
+        assert not m["matched"].iloc[0] and m["GECO vs ELBO"].iloc[0] == "not matched"
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     root = tmp_path_factory.mktemp("store")
@@ -163,9 +217,22 @@ def test_smoke_end_to_end(smoke):
         assert arr["data"].shape[0] == arr["recon"].shape[0] == arr["samples"].shape[0] == k
         assert arr["data"].dtype == np.uint8
         assert ("context" in arr) == name.startswith("convdraw/mnist-rotate"), name
-    h = tables.headline_table(t, 0.1)
+    conv = tables.convergence_table(smoke.stages, smoke.settings)
+    # two headline methods × two metrics per pair, each from its two stages
+    assert len(conv) == 4 * len(smoke.settings["combos"])
+    assert (conv["from step"] == 2).all() and (conv["to step"] == 4).all()
+    h = tables.headline_table(t, smoke.settings, conv)
     assert set(h["GECO's KL vs ELBO's"]) <= {"lower", "higher", "no clear difference"}
     assert len(tables.constraint_table(t)) == len(geco)
+    claims = tables.claims_table(smoke, trajectory="convdraw/mnist-rotate/geco-re-0.1/s0")
+    assert len(claims) == 5 and claims["reason"].str.len().gt(0).all()
+    assert all(v.startswith(("reproduced", "not reproduced at our scale",
+                             "not testable at our scale")) for v in claims["verdict"])
+    text = tables.conclusions(smoke)
+    assert "**convdraw / mnist-rotate**" in text and "The κ sweep" in text
+    fig = figs.convergence(smoke.stages, {tuple(c): ["elbo", "geco-re-0.1"]
+                                          for c in smoke.settings["combos"]}, bounds=[1e-3, 1e8])
+    assert len(fig.axes) == 3 * len(smoke.settings["combos"])
     assert not smoke.from_cache
 
 

@@ -96,13 +96,23 @@ def test_convdraw_goes_through_the_subsampled_estimator_with_its_bias_bound(smok
 
 def test_tables_and_figures_render_from_the_smoke_result(smoke):
     result, _ = smoke
-    t2 = tables.table2(result)
-    assert list(t2["seeds"]) == [2, 2, 2]  # ELBO, GECO κ = 0.1, GECO κ = 0.175
-    assert t2.loc[("mnist", "ELBO"), "GECO vs ELBO (marginal KL)"] == ""
+    every = tables.models_table(result)
+    assert list(every["seeds"]) == [2, 2, 2]  # ELBO, GECO κ = 0.1, GECO κ = 0.175
+    assert set(every["regime"]) <= {"disjoint", "overlapping"}
+    assert every.loc[("mnist", "ELBO"), "vs ELBO, exact"] == ""
+    t2 = tables.table2(result)  # the ELBO, and only the GECO models that can test Table 2
+    assert ("mnist", "ELBO") in t2.index
+    for (_, model), r in t2.iterrows():
+        if model != "ELBO":
+            assert r["regime"] == "overlapping" and r["κ met, λ off its guards (seeds)"] == "2 / 2"
+    claims = tables.claims_table(result)
+    assert all(v.startswith(("reproduced", "not reproduced at our scale",
+                             "not testable at our scale")) for v in claims["verdict"])
+    assert claims["reason"].str.len().gt(0).all()
     est = tables.estimator_table(result)
     assert len(est) == 3 and "MWS, B = 8" in est.columns
     text = tables.conclusions(result)
-    assert text.startswith("- mnist: marginal KL ELBO") and "Holes:" in text
+    assert text.startswith("- **mnist**: the ELBO's marginal KL") and "Holes:" in text
     detail = result.table()
     detail = detail[detail["n_samples"] == detail["n_points"]]
     arrays = {n: result.arrays[n] for n in detail.index}
@@ -145,15 +155,20 @@ def test_models_missing_from_the_store_name_the_chapter_that_trains_them(tmp_pat
         mk.run_chapter("cpu", seed=0.5, store=empty, progress=False)
 
 
-def _fake(elbo, geco, data="color-mnist", c_ma=-0.1, lam=10.0):
+def _fake(elbo, geco, data="color-mnist", met=True, touched=False, mutual_info=5.0,
+          loo=None):
     rows = []
     for obj, vals in (("elbo", elbo), ("geco", geco)):
         for s, v in enumerate(vals):
             rows.append({"name": f"{data}/{obj}/s{s}", "model": "vae_nvp", "dataset": data,
                          "objective": obj, "label": "ELBO" if obj == "elbo" else "GECO + RE",
                          "seed": s, "kappa": None if obj == "elbo" else 0.1, "key": "k",
-                         "lambda_final": lam, "c_ma_final": c_ma, "marginal_kl": v,
-                         "marginal_kl_se": 0.1, "avg_kl": v + 5, "mutual_info": 5.0,
+                         "lambda_final": 10.0, "c_ma_final": -0.1 if met else 0.1,
+                         "constraint_met": None if obj == "elbo" else met,
+                         "lambda_touched_bound": None if obj == "elbo" else touched,
+                         "marginal_kl": v, "marginal_kl_se": 0.1,
+                         "loo_marginal_kl": v - 1 if loo is None else loo,
+                         "avg_kl": v + mutual_info, "mutual_info": mutual_info,
                          "ln_n": math.log(9000), "train_mse": 0.01, "n_samples": 3000,
                          "n_points": 9000})
     return mk.ChapterResult(rows, {}, mk.settings_for("cpu"), {})
@@ -162,14 +177,29 @@ def _fake(elbo, geco, data="color-mnist", c_ma=-0.1, lam=10.0):
 def test_table2_verdicts_need_a_gap_beyond_the_seed_spread():
     apart = _fake([180.0, 182.0, 184.0], [10.0, 11.0, 12.0])
     t2 = tables.table2(apart)
-    assert t2.loc[("color-mnist", "GECO + RE"), "GECO vs ELBO (marginal KL)"] == "lower"
+    assert t2.loc[("color-mnist", "GECO + RE"), "vs ELBO, exact"] == "lower"
+    assert t2.loc[("color-mnist", "GECO + RE"), "vs ELBO, bracket"] == "lower"
     assert t2.loc[("color-mnist", "ELBO"), "paper's marginal KL"] == "182.5"
-    assert t2.loc[("color-mnist", "ELBO"), "marginal KL [nats]"] == "182 ± 1.2"
+    assert t2.loc[("color-mnist", "ELBO"), "marginal KL, exact [nats]"] == "182 ± 1.2"
     text = tables.conclusions(apart)
-    assert "GECO's is lower beyond the seed spread" in text and "ratio 18" in text
-    overlap = _fake([10.0, 30.0, 50.0], [20.0, 25.0, 60.0], c_ma=0.2, lam=1e8)
-    text = tables.conclusions(overlap)
-    assert "no clear difference" in text
-    assert "not met at the end in 3 of 3 seeds; λ ended at its 1e+08 bound in 3" in text
+    assert "lower on the exact estimate" in text and "ratio 18" in text
+    assert tables.claims_table(apart)["verdict"].tolist()[:2] == ["reproduced", "reproduced"]
+    overlap = _fake([10.0, 30.0, 50.0], [20.0, 25.0, 60.0])
+    assert "no clear difference" in tables.conclusions(overlap)
     assert tables.table2(overlap).loc[("color-mnist", "GECO + RE"),
-                                      "GECO vs ELBO (marginal KL)"] == "no clear difference"
+                                      "vs ELBO, exact"] == "no clear difference"
+
+
+def test_table2_keeps_only_gecos_that_met_kappa_and_overlap():
+    for fake in (_fake([50.0, 51, 52], [1.0, 1.1, 1.2], met=False),
+                 _fake([50.0, 51, 52], [1.0, 1.1, 1.2], touched=True),
+                 _fake([50.0, 51, 52], [1.0, 1.1, 1.2], mutual_info=math.log(9000) - 0.5)):
+        assert list(tables.table2(fake).index) == [("color-mnist", "ELBO")]
+        assert len(tables.models_table(fake)) == 2
+        assert tables.claims_table(fake)["verdict"].iloc[0] == "not testable at our scale"
+    # the ELBO's leave-one-out far below zero: its bracket is [0, exact] and holds GECO's
+    wide = _fake([50.0, 51, 52], [1.0, 1.1, 1.2], loo=-800.0)
+    verdict = tables.table2(wide).loc[("color-mnist", "GECO + RE"), "vs ELBO, bracket"]
+    assert verdict.startswith("brackets overlap: not decided (ELBO [0, ")
+    assert tables.claims_table(wide)["verdict"].tolist()[:2] == [
+        "reproduced", "not testable at our scale"]
