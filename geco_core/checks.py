@@ -30,10 +30,12 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import math
 import numbers
+import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import Tensor
@@ -41,6 +43,9 @@ from torch import Tensor
 __all__ = [
     "FLOAT32_MAX",
     "FLOAT32_TINY",
+    "SEED_LIMIT",
+    "OneLineParser",
+    "count_arg",
     "check_bool",
     "check_choice",
     "check_class_labels",
@@ -51,6 +56,9 @@ __all__ = [
     "check_int",
     "check_nonnegative",
     "check_positive",
+    "check_seed",
+    "cli_fail",
+    "seed_arg",
     "check_unit_interval",
 ]
 
@@ -163,6 +171,27 @@ def check_int(value: Any, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+#: Seeds are 0 <= seed < SEED_LIMIT: torch's generators take a signed 64-bit seed.
+SEED_LIMIT = 2**63
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """``value`` as a seed: an int with ``0 <= value < 2**63`` (:data:`SEED_LIMIT`).
+
+    Example:
+        >>> check_seed(3)
+        3
+        >>> check_seed(2**64)
+        Traceback (most recent call last):
+        ...
+        ValueError: seed must be an int in [0, 2**63), got 18446744073709551616
+    """
+    check_int(value, name, minimum=0)
+    if value >= SEED_LIMIT:
+        raise ValueError(f"{name} must be an int in [0, 2**63), got {value!r}")
+    return int(value)
+
+
 def check_choice(value: Any, name: str, valid: Iterable[str]) -> str:
     """``value`` if it is one of ``valid``; otherwise a message listing the valid choices."""
     valid = tuple(valid)
@@ -244,3 +273,53 @@ def check_class_labels(labels: Any, name: str, n: int, n_classes: int) -> Tensor
                 f"{name} must be class indices in 0..{n_classes - 1}, got values in {lo}..{hi}"
             )
     return labels
+
+
+# --------------------------------------------------------------------------------------------
+# Command lines: one-line errors, parsed seeds and counts
+# --------------------------------------------------------------------------------------------
+def cli_fail(message: str, status: int = 2) -> NoReturn:
+    """Print ``error: <message>`` (one line) to stderr and exit with ``status``."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    print(f"error: {'; '.join(lines) or 'failed'}", file=sys.stderr, flush=True)
+    raise SystemExit(status)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with one-line errors (``error: <argument>: <why>``, exit 2), no usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        cli_fail(message.removeprefix("argument "))
+
+
+def seed_arg(text: str) -> int:
+    """argparse ``type`` of a seed: an integer in ``[0, 2**63)`` (:func:`check_seed`).
+
+    Example:
+        >>> seed_arg("7")
+        7
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**63), got {text!r}") \
+            from None
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**63), got {text!r}")
+    return value
+
+
+def count_arg(text: str) -> int:
+    """argparse ``type`` of a count (workers, steps): an integer >= 1.
+
+    Example:
+        >>> count_arg("2")
+        2
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value

@@ -46,6 +46,7 @@ from geco_book.profiles import settings_copy
 from geco_book.store import Run, RunStore
 from geco_book.sweep import run_sweep
 from geco_book.sweep import torch_threads as _torch_threads
+from geco_core.checks import OneLineParser
 
 __all__ = [
     "METHODS",
@@ -473,13 +474,12 @@ def run_chapter(profile: str = "cpu", *, store: RunStore | None = None, progress
 
 def main(argv: Sequence[str] | None = None):
     """``python -m geco_book.chapters.beyond --profile cpu [--part search|all]``."""
-    import argparse
     import sys
 
     from geco_book.store import store_for
 
-    p = argparse.ArgumentParser(prog="python -m geco_book.chapters.beyond",
-                                description="Train or load chapter 05's runs.")
+    p = OneLineParser(prog="python -m geco_book.chapters.beyond",
+                      description="Train or load chapter 05's runs.")
     p.add_argument("--profile", default="cpu", choices=sorted(SETTINGS))
     p.add_argument("--part", default="all", choices=["search", "all"])
     args = p.parse_args(argv)

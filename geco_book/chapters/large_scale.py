@@ -27,7 +27,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import functools
 import math
 import sys
@@ -45,7 +44,14 @@ from geco_book.profiles import settings_copy
 from geco_book.store import Run, RunStore, store_for
 from geco_book.sweep import run_chains
 from geco_book.sweep import torch_threads as _torch_threads
-from geco_core.checks import check_bool, check_choice, check_int, check_positive
+from geco_core.checks import (
+    OneLineParser,
+    check_bool,
+    check_choice,
+    check_positive,
+    check_seed,
+    count_arg,
+)
 
 __all__ = [
     "EVAL_VERSION",
@@ -263,7 +269,7 @@ class RunSpec:
 
     def __post_init__(self) -> None:
         check_choice(self.objective, "objective", _OBJECTIVES)
-        check_int(self.seed, "seed", minimum=0)
+        check_seed(self.seed)
         if self.objective == "geco":
             check_choice(self.constraint, "constraint", _CONSTRAINTS)
             check_positive(self.kappa, "kappa")
@@ -636,13 +642,11 @@ def _missing_evaluation(run: Run, name: str):
 
 def main(argv: Sequence[str] | None = None) -> ChapterResult:
     """``python -m geco_book.chapters.large_scale --profile cpu``: train or load, print."""
-    p = argparse.ArgumentParser(prog="python -m geco_book.chapters.large_scale",
-                                description="Train or load chapter 03's runs; print a summary.")
+    p = OneLineParser(prog="python -m geco_book.chapters.large_scale",
+                      description="Train or load chapter 03's runs; print a summary.")
     p.add_argument("--profile", default="cpu", choices=sorted(SETTINGS))
-    p.add_argument("--workers", type=int, default=None, help="parallel training processes")
+    p.add_argument("--workers", type=count_arg, default=None, help="parallel training processes")
     args = p.parse_args(argv)
-    if args.workers is not None and args.workers < 1:
-        p.error("argument --workers: must be >= 1")
     over = {} if args.workers is None else {"workers": args.workers}
     argv_list = list(sys.argv[1:] if argv is None else argv)
     command = " ".join(["python -m geco_book.chapters.large_scale", *argv_list])

@@ -35,7 +35,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import functools
 import math
 import sys
@@ -56,7 +55,7 @@ from geco_book.policy import lambda_at_guard
 from geco_book.profiles import settings_copy
 from geco_book.store import Run, RunStore, run_key, store_for
 from geco_book.sweep import torch_threads
-from geco_core.checks import check_int
+from geco_core.checks import OneLineParser, check_seed, count_arg, seed_arg
 
 __all__ = [
     "EVAL_VERSION",
@@ -533,7 +532,7 @@ def run_chapter(profile: str = "cpu", *, seed: int = 0, store: RunStore | None =
     whose checkpoint is absent raises :class:`geco_book.store.MissingCheckpointError` naming
     ``python -m geco_book.store train KEY``.
     """
-    check_int(seed, "seed", minimum=0)
+    check_seed(seed)
     settings = settings_for(profile, **overrides)
     store = store_for(profile) if store is None else store
     s3 = ch03.settings_for(profile)
@@ -631,16 +630,12 @@ def _not_computed(run: Run):
 
 def main(argv: Sequence[str] | None = None) -> ChapterResult:
     """Evaluate (or load) the chapter's models at a profile and print the table."""
-    p = argparse.ArgumentParser(prog="python -m geco_book.chapters.marginal_kl",
-                                description="Evaluate chapter 04's marginal KL (cached).")
+    p = OneLineParser(prog="python -m geco_book.chapters.marginal_kl",
+                      description="Evaluate chapter 04's marginal KL (cached).")
     p.add_argument("--profile", default="cpu", choices=sorted(SETTINGS))
-    p.add_argument("--seed", type=int, default=0, help="evaluation seed (samples drawn)")
-    p.add_argument("--workers", type=int, default=None, help="models evaluated in parallel")
+    p.add_argument("--seed", type=seed_arg, default=0, help="evaluation seed (samples drawn)")
+    p.add_argument("--workers", type=count_arg, default=None, help="models evaluated in parallel")
     args = p.parse_args(argv)
-    if args.seed < 0:
-        p.error("argument --seed: must be >= 0")
-    if args.workers is not None and args.workers < 1:
-        p.error("argument --workers: must be >= 1")
     extra = {} if args.workers is None else {"workers": args.workers}
     result = run_chapter(args.profile, seed=args.seed, **extra)
     import pandas as pd

@@ -44,7 +44,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import warnings
@@ -62,7 +61,7 @@ from geco_book.profiles import settings_copy
 from geco_book.store import Run, RunStore, store_for
 from geco_book.sweep import run_sweep
 from geco_book.sweep import torch_threads as _torch_threads
-from geco_core.checks import check_bool
+from geco_core.checks import OneLineParser, check_bool, count_arg, seed_arg
 
 __all__ = [
     "FIG8_RUNS",
@@ -617,17 +616,13 @@ def main(argv: Sequence[str] | None = None) -> MicroMNISTResult:
     """Train (or load) the chapter's models at a profile and print the tables."""
     from geco_book.chapters.micro_mnist_tables import fig8_table, paper_comparison, sweep_table
 
-    p = argparse.ArgumentParser(prog="python -m geco_book.chapters.micro_mnist",
-                                description="Train or load chapter 02's models; print tables.")
+    p = OneLineParser(prog="python -m geco_book.chapters.micro_mnist",
+                      description="Train or load chapter 02's models; print tables.")
     p.add_argument("--profile", default="cpu", choices=sorted(SETTINGS))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--force", action="store_true", help="retrain even if the runs are stored")
-    p.add_argument("--workers", type=int, default=None, help="parallel training processes")
+    p.add_argument("--workers", type=count_arg, default=None, help="parallel training processes")
     args = p.parse_args(argv)
-    if args.seed < 0:
-        p.error("argument --seed: must be >= 0")
-    if args.workers is not None and args.workers < 1:
-        p.error("argument --workers: must be >= 1")
     speed = {} if args.workers is None else {"workers": args.workers}
     argv_list = list(sys.argv[1:] if argv is None else argv)
     command = " ".join(["python -m geco_book.chapters.micro_mnist", *argv_list])

@@ -18,7 +18,6 @@ the matched pairs remain. ``--profile smoke`` runs the whole sweep in ≈ 20 s.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 import time
@@ -27,6 +26,7 @@ from collections.abc import Sequence
 from geco_book.chapters import large_scale as ch03
 from geco_book.chapters import marginal_kl as ch04
 from geco_book.profiles import PROFILES
+from geco_core.checks import OneLineParser, count_arg
 
 __all__ = ["main", "regenerate"]
 
@@ -50,13 +50,11 @@ def regenerate(profile: str = "cpu", *, workers: int | None = None, progress: bo
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m geco_book.chapters.regenerate --profile cpu [--workers N]``."""
-    p = argparse.ArgumentParser(prog="python -m geco_book.chapters.regenerate",
-                                description="Train and evaluate chapters 03 and 04 (resumable).")
+    p = OneLineParser(prog="python -m geco_book.chapters.regenerate",
+                      description="Train and evaluate chapters 03 and 04 (resumable).")
     p.add_argument("--profile", default="cpu", choices=PROFILES)
-    p.add_argument("--workers", type=int, default=None, help="parallel training processes")
+    p.add_argument("--workers", type=count_arg, default=None, help="parallel training processes")
     args = p.parse_args(argv)
-    if args.workers is not None and args.workers < 1:
-        p.error("argument --workers: must be >= 1")
     argv_list = list(sys.argv[1:] if argv is None else argv)
     command = " ".join(["python -m geco_book.chapters.regenerate", *argv_list])
     r3, r4, wall = regenerate(args.profile, workers=args.workers, command=command)

@@ -37,6 +37,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from geco_core.checks import OneLineParser, cli_fail
 from geco_core.constraints import CONSTRAINTS
 from geco_core.models import MODEL_SIZES, MODELS
 from geco_core.objectives import OBJECTIVES
@@ -195,15 +196,8 @@ def _parse_nu(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"must be a number > 0 or auto, got {text!r}") from None
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (``error: <argument>: <why>``, exit 2), no usage dump."""
-
-    def error(self, message: str) -> NoReturn:
-        _fail(message.removeprefix("argument "))
-
-
 def _arg_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m geco_core.train",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
@@ -272,9 +266,7 @@ def _arg_parser() -> argparse.ArgumentParser:
 
 
 def _fail(message: str, status: int = EXIT_REFUSED) -> NoReturn:
-    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
-    print(f"error: {'; '.join(lines) or 'failed'}", file=sys.stderr, flush=True)
-    raise SystemExit(status)
+    cli_fail(message, status)
 
 
 def _as_flags(message: str) -> str:

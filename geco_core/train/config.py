@@ -40,6 +40,7 @@ from geco_core.checks import (
     check_float32,
     check_fraction,
     check_int,
+    check_seed,
 )
 from geco_core.constraints import CONSTRAINTS
 from geco_core.geco import GECO, NU_AUTO
@@ -118,8 +119,6 @@ _KWARGS_FIELDS = (
 
 #: Device types ``TrainConfig.device`` may name (besides ``"auto"``).
 DEVICE_TYPES = ("cpu", "cuda", "mps")
-_SEED_LIMIT = 2**63
-
 
 def _dataset_names() -> tuple[str, ...]:
     """Names :func:`data_builders.load_dataset` accepts."""
@@ -372,9 +371,7 @@ class TrainConfig:
         for name in ("steps", "batch_size", "log_every", "ckpt_every", "max_bad_steps"):
             check_int(getattr(self, name), name)
         check_int(self.anneal_steps, "anneal_steps")
-        check_int(self.seed, "seed", minimum=0)
-        if self.seed >= _SEED_LIMIT:
-            raise ValueError(f"seed must be < 2**63, got {self.seed}")
+        check_seed(self.seed)
         self._validate_device()
         if self.precision != "float32" and self.device == "mps":
             raise ValueError(

@@ -271,3 +271,28 @@ def test_every_gpu_config_trains_two_steps_at_full_size():
             res = fit(short)
         assert res.step == 2 and math.isfinite(res.metrics["loss"]), spec.name
     assert len(seen) >= 20
+
+
+@pytest.mark.parametrize("module", ["large_scale", "marginal_kl", "micro_mnist", "regenerate",
+                                    "beyond"])
+@pytest.mark.parametrize("argv, message", [
+    (["--workers", "0"], "error: --workers: must be an integer >= 1, got '0'"),
+    (["--workers", "two"], "error: --workers: must be an integer >= 1, got 'two'"),
+    (["--seed", str(2**64)], "error: --seed: must be an integer in [0, 2**63)"),
+    (["--seed", "1.5"], "error: --seed: must be an integer in [0, 2**63), got '1.5'"),
+    (["--seed", "-1"], "error: --seed: must be an integer in [0, 2**63), got '-1'"),
+])
+def test_chapter_clis_refuse_bad_counts_and_seeds_in_one_line(module, argv, message, capsys):
+    import importlib
+
+    mod = importlib.import_module(f"geco_book.chapters.{module}")
+    with pytest.raises(SystemExit) as e:
+        mod.main(["--profile", "smoke", *argv])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1
+    takes_seed = module in ("marginal_kl", "micro_mnist")
+    takes_workers = module != "beyond"
+    if (argv[0] == "--seed" and takes_seed) or (argv[0] == "--workers" and takes_workers):
+        assert err.startswith(message), err
+    else:
+        assert err.startswith("error: unrecognized arguments:"), err

@@ -79,3 +79,22 @@ def test_valid_values_come_back_normalised():
 def test_bad_values_name_the_argument(call, error, words):
     with pytest.raises(error, match=words):
         call()
+
+
+def test_seeds_are_ints_in_the_signed_64_bit_range():
+    import argparse
+
+    from geco_core.checks import SEED_LIMIT, check_seed, count_arg, seed_arg
+
+    assert check_seed(0) == 0 and check_seed(SEED_LIMIT - 1) == SEED_LIMIT - 1
+    for bad, err in ((SEED_LIMIT, ValueError), (-1, ValueError), (1.0, TypeError),
+                     (True, TypeError)):
+        with pytest.raises(err, match="seed"):
+            check_seed(bad)
+    assert seed_arg(str(SEED_LIMIT - 1)) == SEED_LIMIT - 1
+    for text in (str(SEED_LIMIT), "-1", "1.5", "abc", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"\[0, 2\*\*63\)"):
+            seed_arg(text)
+    for text in ("0", "-3", "x"):
+        with pytest.raises(argparse.ArgumentTypeError, match=">= 1"):
+            count_arg(text)

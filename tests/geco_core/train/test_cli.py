@@ -85,7 +85,7 @@ def _refused(argv, capsys) -> str:
         (["--model-kwargs", "channels=[4, 0]"],
          "error: --model-kwargs: channels must be an int >= 1"),
         (["--seed", "-1"], "error: --seed: must be an int >= 0"),
-        (["--seed", str(2**70)], "error: --seed: must be < 2**63"),
+        (["--seed", str(2**70)], "error: --seed: must be an int in [0, 2**63)"),
         (["--model", "vae"], "error: --model: unknown value 'vae'; valid choices"),
         (["--dataset", "mnist-plus"], "error: --dataset: unknown value 'mnist-plus'"),
         (["--objective", "iwae"], "error: --objective: unknown value 'iwae'"),
