@@ -84,6 +84,9 @@ def gaussian_kl(mu: Tensor, log_sigma: Tensor) -> Tensor:
         >>> float(gaussian_kl(torch.zeros(1, 4), torch.zeros(1, 4)))
         0.0
     """
+    if mu.shape != log_sigma.shape:
+        raise ValueError(f"log_sigma: expected the shape of mu {tuple(mu.shape)}, got "
+                         f"{tuple(log_sigma.shape)}")
     return 0.5 * (mu * mu + torch.exp(2.0 * log_sigma) - 1.0 - 2.0 * log_sigma).sum(-1)
 
 
@@ -156,6 +159,11 @@ def quantized_normal_log_prob(
         1.0
     """
     check_int(n_bins, "n_bins", minimum=2)
+    try:
+        torch.broadcast_shapes(x.shape, mean.shape)
+    except RuntimeError:
+        raise ValueError(f"mean: shape {tuple(mean.shape)} does not broadcast with x's "
+                         f"{tuple(x.shape)}") from None
     sig = torch.as_tensor(sigma, dtype=torch.float64, device=mean.device)
     if not bool((sig > 0).all()) or not bool(torch.isfinite(sig).all()):
         raise ValueError(f"sigma: must be finite and > 0, got {sigma!r}")

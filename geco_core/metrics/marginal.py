@@ -371,6 +371,9 @@ def gaussian_log_q_pairs(z: Tensor, mu: Tensor, log_sigma: Tensor) -> Tensor:
         >>> torch.allclose(gaussian_log_q_pairs(z, mu, ls), ref, atol=1e-4)
         True
     """
+    if z.dim() != 2 or mu.dim() != 2 or z.shape[1] != mu.shape[1]:
+        raise ValueError(f"z: expected [S, d] with the d of mu [N, d] = {tuple(mu.shape)}, got "
+                         f"{tuple(z.shape)}")
     return gaussian_log_q_pairs_fn(mu, log_sigma)(z, 0, mu.shape[0])
 
 

@@ -122,3 +122,14 @@ def test_optimal_sigma_refuses_empty_and_mismatched_inputs():
         optimal_sigma(torch.zeros(0, 1, 2, 2), torch.zeros(0, 1, 2, 2))
     with pytest.raises(ValueError, match="^x_mean: expected the shape of x"):
         optimal_sigma(torch.zeros(2, 1, 2, 2), torch.zeros(2, 1, 2, 3))
+
+
+def test_mismatched_shapes_are_refused_by_name():
+    from geco_core.metrics.marginal import gaussian_log_q_pairs
+
+    with pytest.raises(ValueError, match="log_sigma"):
+        gaussian_kl(torch.zeros(3, 4), torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="mean"):
+        quantized_normal_log_prob(torch.zeros(3, 4), torch.zeros(3, 5), 0.1)
+    with pytest.raises(ValueError, match="z: expected"):
+        gaussian_log_q_pairs(torch.zeros(3, 4), torch.zeros(5, 3), torch.zeros(5, 3))
