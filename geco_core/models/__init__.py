@@ -30,6 +30,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+
 from geco_core.checks import check_choice
 from geco_core.models.base import POSTERIOR_KINDS, LatentVariableModel, VAEOutput
 from geco_core.models.conv_vae import ConvVAE
@@ -37,6 +39,7 @@ from geco_core.models.convdraw import ConvDRAW, ConvLSTMCell
 from geco_core.models.nvp import VAENVP, ConditionalAffineCoupling
 
 __all__ = [
+    "MAX_PARAMETERS",
     "MODELS",
     "MODEL_SIZES",
     "POSTERIOR_KINDS",
@@ -61,6 +64,10 @@ MODELS: dict[str, type[LatentVariableModel]] = {
 #: Constructor arguments per model size and model. "small": the constructors' defaults (trains
 #: on two CPU cores in minutes); "paper": wider and deeper, for GPU runs at the paper's scale
 #: (the paper gives no layer sizes; these are ours).
+#: The most parameters :func:`build_model` builds (4 GiB in float32): a size typo such as
+#: ``latent_dim=10**9`` is refused in one line instead of failing inside the allocator.
+MAX_PARAMETERS = 10**9
+
 MODEL_SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "small": {"conv_vae": {}, "convdraw": {}, "vae_nvp": {}},
     "paper": {
@@ -119,4 +126,12 @@ def build_model(
     check_choice(name, "name", sorted(MODELS))
     check_choice(size, "size", MODEL_SIZES)
     kwargs = {**MODEL_SIZES[size].get(name, {}), **kw}
+    with torch.device("meta"):  # count the parameters before allocating any
+        n = sum(p.numel() for p in MODELS[name](image_shape=image_shape,
+                                                 context_shape=context_shape,
+                                                 **kwargs).parameters())
+    if n > MAX_PARAMETERS:
+        raise ValueError(f"model_kwargs: {name} with {kw!r} would have {n:,} parameters "
+                         f"({4 * n / 2**30:,.1f} GiB in float32), more than the "
+                         f"{MAX_PARAMETERS:,} allowed; use smaller sizes")
     return MODELS[name](image_shape=image_shape, context_shape=context_shape, **kwargs)

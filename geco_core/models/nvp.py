@@ -107,7 +107,7 @@ class ConditionalAffineCoupling(nn.Module):
         log_scale_bound: float = 4.0,
     ) -> None:
         super().__init__()
-        mask = torch.as_tensor(mask, dtype=torch.bool)
+        mask = torch.as_tensor(mask, dtype=torch.bool, device="cpu")
         if mask.shape != (dim,) or mask.all() or not mask.any():
             raise ValueError(f"mask must be a [dim] bool vector with both values, got {mask}")
         idx_a, idx_b = mask.nonzero().squeeze(-1), (~mask).nonzero().squeeze(-1)
@@ -212,10 +212,13 @@ class VAENVP(LatentVariableModel):
             self.context_net = ConvEncoder(c_ctx, (h, w), channels, context_embed)
         self.encoder = ConvEncoder(c + c_ctx, (h, w), channels, self.context_dim)
         self.base = nn.Linear(self.context_dim, 2 * self.latent_dim)
-        parity = torch.arange(self.latent_dim) % 2
+        # alternating masks, built on the CPU (a structure, not a weight: also under a meta
+        # device context, where build_model counts parameters)
         self.flows = nn.ModuleList(
             ConditionalAffineCoupling(
-                self.latent_dim, self.context_dim, flow_hidden, parity == k % 2, log_scale_bound
+                self.latent_dim, self.context_dim, flow_hidden,
+                torch.tensor([i % 2 == k % 2 for i in range(self.latent_dim)], device="cpu"),
+                log_scale_bound,
             )
             for k in range(n_flows)
         )
