@@ -390,7 +390,7 @@ class RunStore:
         try:
             record = json.loads((d / "record.json").read_text())
             log = (d / "metrics.jsonl").read_bytes()
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, RecursionError) as e:  # RecursionError: nested too deep
             return {}, f"unreadable ({type(e).__name__}: {e})"
         named = record.get("key") if isinstance(record, dict) else None
         if named != key:

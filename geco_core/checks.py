@@ -278,10 +278,17 @@ def check_class_labels(labels: Any, name: str, n: int, n_classes: int) -> Tensor
 # --------------------------------------------------------------------------------------------
 # Command lines: one-line errors, parsed seeds and counts
 # --------------------------------------------------------------------------------------------
+_CLI_MESSAGE_MAX = 400
+
+
 def cli_fail(message: str, status: int = 2) -> NoReturn:
-    """Print ``error: <message>`` (one line) to stderr and exit with ``status``."""
+    """Print ``error: <message>`` (one line, at most 400 characters) to stderr and exit with
+    ``status``."""
     lines = [line.strip() for line in str(message).splitlines() if line.strip()]
-    print(f"error: {'; '.join(lines) or 'failed'}", file=sys.stderr, flush=True)
+    text = "; ".join(lines) or "failed"
+    if len(text) > _CLI_MESSAGE_MAX:  # a message that echoes a huge argument
+        text = text[:_CLI_MESSAGE_MAX] + f"… ({len(text):,} characters)"
+    print(f"error: {text}", file=sys.stderr, flush=True)
     raise SystemExit(status)
 
 

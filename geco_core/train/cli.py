@@ -85,6 +85,8 @@ def _parse_mapping(s: str) -> dict[str, Any]:
             raise argparse.ArgumentTypeError(
                 f"invalid JSON ({e.msg} at column {e.colno})"
             ) from None
+        except RecursionError:
+            raise argparse.ArgumentTypeError("JSON nested too deeply") from None
         if not isinstance(out, dict):
             raise argparse.ArgumentTypeError("expected a JSON object")
         return out

@@ -153,3 +153,10 @@ def test_sha_of_a_log_is_what_the_record_holds(tiny_config, store):
     log = (store.records / run.key / "metrics.jsonl").read_bytes()
     assert run.record["files"]["metrics.jsonl"] == hashlib.sha256(log).hexdigest()
     assert run.log_gaps() is None
+
+
+def test_a_deeply_nested_record_is_reported_damaged_not_raised(tiny_config, store):
+    run = store.get_or_train(tiny_config())
+    (store.records / run.key / "record.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert store.load(run.key) is None
+    assert "RecursionError" in store.damage(run.key)

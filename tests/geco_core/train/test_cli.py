@@ -261,3 +261,17 @@ def test_compile_flag_forms():
     assert p.parse_args(["--compile", "false"]).compile is False
     assert p.parse_args(["--compile", "auto"]).compile is None
     assert p.parse_args(["--no-compile"]).compile is False
+
+
+def test_deep_json_and_huge_echoed_arguments_give_one_short_line(capsys):
+    from geco_core.train.cli import main
+
+    deep = '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(SystemExit):
+        main(["--model", "conv_vae", "--dataset", "micro-mnist", "--model-kwargs", deep])
+    assert capsys.readouterr().err.strip() == "error: --model-kwargs: JSON nested too deeply"
+    huge = "channels=" + "[" * 5000 + "]" * 5000
+    with pytest.raises(SystemExit):
+        main(["--model", "conv_vae", "--dataset", "micro-mnist", "--model-kwargs", huge])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and len(err[0]) < 500 and err[0].endswith("characters)")
