@@ -296,3 +296,11 @@ def test_chapter_clis_refuse_bad_counts_and_seeds_in_one_line(module, argv, mess
         assert err.startswith(message), err
     else:
         assert err.startswith("error: unrecognized arguments:"), err
+
+
+def test_an_re_run_on_target_within_five_percent_of_kappa_squared_counts():
+    runs = pd.DataFrame({"constraint_met": [False, True], "constraint_on_target": [True, True],
+                         "lambda_touched_bound": [False, False]})
+    assert tables.valid_test(runs)
+    assert not tables.valid_test(runs.assign(constraint_on_target=[False, True]))
+    assert ls.ON_TARGET == 0.05
