@@ -99,6 +99,11 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+#: How long the parent waits for the first spawned worker to report that it started.
+START_TIMEOUT_S = 300.0
+_STARTED = -1
+
+
 def _worker(parent: int, threads: int | None, records: str, checkpoints: str, tasks, results,
             after):
     _die_with_parent(parent)
@@ -107,6 +112,7 @@ def _worker(parent: int, threads: int | None, records: str, checkpoints: str, ta
     if threads is not None:
         torch.set_num_threads(threads)
     store = RunStore(records, checkpoints)
+    results.put((_STARTED, None, None))  # the parent waits at most START_TIMEOUT_S for this
     while True:
         item = tasks.get()
         if item is None:
@@ -251,12 +257,23 @@ def _parallel(cfgs, out, store, workers, threads, command, after, bar) -> None:
         p.start()
     try:
         remaining = set(range(len(cfgs)))
+        started, t0 = 0, time.monotonic()
         while remaining:
             try:
                 index, done, err = results.get(timeout=1.0)
             except queue.Empty:
-                if not any(p.is_alive() for p in procs):
+                exited = not any(p.is_alive() for p in procs)
+                if not started and (exited or time.monotonic() - t0 > START_TIMEOUT_S):
+                    raise SweepError(
+                        f"no worker started ({'all exited' if exited else 'waited '}"
+                        f"{'' if exited else f'{START_TIMEOUT_S:g} s'}); a script that starts "
+                        f"a sweep needs its code under `if __name__ == \"__main__\":` (workers "
+                        f"are spawned and re-import the main module)") from None
+                if exited:
                     raise SweepError("every worker exited before the sweep finished") from None
+                continue
+            if index == _STARTED:
+                started += 1
                 continue
             if err is not None:
                 raise SweepError(f"run {run_key(cfgs[index][0])} (chain {index}) failed:\n"

@@ -145,3 +145,30 @@ def test_one_worker_trains_in_this_process_with_the_requested_threads(tiny_confi
     run_sweep([tiny_config(seed=0), tiny_config(seed=1)], store=store, workers=1,
               threads=want, progress=False)
     assert seen == [want, want] and torch.get_num_threads() == before
+
+
+def test_a_script_without_a_main_guard_gets_a_sweep_error_not_a_hang(tmp_path):
+    """Spawned workers re-import the main module; without ``if __name__ == "__main__":`` they
+    fail before reporting that they started: the parent names the cause instead of waiting."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "noguard.py"
+    script.write_text(textwrap.dedent(f"""
+        import geco_book.sweep as sw
+        from geco_book.store import RunStore
+        from geco_core.train import TrainConfig
+        sw.START_TIMEOUT_S = 20.0
+        cfgs = [TrainConfig(model="conv_vae", dataset="micro-mnist", steps=2, batch_size=7,
+                            lr=1e-3, log_every=1, progress=False, seed=s,
+                            dataset_kwargs={{"n": 7}}, model_kwargs={{"latent_dim": 2,
+                            "channels": [4, 8], "hidden": 16}}) for s in (0, 1)]
+        sw.run_sweep(cfgs, store=RunStore({str(tmp_path / 'r')!r}, {str(tmp_path / 'c')!r}),
+                     workers=2, progress=False)
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert out.returncode != 0
+    assert "SweepError: no worker started" in out.stderr
+    assert 'if __name__ == "__main__":' in out.stderr
