@@ -227,7 +227,9 @@ def test_smoke_end_to_end(smoke):
     claims = tables.claims_table(smoke, trajectory="convdraw/mnist-rotate/geco-re-0.1/s0")
     assert len(claims) == 5 and claims["reason"].str.len().gt(0).all()
     assert all(v.startswith(("reproduced", "not reproduced at our scale",
-                             "not testable at our scale")) for v in claims["verdict"])
+                             "not testable at our scale", "direction reproduced",
+                             "direction not reproduced", "consistent"))
+               for v in claims["verdict"])
     text = tables.conclusions(smoke)
     assert "**convdraw / mnist-rotate**" in text and "The κ sweep" in text
     fig = figs.convergence(smoke.stages, {tuple(c): ["elbo", "geco-re-0.1"]

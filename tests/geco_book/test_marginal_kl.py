@@ -183,7 +183,8 @@ def test_table2_verdicts_need_a_gap_beyond_the_seed_spread():
     assert t2.loc[("color-mnist", "ELBO"), "marginal KL, exact [nats]"] == "182 ± 1.2"
     text = tables.conclusions(apart)
     assert "lower on the exact estimate" in text and "ratio 18" in text
-    assert tables.claims_table(apart)["verdict"].tolist()[:2] == ["reproduced", "reproduced"]
+    v = tables.claims_table(apart)["verdict"].tolist()
+    assert v[0] == "reproduced (direction, N-point estimate)" and v[1] == "reproduced"
     overlap = _fake([10.0, 30.0, 50.0], [20.0, 25.0, 60.0])
     assert "no clear difference" in tables.conclusions(overlap)
     assert tables.table2(overlap).loc[("color-mnist", "GECO + RE"),
@@ -202,4 +203,4 @@ def test_table2_keeps_only_gecos_that_met_kappa_and_overlap():
     verdict = tables.table2(wide).loc[("color-mnist", "GECO + RE"), "vs ELBO, bracket"]
     assert verdict.startswith("brackets overlap: not decided (ELBO [0, ")
     assert tables.claims_table(wide)["verdict"].tolist()[:2] == [
-        "reproduced", "not testable at our scale"]
+        "reproduced (direction, N-point estimate)", "not testable at our scale"]
