@@ -299,6 +299,17 @@ class OneLineParser(argparse.ArgumentParser):
         cli_fail(message.removeprefix("argument "))
 
 
+def _int_arg(text: str, low: int, high: int | None, expected: str) -> int:
+    """``text`` as an int in ``[low, high)`` (``high=None``: unbounded) for argparse."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < low or (high is not None and value >= high):
+        raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
+    return value
+
+
 def seed_arg(text: str) -> int:
     """argparse ``type`` of a seed: an integer in ``[0, 2**63)`` (:func:`check_seed`).
 
@@ -306,14 +317,7 @@ def seed_arg(text: str) -> int:
         >>> seed_arg("7")
         7
     """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**63), got {text!r}") \
-            from None
-    if not 0 <= value < SEED_LIMIT:
-        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**63), got {text!r}")
-    return value
+    return _int_arg(text, 0, SEED_LIMIT, "an integer in [0, 2**63)")
 
 
 def count_arg(text: str) -> int:
@@ -323,10 +327,4 @@ def count_arg(text: str) -> int:
         >>> count_arg("2")
         2
     """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
+    return _int_arg(text, 1, None, "an integer >= 1")

@@ -51,7 +51,6 @@ from scipy import stats
 
 from geco_book.chapters import large_scale as ch03
 from geco_book.images import to_uint8
-from geco_book.policy import lambda_at_guard
 from geco_book.profiles import settings_copy
 from geco_book.store import Run, RunStore, run_key, store_for
 from geco_book.sweep import torch_threads
@@ -580,7 +579,8 @@ def run_chapter(profile: str = "cpu", *, seed: int = 0, store: RunStore | None =
                      "kappa": spec.kappa, "key": run.key,
                      "lambda_final": float(ch3.get("lambda", math.nan)),
                      "c_ma_final": float(ch3.get("c_ma", math.nan)),
-                     **_constraint_status(spec, run, s3), **metrics})
+                     **(ch03.constraint_status(spec, run, s3)
+                        if spec.objective == "geco" else {}), **metrics})
         arrays[spec.name] = arr
     convdraw_rows = []
     for spec in convdraw_specs(settings):
@@ -612,16 +612,6 @@ def _stored_run(store: RunStore, spec, s3: Mapping[str, Any], profile: str) -> R
                               f"geco_book.chapters.regenerate --profile {profile}")
         run = store.get_or_train(cfg, command="geco_book.chapters.marginal_kl (smoke)")
     return run
-
-
-def _constraint_status(spec, run: Run, s3: Mapping[str, Any]) -> dict[str, Any]:
-    """GECO's constraint at the end of training (C_ma ≤ 0: met) and whether λ touched one of
-    its guards at any logged step (chapter 03's criterion); None for the ELBO."""
-    if spec.objective != "geco":
-        return {"constraint_met": None, "lambda_touched_bound": None}
-    return {"constraint_met": bool(run.metrics.get("c_ma", math.inf) <= 0),
-            "lambda_touched_bound": lambda_at_guard(run.log()["lambda"],
-                                                    s3["geco"]["geco_kwargs"]["lambda_bounds"])}
 
 
 def _not_computed(run: Run):

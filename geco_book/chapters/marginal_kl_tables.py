@@ -64,10 +64,13 @@ def regime(ln_n: float, mutual_info: float) -> str:
 
 
 def _status(part) -> tuple[int, int]:
-    """(GECO seeds whose constraint was met without λ at a guard, seeds); ELBO: (n, n)."""
+    """(GECO seeds whose constraint was met or on target without λ at a guard — chapter 03's
+    criterion —, seeds); ELBO: (n, n)."""
     if (part["objective"] != "geco").all():
         return len(part), len(part)
-    ok = part["constraint_met"].astype(bool) & ~part["lambda_touched_bound"].astype(bool)
+    met = part["constraint_on_target"] if "constraint_on_target" in part else part[
+        "constraint_met"]
+    ok = met.astype(bool) & ~part["lambda_touched_bound"].astype(bool)
     return int(ok.sum()), len(part)
 
 

@@ -11,9 +11,10 @@ one. ::
 
     python -m geco_book.chapters.regenerate --profile cpu
 
-Measured so far at the cpu profile (two workers, two cores, mnist-60k): 71 of its 119 stage
-runs in 1 h 44 min (every VAE+NVP run with its chapter-04 evaluations); the ConvDRAW runs and
-the matched pairs remain. ``--profile smoke`` runs the whole sweep in ≈ 20 s.
+Measured at the cpu profile (two workers, two cores, mnist-60k), over two sessions: 71 of its
+123 stage runs in 1 h 44 min, the other 52 (resumed from the committed records) in 4,473 s, ≈ 3 h in
+all; rendering both chapters from the records afterwards trains nothing. ``--profile smoke``
+runs the whole sweep in ≈ 20 s.
 """
 
 from __future__ import annotations
