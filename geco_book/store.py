@@ -456,7 +456,8 @@ class RunStore:
 
     def prefix_of(self, config: Any) -> Run | None:
         """The longest stored run that is a prefix of ``config``: the same config but fewer
-        ``steps``, with its checkpoint present. The engine's trajectory does not depend on
+        ``steps``, trained on the same data source by the same engine version, with its
+        checkpoint present. The engine's trajectory does not depend on
         the total number of steps (no schedule reads it) and resumes are bitwise exact (a
         checkpoint of the earlier for-loop-Adam engine: to float rounding), so
         training ``config`` from that checkpoint gives the numbers of a run from scratch
@@ -473,7 +474,11 @@ class RunStore:
             other = run.config
             if other.steps >= cfg.steps or (best is not None and other.steps <= best.step):
                 continue
-            have = key_fields(other)
+            # The donor's own data source and engine version, as recorded: computing them for
+            # this machine would let a run trained on the 10k fallback continue as a run on
+            # the official split once that appears (and the resume would then refuse it).
+            have = key_fields(other, data_source=run.record["data"]["source"],
+                              engine_version=int(run.record["engine_version"]))
             have.pop("steps", None)
             if have == want and run.step == other.steps:
                 best = run

@@ -73,6 +73,19 @@ def test_a_record_checks_by_its_own_data_source_not_this_machines(tiny_config, s
     assert store.load(run.key) is not None and store.get(tiny_config()) is None
 
 
+def test_a_run_on_another_data_source_is_never_continued(tiny_config, store, monkeypatch):
+    """A shorter run trained on the fallback split is no prefix of the same config once the
+    machine has the official split (CI stop 32: the resume then refused the copied
+    checkpoint); the longer run trains from scratch instead."""
+    monkeypatch.setattr(store_mod, "_mnist_source", lambda root, download: "mnist-test-10k")
+    short = store.get_or_train(tiny_config(steps=3))
+    assert store.prefix_of(tiny_config(steps=6)).key == short.key  # same source: continued
+    monkeypatch.setattr(store_mod, "_mnist_source", lambda root, download: "mnist-60k")
+    assert store.prefix_of(tiny_config(steps=6)) is None
+    # (the data really are the fallback here; only the key's source is patched)
+    assert store.get_or_train(tiny_config(steps=6)).record["continued_from"] is None
+
+
 def test_a_swapped_checkpoint_is_refused(tiny_config, store):
     a = store.get_or_train(tiny_config())
     b = store.get_or_train(tiny_config(seed=1))
