@@ -50,6 +50,7 @@ import json
 import re
 import shutil
 import sys
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -494,7 +495,7 @@ class RunStore:
             return done if done is not None else self._train_locked(key, cfg, command)
 
     def _train_locked(self, key: str, cfg: Any, command: str | None) -> Run:
-        from geco_core.train import fit
+        from geco_core.train import DataMismatchError, fit
 
         out = self.checkpoints / key
         cfg = dataclasses.replace(cfg, out_dir=str(out))
@@ -505,10 +506,22 @@ class RunStore:
             shutil.copyfile(donor.checkpoint_path, out / "checkpoint.pt")
             shutil.copyfile(donor.run_dir / "metrics.jsonl", out / "metrics.jsonl")
             resume = True
-        with warnings.catch_warnings():
-            # The fallback to the vendored MNIST split is recorded as the run's data source.
-            warnings.simplefilter("ignore", UserWarning)
-            res = fit(cfg, resume=resume, overwrite=not resume)
+        try:
+            res = _fit_quietly(fit, cfg, resume)
+        except DataMismatchError as e:
+            if donor is not None:
+                raise
+            # A partial checkpoint in this key's folder trained on other data than the key's
+            # cannot belong to this run (the key holds the data source): left by an interrupted
+            # run of an earlier store that continued across data sources. Kept aside, not
+            # deleted; the run trains from the start.
+            stale = out / f"checkpoint.stale-{int(time.time())}.pt"
+            (out / "checkpoint.pt").replace(stale)
+            (out / "metrics.jsonl").unlink(missing_ok=True)
+            warnings.warn(f"run {key}: {e}; moved it to {stale.name} and training from the "
+                          "start", RuntimeWarning, stacklevel=2)
+            resume = False
+            res = _fit_quietly(fit, cfg, resume)
         log = Path(res.log_path).read_bytes()
         _check_complete_log(log, cfg, int(res.step), Path(res.log_path))
         fields = key_fields(cfg)
@@ -529,6 +542,13 @@ class RunStore:
         write_bytes(d / "metrics.jsonl", log)
         write_text(d / "record.json", json.dumps(record, indent=1, sort_keys=True) + "\n")
         return self._run(key, record, trained=True)
+
+
+def _fit_quietly(fit, cfg, resume: bool):
+    with warnings.catch_warnings():
+        # The fallback to the vendored MNIST split is recorded as the run's data source.
+        warnings.simplefilter("ignore", UserWarning)
+        return fit(cfg, resume=resume, overwrite=not resume)
 
 
 @contextlib.contextmanager

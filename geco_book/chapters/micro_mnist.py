@@ -44,6 +44,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import warnings
@@ -84,37 +85,41 @@ LN7 = math.log(7.0)
 # --------------------------------------------------------------------------------------------
 # Settings
 # --------------------------------------------------------------------------------------------
-# GECO: the settings this chapter's committed records were trained with before the book had
-# one policy (geco_book.policy.PRE_POLICY_GECO["micro_mnist"]; it moves to the policy when the
-# chapter is regenerated on the official split). Why the chapter chose them then:
-# each step sees the whole data set (7 images), so the constraint estimate is the constraint
-# itself, not a noisy minibatch estimate, and it kept the paper's α = 0.99 with a factor clamp.
-# Algorithm 1 fixes α (0.99, §4.1) and λ⁰ = 1 but gives no
-# rate ν. Our RE and CLA constraints are O(0.1–1) at initialisation, so the plain update
-# λ ← λ·exp(ν·C_ma) with ν = 1 multiplies λ by up to e^0.9 per step for CLA, and the α = 0.99
-# average lags ~100 steps behind the batch constraint: λ overshoots by many orders of magnitude
-# before the average notices the constraint is met (an exploratory run without the clamp, not
-# cached, reached λ ≈ 2·10¹² after 200 steps of GECO+RE). The factor clamp limits λ's change
-# to 2 % per step (an e-fold in 50 steps, about the memory of the moving average), and the
-# bounds stop an unsatisfiable constraint from overflowing λ. The same options are used for
-# every constraint and κ.
-#
-# λ⁰ (``lambda_init``) per constraint. RE: Algorithm 1's λ⁰ = 1. CLA: λ⁰ = 100. With λ⁰ = 1 the
-# KL dominates the first ~200 steps: the posteriors collapse onto the prior and the decoder
-# commits to one image for all seven digits; for CLA the classifier's softmax then saturates on
-# it, and the gradient can fail to bring those digits back even at λ = 10⁷ (RE's squared
-# error does not saturate). Starting CLA
-# at λ⁰ = 100 keeps the digits apart from the start. The ablations show both choices the other
-# way round: CLA with λ⁰ = 1, and RE with λ⁰ = 100, whose λ overshoots (to ≈ 1.6·10⁶) and,
-# since an over-satisfied RE constraint lowers log λ by at most ν·κ² per step, needs thousands
-# of steps to come back.
-_GECO = {
-    **geco_settings("cpu", pre_policy="micro_mnist"),  # α is 0.99 at every profile
-    "ablations": [
-        {"objective": "geco", "constraint": "cla", "kappa": 0.9, "lambda_init": 1.0},
-        {"objective": "geco", "constraint": "re", "kappa": 0.05, "lambda_init": 100.0},
-    ],
+# GECO: the book's one policy (geco_book.policy: ν = 0.05/|Ĉ⁰|, α = 0.9 at the cpu profile and
+# the paper's 0.99 at the gpu profile, λ⁰ = 1, guards [1e-3, 1e8], no clamp), for every
+# constraint and κ. Each step sees the whole data set (7 images), so the constraint estimate is
+# the constraint itself, not a noisy minibatch estimate. The ablations start GECO at λ⁰ = 100
+# (seed 0 only): the value this chapter used for CLA before the policy, because with λ⁰ = 1
+# the KL dominated the first ~200 steps and the classifier's softmax could saturate on a
+# collapsed decoder; the RE ablation shows what λ⁰ = 100 does to a constraint that is met at
+# once.
+_POLICY_ABLATIONS = [
+    {"objective": "geco", "constraint": "cla", "kappa": 0.9, "lambda_init": 100.0},
+    {"objective": "geco", "constraint": "re", "kappa": 0.05, "lambda_init": 100.0},
+]
+
+#: The settings the chapter's records on the 10k fallback were trained with before the policy
+#: (``settings_for(profile, pre_policy=True)``; geco_book.policy.PRE_POLICY_GECO["micro_mnist"]):
+#: ν = 1 with α = 0.99, λ's change clamped to 2 % per step, bounds [1e-3, 1e7] and λ⁰ = 100 for
+#: CLA, 1 for RE; ablations the other way round. Why it chose them then: with ν = 1 and the
+#: α = 0.99 average lagging ~100 steps, λ overshot by many orders of magnitude (an exploratory
+#: run without the clamp reached λ ≈ 2·10¹² after 200 steps of GECO + RE).
+PRE_POLICY: dict[str, dict[str, Any]] = {
+    profile: {
+        **geco_settings(profile, pre_policy="micro_mnist"),
+        "ablations": [
+            {"objective": "geco", "constraint": "cla", "kappa": 0.9, "lambda_init": 1.0},
+            {"objective": "geco", "constraint": "re", "kappa": 0.05, "lambda_init": 100.0},
+        ],
+    }
+    for profile in ("smoke", "cpu", "gpu")
 }
+
+
+def _geco(profile: str) -> dict[str, Any]:
+    return {**geco_settings(profile), "ablations": copy.deepcopy(_POLICY_ABLATIONS)}
+
+
 _ELBO = {"sigma": 0.1, "learn_sigma": True}
 
 #: Per-profile settings (:func:`settings_for`). ``model_size`` and ``model_kwargs`` go to
@@ -156,7 +161,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "log_every": 5,
         "threads": 1,
         "workers": 1,
-        **_GECO,
+        **_geco("smoke"),
         **_ELBO,
     },
     "cpu": {
@@ -182,7 +187,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "log_every": 20,
         "threads": 1,
         "workers": 2,
-        **_GECO,
+        **_geco("cpu"),
         **_ELBO,
     },
     "gpu": {
@@ -204,14 +209,15 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "log_every": 500,
         "threads": None,
         "workers": 1,
-        **_GECO,
+        **_geco("gpu"),
         **_ELBO,
     },
 }
 
 
-def settings_for(profile: str, **overrides: Any) -> dict[str, Any]:
-    """The settings of ``profile`` (a deep copy of :data:`SETTINGS`), with ``overrides`` applied.
+def settings_for(profile: str, *, pre_policy: bool = False, **overrides: Any) -> dict[str, Any]:
+    """The settings of ``profile`` (a deep copy of :data:`SETTINGS`; with ``pre_policy``, GECO's
+    settings from :data:`PRE_POLICY`), with ``overrides`` applied.
 
     Raises:
         ValueError: unknown profile (listing the valid ones) or an unknown override key.
@@ -223,8 +229,14 @@ def settings_for(profile: str, **overrides: Any) -> dict[str, Any]:
         [3]
         >>> settings_for("cpu", steps=8000)["eval_steps"]
         [2000, 5000, 8000]
+        >>> settings_for("cpu")["alpha"], settings_for("cpu", pre_policy=True)["alpha"]
+        (0.9, 0.99)
     """
+    check_bool(pre_policy, "pre_policy")
     out = settings_copy(profile, SETTINGS, overrides)
+    if pre_policy:
+        out.update({k: v for k, v in copy.deepcopy(PRE_POLICY[profile]).items()
+                    if k not in overrides})
     if "steps" in overrides and "eval_steps" not in overrides:
         out["eval_steps"] = [v for v in out["eval_steps"] if v < out["steps"]] + [out["steps"]]
     stages = out["eval_steps"]
@@ -352,7 +364,7 @@ def train_config(spec: RunSpec, settings: Mapping[str, Any], seed: int,
     Example:
         >>> cfg = train_config(RunSpec("geco", "re", 0.05), settings_for("smoke"), seed=0)
         >>> cfg.model, cfg.dataset, cfg.batch_size, cfg.kappa, cfg.alpha
-        ('vae_nvp', 'micro-mnist', 7, 0.05, 0.99)
+        ('vae_nvp', 'micro-mnist', 7, 0.05, 0.9)
     """
     from geco_core.train import TrainConfig
 
@@ -507,6 +519,7 @@ def run_experiment(
     force: bool = False,
     progress: bool = True,
     command: str | None = None,
+    pre_policy: bool = False,
     **overrides: Any,
 ) -> MicroMNISTResult:
     """Train (or load) every model of the chapter through the run store and evaluate it.
@@ -519,6 +532,9 @@ def run_experiment(
         force: forget the stored runs of this experiment and train them again.
         progress: a progress bar over the runs.
         command: how this was invoked, for the records' provenance.
+        pre_policy: GECO's settings from before the book's policy (:data:`PRE_POLICY`): the
+            chapter's records on the 10k fallback, until the regeneration on the official
+            split under the policy is complete.
         **overrides: settings to change (:func:`settings_for`), e.g. ``steps=100``.
 
     Every run is trained in the stages of ``eval_steps`` (each continuing the previous stage's
@@ -531,7 +547,7 @@ def run_experiment(
     """
     check_bool(force, "force_retrain")
     check_bool(progress, "progress")
-    settings = settings_for(profile, **overrides)
+    settings = settings_for(profile, pre_policy=pre_policy, **overrides)
     store = store_for(profile) if store is None else store
     n_fig8, n_sweep = int(settings["fig8_seeds"]), int(settings["sweep_seeds"])
     seeds = [seed + i for i in range(max(n_fig8, n_sweep))]
@@ -547,7 +563,8 @@ def run_experiment(
             for steps in stages:
                 store.forget(train_config(spec, settings, s, steps))
     if command is None:
-        extra = "".join(f", {k}={v!r}" for k, v in overrides.items())
+        extra = ", pre_policy=True" if pre_policy else ""
+        extra += "".join(f", {k}={v!r}" for k, v in overrides.items())
         command = (f"geco_book.chapters.micro_mnist.run_experiment(profile={profile!r}, "
                    f"seed={seed}{extra})")
     data = {s: _load_data(s) for s in seeds}

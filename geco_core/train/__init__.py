@@ -37,6 +37,7 @@ from geco_core.train.log import LOG_NAME, read_log
 from geco_core.train.loop import (
     CKPT_NAME,
     CONFIG_NAME,
+    DataMismatchError,
     batch_indices,
     fit,
     load_run,
@@ -49,6 +50,7 @@ __all__ = [
     "CKPT_NAME",
     "COMPILE_AUTO_MIN_STEPS",
     "CONFIG_NAME",
+    "DataMismatchError",
     "ENGINE_VERSION",
     "LOG_NAME",
     "PAPER_LR",

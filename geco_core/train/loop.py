@@ -360,6 +360,11 @@ def _preflight(cfg: TrainConfig, out_dir: Path | None) -> None:
         _check_out_dir(out_dir)
 
 
+class DataMismatchError(ValueError):
+    """A resume was refused: the checkpoint was trained on other data than ``fit`` now loads
+    (its recorded dataset, split, source, size or sha256 differ)."""
+
+
 def _check_data(saved: Mapping[str, Any], data_record: Mapping[str, Any], ckpt_path: Path) -> None:
     """Refuse to resume on other data than the checkpoint's (a one-line message naming each
     difference). ``data_root``, ``download`` and ``$GECO_DATA`` may change between sessions —
@@ -384,7 +389,7 @@ def _check_data(saved: Mapping[str, Any], data_record: Mapping[str, Any], ckpt_p
         if before.get(k) != data_record.get(k)
     ]
     if diffs:
-        raise ValueError(
+        raise DataMismatchError(
             f"refusing to resume from {ckpt_path}: the training data differ from the "
             f"checkpoint's ({'; '.join(diffs)}); check data_root/--data-root, $GECO_DATA and "
             "download, or start a new out_dir"

@@ -95,7 +95,7 @@ def test_editing_a_docstring_of_a_model_module_keeps_the_committed_cache_valid(t
         "def boom(*a, **k): raise SystemExit('stale: the chapter tried to train')\n"
         "t.fit = boom\n"
         "from geco_book.chapters import micro_mnist as mm\n"
-        "r = mm.run_experiment('cpu', progress=False, workers=1)  # in-process: fit is patched\n"
+        "r = mm.run_experiment('cpu', progress=False, workers=1, pre_policy=True)  # fit patched\n"
         "assert r.from_cache\n"
         "print('ok', len(r.runs))\n"
     )

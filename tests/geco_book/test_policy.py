@@ -46,18 +46,25 @@ def test_chapter_03_takes_its_geco_settings_from_the_policy_module(profile):
             assert cfg.geco_kwargs == expected["geco_kwargs"]
 
 
-@pytest.mark.parametrize("profile", ["smoke", "cpu"])
-def test_chapter_02_takes_its_geco_settings_from_the_policy_module(profile):
-    s = mm.settings_for(profile)
-    expected = policy.geco_settings(profile, pre_policy="micro_mnist")
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
+@pytest.mark.parametrize("pre_policy", [False, True])
+def test_chapter_02_takes_its_geco_settings_from_the_policy_module(profile, pre_policy):
+    s = mm.settings_for(profile, pre_policy=pre_policy)
+    expected = policy.geco_settings(profile, pre_policy="micro_mnist" if pre_policy else None)
+    lambda_inits = set()
     for spec in mm.run_specs(s):
         if spec.objective != "geco":
             continue
         cfg = mm.train_config(spec, s, seed=0)
         assert (cfg.alpha, cfg.nu, cfg.geco_kwargs) == (
             expected["alpha"], expected["nu"], expected["geco_kwargs"])
+        li = expected["lambda_init"]
         if spec.lambda_init is None:
-            assert cfg.lambda_init == expected["lambda_init"][spec.constraint]
+            assert cfg.lambda_init == (li[spec.constraint] if pre_policy else li)
+        else:
+            lambda_inits.add(cfg.lambda_init)
+    # the ablations start at another λ⁰ than the runs they are compared with
+    assert lambda_inits and (pre_policy or lambda_inits == {100.0})
 
 
 def test_study_configs_change_only_gecos_settings():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import threading
 import time
 
@@ -84,6 +85,27 @@ def test_a_run_on_another_data_source_is_never_continued(tiny_config, store, mon
     assert store.prefix_of(tiny_config(steps=6)) is None
     # (the data really are the fallback here; only the key's source is patched)
     assert store.get_or_train(tiny_config(steps=6)).record["continued_from"] is None
+
+
+def test_a_stale_partial_checkpoint_on_other_data_is_kept_aside_and_the_run_retrained(
+        tiny_config, store):
+    """A checkpoint left in a key's folder whose data record differs from the data the key
+    trains on (an interrupted run of the store before prefix_of checked data sources) is not
+    this run's: it is moved aside with a warning naming it, and the run trains from the start
+    to the numbers of a run from scratch."""
+    from geco_core.checkpoint import load_checkpoint, save_checkpoint
+
+    run = store.get_or_train(tiny_config())
+    final = {k: v for k, v in run.record["final"].items() if k != "wall_time"}
+    state = load_checkpoint(run.checkpoint_path)
+    state["data"] = {**state["data"], "source": "mnist-60k", "sha256": "0" * 64}
+    shutil.rmtree(store.records / run.key)  # the run is unfinished again ...
+    save_checkpoint(run.checkpoint_path, state)  # ... with a checkpoint on other data
+    with pytest.warns(RuntimeWarning, match=r"training data differ.*moved it to checkpoint\.stale"):
+        again = store.get_or_train(tiny_config())
+    assert {k: v for k, v in again.record["final"].items() if k != "wall_time"} == final
+    assert again.record["resumed"] is False
+    assert len(list(run.checkpoint_path.parent.glob("checkpoint.stale-*.pt"))) == 1
 
 
 def test_a_swapped_checkpoint_is_refused(tiny_config, store):
