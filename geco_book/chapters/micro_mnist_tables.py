@@ -22,15 +22,18 @@ from typing import Any
 import numpy as np
 
 from geco_book.chapters.micro_mnist import LN7, MicroMNISTResult, RunResult
+from geco_book.policy import lambda_at_guard
 from geco_book.verdicts import NO_DIFFERENCE, ONE_SEED, compare, direction
 
 __all__ = [
     "CONSTRAINT_COLUMNS",
     "TABLE_COLUMNS",
+    "TILING_MIN_TILES",
     "CHANGE_FLOOR",
     "SEED_COLUMNS",
     "constraint_status",
     "convergence_table",
+    "counted",
     "fig8_seed_table",
     "fig8_table",
     "format_cell",
@@ -61,12 +64,41 @@ CONSTRAINT_COLUMNS = (
     "C (eval.)",
     "met: C ≤ 0 (eval.)",
     "λ at a bound",
+    "λ touched a bound (any step)",
 )
 
 #: Relative tolerance of "λ at a bound" (λ is stored in float32).
 _BOUND_RTOL = 1e-4
 #: The last part of the training log the share of satisfied steps is taken over.
 _TAIL = 0.25
+
+#: e^I(n; z) below this is collapse, not a tiling: Prop. 2's tiling of the 7 points has
+#: e^I = 7; 6.5 leaves I(n; z) ln(7/6.5) ≈ 0.074 nats short of ln 7, where posteriors of
+#: different digits share mass. A low marginal KL with a smaller e^I is posteriors that have
+#: merged (a KL-cheap solution), not a tighter tiling, and an average KL below ln 7 is overlap
+#: (average KL ≥ I(n; z)), not a tiling "closer to ln 7".
+TILING_MIN_TILES = 6.5
+
+
+def counted(run: RunResult, bounds: tuple[float, float]) -> bool:
+    """Whether a GECO run counts in a verdict on the paper: its constraint met at the end of
+    training (C_ma ≤ 0) and at the evaluation (C ≤ 0), and λ never at its ceiling. A run that
+    misses its κ, or whose λ hit the ceiling, tests its setting, not the paper. λ at the floor
+    is an inactive constraint — what GECO does when the KL-optimal model already satisfies it
+    — and counts.
+
+    Example:
+        >>> from geco_book.chapters.micro_mnist import RunResult, RunSpec
+        >>> met = {"c_ma": -0.01, "mse": 0.001, "lambda": 3.0}
+        >>> counted(RunResult(RunSpec("geco", "re", 0.05), met, None, None), (1e-3, 1e8))
+        True
+        >>> counted(RunResult(RunSpec("geco", "re", 0.05), {**met, "lambda": 1e8}, None, None),
+        ...         (1e-3, 1e8))
+        False
+    """
+    st = constraint_status(run, bounds)
+    return bool(st["met: C_ma ≤ 0 (final)"] and st["met: C ≤ 0 (eval.)"]
+                and st["λ touched a bound (any step)"] in ("no", "floor"))
 
 
 def _lambda_bounds(result: MicroMNISTResult) -> tuple[float, float]:
@@ -85,7 +117,9 @@ def constraint_status(run: RunResult, bounds: tuple[float, float] = (1e-3, 1e7))
       oscillates around 0; NaN without a log);
     - ``C (eval.)``: the constraint on the evaluation's posterior samples, MSE − κ² (RE) or
       κ − p_true (CLA), and ``met: C ≤ 0 (eval.)`` its sign;
-    - ``λ at a bound``: the final λ within 0.01 % of ``bounds`` (GECO's ``lambda_bounds``).
+    - ``λ at a bound``: the final λ within 0.01 % of ``bounds`` (GECO's ``lambda_bounds``);
+      ``λ touched a bound (any step)``: ``"ceiling"``, ``"floor"``, ``"both"`` or ``"no"``
+      over every logged λ (:func:`geco_book.policy.lambda_at_guard`).
 
     The ELBO has no constraint: every entry is None (NaN for the numbers).
 
@@ -113,6 +147,12 @@ def constraint_status(run: RunResult, bounds: tuple[float, float] = (1e-3, 1e7))
     share = float(np.mean(log[-k:] <= 0)) if k else math.nan
     lam, (lo, hi) = float(m.get("lambda", math.nan)), bounds
     at_bound = bool(lam <= lo * (1 + _BOUND_RTOL) or lam >= hi * (1 - _BOUND_RTOL))
+    lams = np.asarray(run.curves.get("lambda", []), dtype=float)
+    lams = np.append(lams[np.isfinite(lams)], [] if math.isnan(lam) else [lam])
+    touched = "no"
+    if len(lams) and lambda_at_guard(lams, bounds):
+        ceiling, floor = lams.max() >= hi * (1 - _BOUND_RTOL), lams.min() <= lo * (1 + _BOUND_RTOL)
+        touched = "both" if ceiling and floor else "ceiling" if ceiling else "floor"
     return {
         "C_ma (final)": c_ma,
         "met: C_ma ≤ 0 (final)": None if math.isnan(c_ma) else bool(c_ma <= 0),
@@ -120,6 +160,7 @@ def constraint_status(run: RunResult, bounds: tuple[float, float] = (1e-3, 1e7))
         "C (eval.)": c_eval,
         "met: C ≤ 0 (eval.)": None if math.isnan(c_eval) else bool(c_eval <= 0),
         "λ at a bound": None if math.isnan(lam) else at_bound,
+        "λ touched a bound (any step)": None if math.isnan(lam) else touched,
     }
 
 
@@ -350,47 +391,97 @@ def _fmt_seeds(vals: Sequence[float]) -> str:
     return f"{a.mean():.3g} ± {a.std(ddof=1) / math.sqrt(len(a)):.2g}"
 
 
-def _geco_vs_elbo(e: Sequence[float], r: Sequence[float], c: Sequence[float], better: str,
-                  rel_tol: float, words: dict[str, str] | None = None) -> str:
-    """The verdict on "both GECO runs are ``better`` (``"lower"``/``"higher"``) than the ELBO".
+def _fig8_verdict(seeds: Sequence[MicroMNISTResult], key: str, better: str,
+                  bounds: tuple[float, float], rel_tol: float,
+                  target: float | None = None) -> str:
+    """The verdict on "both GECO runs of Fig. 8 are ``better`` (``"lower"``/``"higher"``) than
+    the ELBO in ``key``" (with ``target``: in the distance |value − target|, "closer").
 
-    One seed: the directions only, marked :data:`~geco_book.verdicts.ONE_SEED` (never a
-    verdict). Several seeds: :func:`~geco_book.verdicts.compare` per GECO run (gap of the means
-    beyond 2 standard errors and no overlap of the seed ranges). ``words`` renames "lower" /
-    "higher" in the text (e.g. "closer" / "farther" for a distance)."""
-    words = words or {}
+    A GECO seed counts only when :func:`counted` (constraint met, λ below its ceiling). With
+    several seeds, per GECO model: fewer than 2 counted seeds → "not testable"; a counted seed
+    whose posteriors collapsed (e^I < :data:`TILING_MIN_TILES`) → "collapsed", which refutes a
+    claim about tighter tiles whatever the measure says; otherwise
+    :func:`~geco_book.verdicts.compare` (gap of the means beyond 2 standard errors, no overlap
+    of the seed ranges). "holds" needs both models better; a worse or collapsed model makes it
+    "does not hold". One seed: the directions only, marked
+    :data:`~geco_book.verdicts.ONE_SEED`."""
+    words = {} if target is None else {"lower": "closer", "higher": "farther"}
 
     def say(v: str) -> str:
         return words.get(v, v)
 
-    n = min(len(e), len(r), len(c))
-    if n < 2:
-        dr, dc = direction(e[0], r[0], rel_tol), direction(e[0], c[0], rel_tol)
-        return f"GECO vs ELBO: RE {say(dr)}, CLA {say(dc)} ({ONE_SEED})"
+    def val(run: RunResult) -> float:
+        v = float(run.metrics[key])
+        return v if target is None else abs(v - target)
+
+    e = [val(r.fig8[0]) for r in seeds]
     worse = "higher" if better == "lower" else "lower"
-    vr, vc = compare(e, r), compare(e, c)
-    detail = f"{n} seeds, GECO vs ELBO: RE {say(vr)}, CLA {say(vc)}"
-    if vr == vc == better:
+    outcomes, texts, notes = [], [], []
+    for i, name in ((1, "RE"), (2, "CLA")):
+        runs = [r.fig8[i] for r in seeds]
+        ok = [run for run in runs if counted(run, bounds)]
+        merged = [run for run in ok
+                  if float(run.metrics.get("effective_tiles", math.nan)) < TILING_MIN_TILES]
+        if len(seeds) < 2:
+            texts.append(f"{name} {say(direction(e[0], val(runs[0]), rel_tol))}")
+            if not ok:
+                notes.append(f"{name} constraint not met or λ at its ceiling")
+            elif merged:
+                notes.append(f"{name} collapsed, e^I < {TILING_MIN_TILES:g}")
+            continue
+        if len(ok) < 2:
+            outcomes.append("untestable")
+            texts.append(f"{name} not testable (constraint met, λ below its ceiling, in "
+                         f"{len(ok)}/{len(runs)} seeds)")
+        elif merged:
+            outcomes.append("collapsed")
+            tiles = ", ".join(f"{float(run.metrics['effective_tiles']):.2g}" for run in merged)
+            texts.append(f"{name} collapsed, not tighter (e^I = {tiles} < "
+                         f"{TILING_MIN_TILES:g} in {len(merged)}/{len(ok)} counted seeds)")
+        else:
+            v = compare(e, [val(run) for run in ok])
+            outcomes.append(v)
+            texts.append(f"{name} {say(v)} ({len(ok)}/{len(runs)} seeds counted)")
+    if len(seeds) < 2:
+        extra = f"; {'; '.join(notes)}" if notes else ""
+        return f"GECO vs ELBO: {', '.join(texts)} ({ONE_SEED}{extra})"
+    detail = f"{len(seeds)} seeds, GECO vs ELBO: " + "; ".join(texts)
+    if all(o == better for o in outcomes):
         return f"holds ({detail})"
-    if worse in (vr, vc):
+    if any(o in (worse, "collapsed") for o in outcomes):
         return f"does not hold ({detail})"
-    if better in (vr, vc):
+    if "untestable" in outcomes:
+        return f"not testable at our scale ({detail})"
+    if better in outcomes:
         return f"partly ({detail})"
     return f"{NO_DIFFERENCE} ({detail})"
 
 
-def _collapse(tiles: Sequence[Sequence[float]], rel_tol: float) -> str:
-    """The verdict on "e^I falls as the constraint weakens"; ``tiles[k]`` holds the seeds'
-    values at the k-th κ, strongest constraint first."""
-    means = [float(np.mean(t)) for t in tiles]
+def _collapse(sweeps: Sequence[Sequence[RunResult]], bounds: tuple[float, float],
+              rel_tol: float) -> str:
+    """The verdict on "e^I falls as the constraint weakens"; ``sweeps[s][k]`` is seed s's run
+    at the k-th κ, strongest constraint first. Only :func:`counted` runs enter (a run that
+    missed its κ or hit λ's ceiling is not the constrained solution the claim is about); the
+    strongest and the weakest κ need 2 counted seeds each, and the detail says how many
+    seed-runs met their constraint at each κ."""
+    n_k = len(sweeps[0])
+    ok = [[run for run in (sw[k] for sw in sweeps) if counted(run, bounds)] for k in range(n_k)]
+    tiles = [[float(run.metrics["effective_tiles"]) for run in runs] for runs in ok]
+    met = ", ".join(f"{len(runs)}/{len(sweeps)}" for runs in ok)
+    means = [float(np.mean(t)) if t else math.nan for t in tiles]
     monotone = _monotone(means, decreasing=True, rel_tol=rel_tol)
     shape = "monotone" if monotone else "not monotone"
-    n = min(len(t) for t in tiles)
-    if n < 2:
+    if len(sweeps) < 2:
+        if not (tiles[0] and tiles[-1]):
+            return f"not testable (counted runs per κ: {met}; {ONE_SEED})"
         d = direction(means[0], means[-1], rel_tol)
         return f"e^I at the weakest κ {d} than at the strongest, {shape} ({ONE_SEED})"
+    if len(tiles[0]) < 2 or len(tiles[-1]) < 2:
+        return (f"not testable at our scale (constraint met with λ below its ceiling in {met} "
+                "seeds per κ, strongest first)")
     v = compare(tiles[0], tiles[-1])
-    detail = f"{n} seeds: e^I at the weakest κ {v} than at the strongest, means {shape}"
+    detail = (f"{len(sweeps)} seeds, counted per κ {met}: e^I at the weakest κ {v} than at the "
+              f"strongest, means over counted runs {shape}")
     if v == "lower":
         return f"{'holds' if monotone else 'partly'} ({detail})"
     if v == "higher":
@@ -410,8 +501,12 @@ def paper_comparison(
     5 %"), marked "one seed; not a verdict" — never "holds"; with **two or more seeds** a
     claim "holds" only when every gap it needs exceeds twice its standard error and the seed
     ranges do not overlap (:func:`geco_book.verdicts.compare`), and is otherwise "partly",
-    "does not hold" or "no clear difference". ``ours`` gives the value, or mean ± standard
-    error over the seeds, ELBO / RE / CLA (or along κ).
+    "does not hold" or "no clear difference". Only :func:`counted` GECO runs (constraint met,
+    λ below its ceiling) enter a verdict; a GECO model with fewer than 2 of them is "not
+    testable", and one whose posteriors collapsed (e^I < :data:`TILING_MIN_TILES`) refutes the
+    tiling claims: its low marginal KL or average KL is merged posteriors, not tighter tiles.
+    ``ours`` gives the value, or mean ± standard error over all seeds, ELBO / RE / CLA (or
+    along κ).
     """
     import pandas as pd
 
@@ -425,9 +520,10 @@ def paper_comparison(
     def ours(key: str, shift: float = 0.0) -> str:
         return " / ".join(_fmt_seeds([v - shift for v in vals(i, key)]) for i in range(3))
 
+    bounds = _lambda_bounds(seeds[0])
+
     def verdict(key: str, better: str, target: float | None = None) -> str:
-        words = None if target is None else {"lower": "closer", "higher": "farther"}
-        return _geco_vs_elbo(*(vals(i, key, target) for i in range(3)), better, rel_tol, words)
+        return _fig8_verdict(seeds, key, better, bounds, rel_tol, target)
 
     rows = [
         {
@@ -459,13 +555,14 @@ def paper_comparison(
         kappas = kappa_lists.pop()
         tiles = [[float(sw[k].metrics["effective_tiles"]) for sw in sweeps]
                  for k in range(len(kappas))]
+        verdict_ = _collapse(sweeps, bounds, rel_tol)
         rows.append(
             {
                 "claim (paper)": f"weaker {constraint.upper()} constraint ({weaker}) collapses "
                 "modes (App. E.1)",
                 "our measure": "e^I(n;z) for κ = " + ", ".join(f"{k:g}" for k in kappas),
                 "ours": " / ".join(_fmt_seeds(t) for t in tiles),
-                "verdict": _collapse(tiles, rel_tol),
+                "verdict": verdict_,
             }
         )
     df = pd.DataFrame(rows)

@@ -144,6 +144,8 @@ def test_smoke_profile_runs_end_to_end_quickly(smoke):
         assert m["lambda"] * m["beta"] == pytest.approx(1.0, rel=1e-4)
     sweep = tables.sweep_table(result)
     assert list(sweep.index.get_level_values(0).unique()) == ["RE", "CLA"]
+    touched = sweep.pop("λ touched a bound (any step)")
+    assert set(touched) <= {"no", "floor", "ceiling", "both"}
     assert np.isfinite(sweep.to_numpy(dtype=float)).all()
     assert len(tables.paper_comparison(result)) == 5
 
@@ -393,6 +395,48 @@ def test_several_seeds_need_a_gap_beyond_the_seed_spread():
     assert tables.paper_comparison(overlap)["verdict"][0].startswith("no clear difference")
     with pytest.raises(ValueError, match="seed"):
         tables.paper_comparison([apart[0], apart[0]])
+
+
+def test_a_low_kl_from_collapsed_posteriors_refutes_the_tiling_claims():
+    """GECO far below the ELBO in marginal KL, but RE's posteriors merged (e^I 2.1, 1.6, 2.0,
+    the shape of the pre-policy CLA seeds): not a tighter tiling, and an average KL below
+    ln 7 is overlap, not 'closer to ln 7'."""
+    seeds = [_fake_result(s, elbo_kl=20.0 + s, geco_kl=2.0 + 0.01 * s, overrides={
+        "re-0.05": {"effective_tiles": t, "avg_kl": 0.6 + 0.01 * s, "marginal_kl": 0.4}})
+        for s, t in zip(range(3), (2.1, 1.6, 2.0))]
+    table = tables.paper_comparison(seeds)
+    for row in (0, 2):  # marginal KL; |avg KL − ln 7|
+        assert table["verdict"][row].startswith("does not hold"), table["verdict"][row]
+        assert "RE collapsed" in table["verdict"][row] and "3/3 counted" in table["verdict"][row]
+    # the same numbers with the tiles kept apart would hold
+    apart = [_fake_result(s, elbo_kl=20.0 + s, geco_kl=2.0 + 0.01 * s) for s in range(3)]
+    assert tables.paper_comparison(apart)["verdict"][0].startswith("holds")
+
+
+def test_runs_that_missed_kappa_or_hit_the_ceiling_are_not_counted():
+    bounds = tuple(_SETTINGS["geco_kwargs"]["lambda_bounds"])
+    seeds = [_fake_result(s, elbo_kl=20.0 + s, geco_kl=2.0 + 0.01 * s) for s in range(3)]
+    seeds[0].runs["re-0.05"].metrics["mse"] = 0.01  # > κ² = 0.0025: missed κ
+    seeds[1].runs["re-0.05"].curves = {"step": np.arange(3),
+                                       "lambda": np.array([1.0, 1e7, 50.0])}  # hit the ceiling
+    assert not tables.counted(seeds[0].runs["re-0.05"], bounds)
+    assert not tables.counted(seeds[1].runs["re-0.05"], bounds)
+    assert tables.constraint_status(seeds[1].runs["re-0.05"], bounds)[
+        "λ touched a bound (any step)"] == "ceiling"
+    seeds[2].runs["re-0.05"].curves = {"lambda": np.array([1.0, 1e-3, 0.01])}  # inactive
+    assert tables.counted(seeds[2].runs["re-0.05"], bounds)
+    verdict = tables.paper_comparison(seeds)["verdict"][0]
+    assert verdict.startswith("not testable") and "RE not testable" in verdict
+    assert "in 1/3 seeds" in verdict and "CLA lower (3/3 seeds counted)" in verdict
+
+
+def test_the_collapse_along_kappa_needs_counted_runs_at_both_ends():
+    seeds = [_fake_result(s, tiles=(7.0 - 0.1 * s, 1.0 + 0.1 * s)) for s in range(3)]
+    assert tables.paper_comparison(seeds)["verdict"][3].startswith("holds")
+    for r in seeds[:2]:  # RE κ = 0.05 misses its κ in 2 of 3 seeds
+        r.runs["re-0.05"].metrics["mse"] = 0.01
+    verdict = tables.paper_comparison(seeds)["verdict"][3]
+    assert verdict.startswith("not testable") and "1/3, 3/3" in verdict
 
 
 @pytest.mark.parametrize("value", ["false", "False", 0, None])
