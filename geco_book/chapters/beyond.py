@@ -15,7 +15,7 @@ Color-MNIST; only the objective changes. The chapter's three experiments:
 3. **Robustness** (:func:`robustness_specs`): GECO against ν, α, λ⁰, learning rate and batch
    size; the β-VAE at its best β against learning rate and batch size.
 
-Each run is evaluated once (chapter 03's :func:`~geco_book.chapters.large_scale.evaluate_run`,
+Each run is evaluated once (chapter 03's :func:`~geco_book.chapters.large_scale_eval.evaluate_run`,
 cached in its record under the same key, so chapter 03's runs bring their evaluations).
 Tables are in :mod:`geco_book.chapters.beyond_tables`, figures in
 :mod:`geco_book.figures.beyond`. Regenerate the cpu results with::
@@ -42,6 +42,7 @@ from typing import Any
 
 from geco_book.beta_search import BetaSearch
 from geco_book.chapters import large_scale as ls
+from geco_book.chapters.large_scale_eval import cached_dataset, evaluate_run
 from geco_book.profiles import settings_copy
 from geco_book.store import Run, RunStore
 from geco_book.sweep import run_sweep
@@ -245,7 +246,7 @@ def train_config(spec: Spec, settings: Mapping[str, Any], *, kl_target: float | 
             gk.update(info.get("geco_kwargs", {}))
             extra: dict[str, Any] = {}
             if info.get("floor"):
-                d = ls.cached_dataset(spec.dataset, "test", 0, 1).x[0].numel()  # D pixels
+                d = cached_dataset(spec.dataset, "test", 0, 1).x[0].numel()  # D pixels
                 gk["lambda_bounds"] = [d / 2.0, gk["lambda_bounds"][1]]
                 extra["lambda_init"] = d / 2.0
             cfg = dataclasses.replace(cfg, geco_kwargs=gk, **extra)
@@ -305,7 +306,7 @@ def evaluate(run: Run, settings: Mapping[str, Any]) -> dict[str, Any]:
     if key not in _EVALUATIONS:
         def compute(r: Run):
             with _torch_threads(base["threads"]):
-                return ls.evaluate_run(r.load_model(), r.config, base)
+                return evaluate_run(r.load_model(), r.config, base)
 
         _EVALUATIONS[key], _ = run.evaluation("large_scale", eval_settings, compute)
     return dict(_EVALUATIONS[key])

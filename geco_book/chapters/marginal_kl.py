@@ -50,6 +50,7 @@ import torch
 from scipy import stats
 
 from geco_book.chapters import large_scale as ch03
+from geco_book.chapters.large_scale_eval import cached_dataset
 from geco_book.images import to_uint8
 from geco_book.profiles import settings_copy
 from geco_book.store import Run, RunStore, run_key, store_for
@@ -451,8 +452,8 @@ def training_points(cfg, settings: Mapping[str, Any]):
     subset of ``n_points`` of its training split (all of it when None)."""
     n = settings["n_points"]
     if n is None:
-        return ch03.cached_dataset(cfg.dataset, "train", cfg.seed, cfg.dataset_kwargs.get("n"))
-    return ch03.cached_dataset(cfg.dataset, "train", 0, int(n))
+        return cached_dataset(cfg.dataset, "train", cfg.seed, cfg.dataset_kwargs.get("n"))
+    return cached_dataset(cfg.dataset, "train", 0, int(n))
 
 
 def _evaluate(run: Run, settings: Mapping[str, Any], detail: bool, seed: int,
@@ -461,7 +462,7 @@ def _evaluate(run: Run, settings: Mapping[str, Any], detail: bool, seed: int,
     cfg = run.config
 
     def compute(r: Run):
-        test = ch03.cached_dataset(cfg.dataset, "test", 0, int(settings["n_test"]))
+        test = cached_dataset(cfg.dataset, "test", 0, int(settings["n_test"]))
         with torch_threads(settings["threads"]):
             return evaluate_model(r.load_model(), training_points(cfg, settings), test,
                                   settings, detail=detail, seed=seed, progress=progress)

@@ -16,6 +16,7 @@ import pytest  # noqa: E402
 from geco_book.chapters import beyond as b  # noqa: E402
 from geco_book.chapters import beyond_tables as bt  # noqa: E402
 from geco_book.chapters import large_scale as ls  # noqa: E402
+from geco_book.chapters.large_scale_eval import cached_dataset  # noqa: E402
 from geco_book.figures import beyond as figs  # noqa: E402
 from geco_book.store import RunStore, key_fields, run_key  # noqa: E402
 
@@ -56,7 +57,7 @@ def test_every_method_config_is_valid_and_differs_only_where_it_should():
     assert fl.geco_kwargs["lambda_bounds"] == [392.0, 1e8] and fl.lambda_init == 392.0
     fc = b.train_config(b.Spec("convdraw", "color-mnist", "geco_floor"), s)
     assert fc.geco_kwargs["lambda_bounds"][0] == pytest.approx(
-        ls.cached_dataset("color-mnist", "test", 0, 1).x[0].numel() / 2)
+        cached_dataset("color-mnist", "test", 0, 1).x[0].numel() / 2)
     sp = b.train_config(b.Spec("vae_nvp", "mnist", "geco_speedup"), s)
     assert sp.geco_kwargs == {"lambda_bounds": [1e-3, 1e8], "satisfied_speedup": 10.0}
     with pytest.raises(ValueError, match="lam"):

@@ -16,6 +16,7 @@ import pytest  # noqa: E402
 
 from geco_book.chapters import marginal_kl as mk  # noqa: E402
 from geco_book.chapters import marginal_kl_tables as tables  # noqa: E402
+from geco_book.chapters.large_scale_eval import cached_dataset  # noqa: E402
 from geco_book.figures import marginal_kl as figs  # noqa: E402
 from geco_book.store import MissingCheckpointError, RunStore  # noqa: E402
 
@@ -63,14 +64,13 @@ def test_own_density_terms_are_the_pair_matrix_diagonal_on_the_same_samples(smok
     posterior: its average KL equals the one read off log_q_matrix's diagonal."""
     import torch
 
-    from geco_book.chapters import large_scale as ch03
     from geco_core.metrics.aggregate import log_q_matrix
 
     result, store = smoke
     name = result.table().index[0]  # the ELBO of seed 0, a detail model (S = N)
     run = store.load(result.table().loc[name, "key"])
     model = run.load_model()
-    train = ch03.cached_dataset(run.config.dataset, "train", run.config.seed, 200)
+    train = cached_dataset(run.config.dataset, "train", run.config.seed, 200)
     own = mk.own_density_terms(model, train, result.settings, detail=True)
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(0)  # the draws of evaluate_model(seed=0)
