@@ -72,6 +72,7 @@ __all__ = [
     "GECO_ALPHA",
     "GECO_POLICY",
     "MODEL_SIZE",
+    "ON_TARGET",
     "PRE_POLICY_GECO",
     "geco_settings",
     "lambda_at_guard",
@@ -112,6 +113,11 @@ PRE_POLICY_GECO: dict[str, dict[str, Any]] = {
         "geco_kwargs": {"factor_clamp": [0.98, 1.02], "lambda_bounds": [1e-3, 1e7]},
     },
 }
+
+#: An RE constraint is "on target" when its final moving average C_ma (and, where a chapter
+#: evaluates it, the evaluated C) is at most this share of κ² above zero: GECO's update drives
+#: C_ma to 0, so a run that reached κ ends on either side of it. Every chapter's verdicts use it.
+ON_TARGET = 0.05
 
 #: Model sizes (:data:`geco_core.models.MODEL_SIZES`) per profile: the small models train on two
 #: cores in minutes; "paper" is the larger configuration for a GPU.

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from geco_book.chapters.large_scale_eval import cached_dataset, evaluate_run
-from geco_book.policy import geco_settings, lambda_at_guard, train_settings
+from geco_book.policy import ON_TARGET, geco_settings, lambda_at_guard, train_settings
 from geco_book.profiles import settings_copy
 from geco_book.store import Run, RunStore, store_for
 from geco_book.sweep import run_chains
@@ -66,10 +66,6 @@ __all__ = [
 
 #: Version of :func:`evaluate_run` (cached evaluations are keyed by it).
 EVAL_VERSION = 1
-
-#: An RE constraint is "on target" when its final moving average C_ma is at most this share of
-#: κ² above zero (GECO's update drives C_ma to 0, so it ends on either side of it).
-ON_TARGET = 0.05
 
 #: The paper's κ set for GECO + RE (§4.1, Fig. 4).
 PAPER_KAPPAS = (0.06, 0.08, 0.1, 0.125, 0.175)

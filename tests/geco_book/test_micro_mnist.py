@@ -417,6 +417,12 @@ def test_runs_that_missed_kappa_or_hit_the_ceiling_are_not_counted():
     bounds = tuple(_SETTINGS["geco_kwargs"]["lambda_bounds"])
     seeds = [_fake_result(s, elbo_kl=20.0 + s, geco_kl=2.0 + 0.01 * s) for s in range(3)]
     seeds[0].runs["re-0.05"].metrics["mse"] = 0.01  # > κ² = 0.0025: missed κ
+    on_target = dict(seeds[0].runs["re-0.05"].metrics, mse=0.0026, c_ma=1e-4)  # ≤ 5 % above κ²
+    assert tables.counted(mm.RunResult(mm.RunSpec("geco", "re", 0.05), on_target, None, None),
+                          bounds)
+    off = dict(on_target, mse=0.0027)  # 8 % above κ²: not on target
+    assert not tables.counted(mm.RunResult(mm.RunSpec("geco", "re", 0.05), off, None, None),
+                              bounds)
     seeds[1].runs["re-0.05"].curves = {"step": np.arange(3),
                                        "lambda": np.array([1.0, 1e7, 50.0])}  # hit the ceiling
     assert not tables.counted(seeds[0].runs["re-0.05"], bounds)
