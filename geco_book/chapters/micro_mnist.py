@@ -135,8 +135,9 @@ _ELBO = {"sigma": 0.1, "learn_sigma": True}
 #: models (the chapter's seed, seed + 1, …); ``sweep_seeds``: seeds of the κ sweep; the
 #: ablations use the chapter's seed only.
 #: cpu: 20,000 steps (10× session 2's 2,000, at which the measures had not settled), 3 seeds for
-#: Fig. 8 and the sweep: 32 runs (with the 2 ablations) × 20,000 steps ≈ 45–50 min on 2 free
-#: cores (≈ 8–9 ms per step alone; 10,600 s of training measured on a shared machine).
+#: Fig. 8 and the sweep: 32 runs (with the 2 ablations) × 20,000 steps. Measured under the
+#: policy on mnist-60k: 53 min wall with two workers (part of it on a machine shared with CI),
+#: the last stage (10,000 → 20,000 steps) 23 min.
 SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": {
         "steps": 30,

@@ -67,8 +67,6 @@ CONSTRAINT_COLUMNS = (
     "λ touched a bound (any step)",
 )
 
-#: Relative tolerance of "λ at a bound" (λ is stored in float32).
-_BOUND_RTOL = 1e-4
 #: The last part of the training log the share of satisfied steps is taken over.
 _TAIL = 0.25
 
@@ -123,7 +121,8 @@ def constraint_status(run: RunResult, bounds: tuple[float, float] = (1e-3, 1e7))
       oscillates around 0; NaN without a log);
     - ``C (eval.)``: the constraint on the evaluation's posterior samples, MSE − κ² (RE) or
       κ − p_true (CLA), and ``met: C ≤ 0 (eval.)`` its sign;
-    - ``λ at a bound``: the final λ within 0.01 % of ``bounds`` (GECO's ``lambda_bounds``);
+    - ``λ at a bound``: the final λ at one of ``bounds`` (GECO's ``lambda_bounds``, to 0.01 %:
+      :func:`geco_book.policy.lambda_at_guard`);
       ``λ touched a bound (any step)``: ``"ceiling"``, ``"floor"``, ``"both"`` or ``"no"``
       over every logged λ (:func:`geco_book.policy.lambda_at_guard`).
 
@@ -152,20 +151,19 @@ def constraint_status(run: RunResult, bounds: tuple[float, float] = (1e-3, 1e7))
     k = int(math.ceil(_TAIL * len(log)))
     share = float(np.mean(log[-k:] <= 0)) if k else math.nan
     lam, (lo, hi) = float(m.get("lambda", math.nan)), bounds
-    at_bound = bool(lam <= lo * (1 + _BOUND_RTOL) or lam >= hi * (1 - _BOUND_RTOL))
     lams = np.asarray(run.curves.get("lambda", []), dtype=float)
     lams = np.append(lams[np.isfinite(lams)], [] if math.isnan(lam) else [lam])
-    touched = "no"
-    if len(lams) and lambda_at_guard(lams, bounds):
-        ceiling, floor = lams.max() >= hi * (1 - _BOUND_RTOL), lams.min() <= lo * (1 + _BOUND_RTOL)
-        touched = "both" if ceiling and floor else "ceiling" if ceiling else "floor"
+    # one guard at a time: the other bound moved out of reach
+    ceiling = bool(len(lams)) and lambda_at_guard(lams, (0.0, hi))
+    floor = bool(len(lams)) and lambda_at_guard(lams, (lo, math.inf))
+    touched = "both" if ceiling and floor else "ceiling" if ceiling else "floor" if floor else "no"
     return {
         "C_ma (final)": c_ma,
         "met: C_ma ≤ 0 (final)": None if math.isnan(c_ma) else bool(c_ma <= 0),
         "share C_ma ≤ 0 (last 25 %)": share,
         "C (eval.)": c_eval,
         "met: C ≤ 0 (eval.)": None if math.isnan(c_eval) else bool(c_eval <= 0),
-        "λ at a bound": None if math.isnan(lam) else at_bound,
+        "λ at a bound": None if math.isnan(lam) else lambda_at_guard(lam, bounds),
         "λ touched a bound (any step)": None if math.isnan(lam) else touched,
     }
 
