@@ -73,6 +73,7 @@ __all__ = [
     "GECO_POLICY",
     "MODEL_SIZE",
     "ON_TARGET",
+    "on_target_slack",
     "PRE_POLICY_GECO",
     "geco_settings",
     "lambda_at_guard",
@@ -118,6 +119,22 @@ PRE_POLICY_GECO: dict[str, dict[str, Any]] = {
 #: evaluates it, the evaluated C) is at most this share of κ² above zero: GECO's update drives
 #: C_ma to 0, so a run that reached κ ends on either side of it. Every chapter's verdicts use it.
 ON_TARGET = 0.05
+
+
+def on_target_slack(constraint: str, kappa: float) -> float:
+    """How far above zero a constraint C may end and still count as on target: the share
+    :data:`ON_TARGET` of the error the constraint allows — κ² for RE (C = MSE − κ²) and the
+    classifier's error 1 − κ for CLA (C = κ − p_true = (1 − p_true) − (1 − κ)).
+
+    Example:
+        >>> round(on_target_slack("re", 0.1), 6), round(on_target_slack("cla", 0.9), 6)
+        (0.0005, 0.005)
+    """
+    if constraint == "re":
+        return ON_TARGET * float(kappa) ** 2
+    if constraint == "cla":
+        return ON_TARGET * (1.0 - float(kappa))
+    raise ValueError(f"constraint: on_target_slack knows 're' and 'cla', got {constraint!r}")
 
 #: Model sizes (:data:`geco_core.models.MODEL_SIZES`) per profile: the small models train on two
 #: cores in minutes; "paper" is the larger configuration for a GPU.

@@ -178,8 +178,9 @@ def key_fields(
     return d
 
 
-def run_key(config: Any) -> str:
-    """The store key of a training config: 16 hex digits of a sha256 (see :func:`key_fields`).
+def run_key(config: Any, *, data_source: str | None = None) -> str:
+    """The store key of a training config: 16 hex digits of a sha256 (see :func:`key_fields`;
+    ``data_source``: the key on that MNIST source instead of this machine's).
 
     Example:
         >>> from geco_core.train import TrainConfig
@@ -189,7 +190,7 @@ def run_key(config: Any) -> str:
         ...                                                              seed=1))
         (True, False)
     """
-    return _sha256_bytes(_canonical(key_fields(config)).encode())[:16]
+    return _sha256_bytes(_canonical(key_fields(config, data_source=data_source)).encode())[:16]
 
 
 def check_key(key: Any) -> str:

@@ -12,8 +12,9 @@ Summary measures of one run's log (:func:`log_summary`):
   over a 100-step window, is ≤ κ² (NaN: never); the held-out MSE of the end may still miss;
 - **λ peak / λ end**: the largest and the last λ (GECO and the Lagrangians; the implied
   λ = 1/β or D/(2σ²) of the others); **λ at bound from**: the first step λ reached the upper
-  bound 10⁸ (NaN: never); λ *ran away* when it reached that bound or its peak is ≥ 100× its
-  end (an overshoot that was being undone); **Ĉ⁰**: the first logged constraint value;
+  bound 10⁸ (NaN: never), **λ at floor from** the same for the lower bound 10⁻³; λ *ran away*
+  when it reached the upper bound or its peak is ≥ 100× its end (an overshoot that was being
+  undone); **Ĉ⁰**: the first logged constraint value;
 - **overshoot**: κ²/(held-out MSE) − 1 for a run that met the target (how far past the
   tolerance it went, paying KL for nothing).
 
@@ -47,6 +48,7 @@ __all__ = [
     "search_history",
     "log_summary",
     "methods_table",
+    "robustness_reference",
     "robustness_table",
     "rule_table",
     "rule_verdicts",
@@ -56,6 +58,8 @@ __all__ = [
 
 #: GECO's upper λ bound (chapter 03's ``lambda_bounds``, the same at every profile).
 LAMBDA_CEILING = float(_ls.SETTINGS["cpu"]["geco"]["geco_kwargs"]["lambda_bounds"][1])
+#: GECO's lower λ bound (λ there: the constraint is inactive, GECO runs as a β → ∞ VAE).
+LAMBDA_FLOOR = float(_ls.SETTINGS["cpu"]["geco"]["geco_kwargs"]["lambda_bounds"][0])
 _TOL = 0.05
 
 
@@ -71,6 +75,7 @@ def log_summary(log: pd.DataFrame, target: float, window: int = 100) -> dict[str
     lam = log["lambda"].to_numpy(dtype=float)
     ipk = int(np.nanargmax(lam))
     at = np.nonzero(lam >= LAMBDA_CEILING * 0.9999)[0]
+    low = np.nonzero(lam <= LAMBDA_FLOOR * 1.0001)[0]
     c0 = float(log["c_hat"].iloc[0]) if "c_hat" in log and len(log) else math.nan
     return {
         "time_to_target": int(steps[ok[0]]) if len(ok) else math.nan,
@@ -78,6 +83,7 @@ def log_summary(log: pd.DataFrame, target: float, window: int = 100) -> dict[str
         "lambda_peak_step": int(steps[ipk]),
         "lambda_end": float(lam[-1]),
         "lambda_bound_step": int(steps[at[0]]) if len(at) else math.nan,
+        "lambda_floor_step": int(steps[low[0]]) if len(low) else math.nan,
         "c0": c0,
     }
 
@@ -230,60 +236,80 @@ def robustness_table(res) -> pd.DataFrame:
     return out.sort_values(["method", "variant"]).set_index(["method", "variant"])
 
 
+#: The rule check's three GECO settings (rows of :func:`rule_table`), by method of the spec.
+RULE_ROWS = {"geco": "ν auto (policy; chapter 03's run)",
+             "geco_nu1": "ν = 1 (the paper's; ablation)",
+             "geco_speedup": "ν auto + speed-up ×10"}
+
+
+def robustness_reference(res) -> dict[str, float]:
+    """The settings the robustness runs change one at a time, as the reference GECO run (the
+    methods combination at the chapter's seed) used them: ν auto as the ν the engine took
+    from Ĉ⁰ (its log), the others from its config."""
+    from geco_book.chapters.beyond import Spec
+
+    model, data = res.settings["methods_combo"]
+    run = res.runs[Spec(model, data, "geco", seed=int(res.settings["seed"])).name]
+    out = {}
+    for k in res.settings["robustness"]:
+        v = getattr(run.config, k)
+        out[k] = float(run.log()["nu"].iloc[0]) if (k, v) == ("nu", "auto") else float(v)
+    return out
+
+
 def rule_table(res) -> pd.DataFrame:
-    """The ν rule and the speed-up on every (model, data set) of the search, one row per run:
-    chapter 03's GECO (ν = 1) at each of its seeds, ν of ``rule_nus`` and the speed-up at the
-    chapter's seed, ν = propose_nu(Ĉ⁰) at each of ``rule_seeds``."""
+    """The ν rule on every (model, data set) of the search, one row per run and seed: chapter
+    03's GECO under the policy (ν auto), the ν = 1 ablation and ν auto with the genesis
+    speed-up, at each of ``rule_seeds``; ``ν`` is the step the run used (its log)."""
     target = float(res.settings["kappa"]) ** 2
     t = pd.DataFrame(res.rows)
+    seeds = [int(k) for k in res.settings["rule_seeds"]]
     rows = []
     from geco_book.chapters.beyond import evaluate
 
-    seed = int(res.settings["seed"])
     for (model, data), r in res.search.items():
-        for k, g in r["geco"].items():
-            ev, summ = evaluate(g, res.settings), log_summary(g.log(), target)
-            rows.append({"model": model, "dataset": data, "GECO": "ν = 1 (chapter 03)",
-                         "seed": int(k), "held-out MSE / κ²": ev["test_mse"] / target,
-                         "KL": ev["test_avg_kl"], **summ})
-        d = t[(t["model"] == model) & (t["dataset"] == data)]
-        nus = [float(nu) for nu in res.settings["rule_nus"]]
-        prop = res.provenance["proposed_nu"][f"{model}/{data}"]
-        geco = d["method"] == "geco"
-        pick = [(f"ν = {nu:g}", d[geco & (d["variant"] == f"nu={nu:g}") & (d["seed"] == seed)])
-                for nu in nus]
-        if prop not in nus:
-            pick.append((f"ν = {prop:g} = propose_nu(Ĉ⁰)",
-                         d[geco & (d["variant"] == f"nu={prop:g}")]))
-        pick.append(("ν = 1, speed-up ×10",
-                     d[(d["method"] == "geco_speedup") & (d["variant"] == "")
-                       & (d["seed"] == seed)]))
-        for name, x in pick:
-            for _, row in x.sort_values("seed").iterrows():
-                rows.append({"model": model, "dataset": data, "GECO": name,
-                             "seed": int(row["seed"]),
-                             "held-out MSE / κ²": row["mse_over_target"],
-                             "KL": row["test_avg_kl"], **{k: row[k] for k in summ}})
+        picks = [(RULE_ROWS["geco"], int(k), g, evaluate(g, res.settings))
+                 for k, g in sorted(r["geco"].items()) if int(k) in seeds]
+        d = t[(t["model"] == model) & (t["dataset"] == data) & (t["variant"] == "")]
+        for m in ("geco_nu1", "geco_speedup"):
+            for _, row in d[d["method"] == m].sort_values("seed").iterrows():
+                run = res.runs[row["name"]]
+                picks.append((RULE_ROWS[m], int(row["seed"]), run, None))
+        for name, k, run, ev in picks:
+            log = run.log()
+            if ev is None:
+                ev = evaluate(run, res.settings)
+            summ = log_summary(log, target)
+            nu = run.config.nu  # ν auto: the engine logs the ν it took from Ĉ⁰
+            rows.append({"model": model, "dataset": data, "GECO": name, "seed": k,
+                         "ν": float(log["nu"].iloc[0] if nu == "auto" else nu),
+                         "held-out MSE / κ²": float(ev["test_mse"]) / target,
+                         "KL": float(ev["test_avg_kl"]), **summ})
     return pd.DataFrame(rows).set_index(["model", "dataset", "GECO", "seed"])
 
 
 def rule_verdicts(res) -> pd.DataFrame:
-    """GECO at ν = 1 (chapter 03) against ν = propose_nu(Ĉ⁰), at the same seeds, per (model,
-    data set): held-out MSE ÷ κ² and KL (mean ± SE), seeds that met the target, seeds whose λ
-    reached its bound, and :func:`compare`'s verdict on the KL (proposed ν vs ν = 1)."""
+    """Per (model, data set): each of :data:`RULE_ROWS`' settings over its seeds (held-out
+    MSE ÷ κ² and KL, mean ± SE; seeds that met the target; seeds whose λ touched the ceiling
+    or the floor at any step), and :func:`compare`'s verdicts on the KL: ν auto against ν = 1,
+    and the speed-up against ν auto. A seed that missed the target or whose λ touched the
+    ceiling tests its setting, so the verdict says how many seeds met it."""
     t = rule_table(res).reset_index()
     rows = []
     for (model, data), d in t.groupby(["model", "dataset"], sort=False):
-        one = d[d["GECO"] == "ν = 1 (chapter 03)"]
-        prop = d[d["GECO"].str.endswith("propose_nu(Ĉ⁰)")]
-        row = {"model": model, "dataset": data,
-               "proposed ν": prop["GECO"].iloc[0].split(" = propose")[0].removeprefix("ν = ")}
-        for name, x in (("ν = 1", one), ("proposed ν", prop)):
-            row[f"{name}: seeds"] = len(x)
+        row: dict[str, Any] = {"model": model, "dataset": data}
+        part = {}
+        for key, name in RULE_ROWS.items():
+            x = d[d["GECO"] == name]
+            part[key] = x
+            row[f"{name}: ν"] = _pm(x["ν"], 2)
             row[f"{name}: MSE / κ²"] = _pm(x["held-out MSE / κ²"])
             row[f"{name}: met"] = f"{int((x['held-out MSE / κ²'] <= 1 + _TOL).sum())}/{len(x)}"
             row[f"{name}: KL"] = _pm(x["KL"])
-            row[f"{name}: λ at bound"] = f"{int(x['lambda_bound_step'].notna().sum())}/{len(x)}"
-        row["KL: proposed ν vs ν = 1"] = compare(one["KL"], prop["KL"])
+            row[f"{name}: λ touched ceiling / floor"] = (
+                f"{int(x['lambda_bound_step'].notna().sum())}/{len(x)} / "
+                f"{int(x['lambda_floor_step'].notna().sum())}/{len(x)}")
+        row["KL: ν auto vs ν = 1"] = compare(part["geco_nu1"]["KL"], part["geco"]["KL"])
+        row["KL: speed-up vs ν auto"] = compare(part["geco"]["KL"], part["geco_speedup"]["KL"])
         rows.append(row)
     return pd.DataFrame(rows).set_index(["model", "dataset"]).T

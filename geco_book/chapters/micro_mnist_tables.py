@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 
 from geco_book.chapters.micro_mnist import LN7, MicroMNISTResult, RunResult
-from geco_book.policy import ON_TARGET, lambda_at_guard
+from geco_book.policy import lambda_at_guard, on_target_slack
 from geco_book.verdicts import NO_DIFFERENCE, ONE_SEED, compare, direction
 
 __all__ = [
     "CONSTRAINT_COLUMNS",
+    "MET_COLUMNS",
     "TABLE_COLUMNS",
     "TILING_MIN_TILES",
     "CHANGE_FLOOR",
@@ -61,6 +62,7 @@ CONSTRAINT_COLUMNS = (
     "C_ma (final)",
     "met: C_ma ≤ 0 (final)",
     "share C_ma ≤ 0 (last 25 %)",
+    "C_ma mean (last 25 %)",
     "C (eval.)",
     "met: C ≤ 0 (eval.)",
     "λ at a bound",
@@ -79,30 +81,63 @@ TILING_MIN_TILES = 6.5
 
 
 def counted(run: RunResult, bounds: tuple[float, float]) -> bool:
-    """Whether a GECO run counts in a verdict on the paper: its constraint met at the end of
-    training (C_ma ≤ 0) and at the evaluation (C ≤ 0) — for RE, on target: at most
-    :data:`geco_book.policy.ON_TARGET` κ² above zero, the book's one rule, since GECO drives
-    C_ma to 0 from either side — and λ never at its ceiling. A run that
-    misses its κ, or whose λ hit the ceiling, tests its setting, not the paper. λ at the floor
-    is an inactive constraint — what GECO does when the KL-optimal model already satisfies it
-    — and counts.
+    """Whether a GECO run counts in a verdict on the paper: its constraint met on average over
+    the last quarter of training — the mean of the logged C_ma at most
+    :func:`geco_book.policy.on_target_slack` above zero — and λ never touched a guard, except
+    a run that *ends* at the floor: an inactive constraint, what GECO does when the KL-optimal
+    model already satisfies it. A run that misses its κ, whose λ touched the ceiling, or whose
+    λ was clipped at the floor and then climbed again (the multiplier's path was cut by a
+    guard) tests its setting, not the paper.
+
+    Why the average and not the last step: GECO's update drives C_ma to 0 from either side
+    (Algorithm 1 is an integral controller), so a run that reached κ oscillates around it and
+    the sign of its last C_ma, or of C at the evaluation, is a coin flip (the chapter shows
+    ``share C_ma ≤ 0 (last 25 %)`` ≈ ½ for such runs). Here the training batch *is* the data
+    set (all seven digits each step) and the evaluation is one more sample of the same
+    constraint at the last weights, so the tail mean is the better estimate of what the model
+    meets; ``C (eval.)`` stays in the tables beside it.
 
     Example:
+        >>> import numpy as np
         >>> from geco_book.chapters.micro_mnist import RunResult, RunSpec
-        >>> met = {"c_ma": -0.01, "mse": 0.001, "lambda": 3.0}
-        >>> counted(RunResult(RunSpec("geco", "re", 0.05), met, None, None), (1e-3, 1e8))
+        >>> c = np.array([0.1, 0.05, -0.0004, 0.0004, -0.0002, 0.0003])  # oscillates at κ²
+        >>> run = RunResult(RunSpec("geco", "re", 0.05), {"c_ma": 0.0003, "mse": 0.0031,
+        ...                 "lambda": 3.0}, None, None,
+        ...                 curves={"c_ma": c, "lambda": np.full(6, 3.0)})
+        >>> counted(run, (1e-3, 1e8))
         True
-        >>> counted(RunResult(RunSpec("geco", "re", 0.05), {**met, "lambda": 1e8}, None, None),
-        ...         (1e-3, 1e8))
+        >>> run.curves["lambda"][2] = 1e8  # λ at its ceiling once: the setting failed
+        >>> counted(run, (1e-3, 1e8))
         False
-        >>> on_target = {"c_ma": 0.0001, "mse": 0.0026, "lambda": 3.0}  # 4 % of κ² above
-        >>> counted(RunResult(RunSpec("geco", "re", 0.05), on_target, None, None), (1e-3, 1e8))
-        True
+        >>> run.curves["lambda"][2] = 1e-3  # clipped at the floor, active again at the end
+        >>> counted(run, (1e-3, 1e8))
+        False
     """
     st = constraint_status(run, bounds)
-    slack = ON_TARGET * float(run.spec.kappa) ** 2 if run.spec.constraint == "re" else 0.0
-    return bool(st["C_ma (final)"] <= slack and st["C (eval.)"] <= slack
-                and st["λ touched a bound (any step)"] in ("no", "floor"))
+    slack = on_target_slack(run.spec.constraint, run.spec.kappa)
+    touched = st["λ touched a bound (any step)"]
+    inactive = touched == "floor" and bool(st["λ at a bound"])  # ends at the floor
+    return bool(st["C_ma mean (last 25 %)"] <= slack and (touched == "no" or inactive))
+
+
+#: The seed tables' counts (:func:`_met_counts`).
+MET_COLUMNS = ("constraint met (last 25 %)", "λ touched ceiling / floor", "counted")
+
+
+def _met_counts(runs: Sequence[RunResult], bounds: tuple[float, float]) -> dict[str, str]:
+    """Over the seeds' ``runs`` of one GECO model: in how many the constraint was met on
+    average over the last quarter of training (on target, :func:`counted`'s test), in how
+    many λ touched its ceiling and its floor at any step, and how many :func:`counted`."""
+    n = len(runs)
+    status = [constraint_status(run, bounds) for run in runs]
+    met = sum(bool(st["C_ma mean (last 25 %)"] <= on_target_slack(run.spec.constraint,
+                                                                  run.spec.kappa))
+              for st, run in zip(status, runs))
+    touched = [st["λ touched a bound (any step)"] for st in status]
+    ceiling = sum(t in ("ceiling", "both") for t in touched)
+    floor = sum(t in ("floor", "both") for t in touched)
+    return {MET_COLUMNS[0]: f"{met}/{n}", MET_COLUMNS[1]: f"{ceiling}/{n} / {floor}/{n}",
+            MET_COLUMNS[2]: f"{sum(counted(run, bounds) for run in runs)}/{n}"}
 
 
 def _lambda_bounds(result: MicroMNISTResult) -> tuple[float, float]:
@@ -119,6 +154,7 @@ def constraint_status(run: RunResult, bounds: tuple[float, float] = (1e-3, 1e7))
     - ``share C_ma ≤ 0 (last 25 %)``: the fraction of the logged steps in the last quarter of
       the training log with C_ma ≤ 0 (1: settled on the satisfied side; about ½: C_ma
       oscillates around 0; NaN without a log);
+    - ``C_ma mean (last 25 %)``: the mean of those logged C_ma (what :func:`counted` reads);
     - ``C (eval.)``: the constraint on the evaluation's posterior samples, MSE − κ² (RE) or
       κ − p_true (CLA), and ``met: C ≤ 0 (eval.)`` its sign;
     - ``λ at a bound``: the final λ at one of ``bounds`` (GECO's ``lambda_bounds``, to 0.01 %:
@@ -138,7 +174,7 @@ def constraint_status(run: RunResult, bounds: tuple[float, float] = (1e-3, 1e7))
     """
     spec, m = run.spec, run.metrics
     if spec.objective != "geco":
-        return {col: (math.nan if col in ("C_ma (final)", "C (eval.)",
+        return {col: (math.nan if col in ("C_ma (final)", "C (eval.)", "C_ma mean (last 25 %)",
                                           "share C_ma ≤ 0 (last 25 %)") else None)
                 for col in CONSTRAINT_COLUMNS}
     c_ma = float(m.get("c_ma", math.nan))
@@ -150,6 +186,7 @@ def constraint_status(run: RunResult, bounds: tuple[float, float] = (1e-3, 1e7))
     log = log[np.isfinite(log)]
     k = int(math.ceil(_TAIL * len(log)))
     share = float(np.mean(log[-k:] <= 0)) if k else math.nan
+    tail_mean = float(np.mean(log[-k:])) if k else math.nan
     lam, (lo, hi) = float(m.get("lambda", math.nan)), bounds
     lams = np.asarray(run.curves.get("lambda", []), dtype=float)
     lams = np.append(lams[np.isfinite(lams)], [] if math.isnan(lam) else [lam])
@@ -161,6 +198,7 @@ def constraint_status(run: RunResult, bounds: tuple[float, float] = (1e-3, 1e7))
         "C_ma (final)": c_ma,
         "met: C_ma ≤ 0 (final)": None if math.isnan(c_ma) else bool(c_ma <= 0),
         "share C_ma ≤ 0 (last 25 %)": share,
+        "C_ma mean (last 25 %)": tail_mean,
         "C (eval.)": c_eval,
         "met: C ≤ 0 (eval.)": None if math.isnan(c_eval) else bool(c_eval <= 0),
         "λ at a bound": None if math.isnan(lam) else lambda_at_guard(lam, bounds),
@@ -242,8 +280,7 @@ def _mean_se(vals: Sequence[float]) -> tuple[float, float]:
 def fig8_seed_table(result: MicroMNISTResult):
     """Fig. 8's three models over all seeds (``result.seeds``): mean ± standard error of each
     measure of :data:`SEED_COLUMNS` (the cells are text "mean ± SE", the SE "—" for one seed),
-    and in how many seeds the constraint was met (C_ma ≤ 0 at the end and C ≤ 0 at the
-    evaluation) and λ ended at a bound."""
+    and the seed counts of :data:`MET_COLUMNS`."""
     import pandas as pd
 
     seeds = result.seeds
@@ -255,14 +292,10 @@ def fig8_seed_table(result: MicroMNISTResult):
         for col, key in SEED_COLUMNS.items():
             mean, se = _mean_se([run.metrics.get(key, math.nan) for run in runs])
             row[col] = f"{format_cell(mean, 3)} ± {format_cell(se, 2)}"
-        status = [constraint_status(run, bounds) for run in runs]
         if spec.objective == "geco":
-            met = sum(bool(st["met: C_ma ≤ 0 (final)"] and st["met: C ≤ 0 (eval.)"])
-                      for st in status)
-            row["constraint met"] = f"{met}/{len(runs)}"
-            row["λ at a bound"] = f"{sum(bool(st['λ at a bound']) for st in status)}/{len(runs)}"
+            row.update(_met_counts(runs, bounds))
         else:
-            row["constraint met"] = row["λ at a bound"] = "—"
+            row.update(dict.fromkeys(MET_COLUMNS, "—"))
         rows.append(pd.Series(row, name=spec.label))
     df = pd.DataFrame(rows)
     df.index.name = "model"
@@ -271,9 +304,8 @@ def fig8_seed_table(result: MicroMNISTResult):
 
 def sweep_seed_table(result: MicroMNISTResult):
     """The κ sweep over the seeds that hold it: per (constraint, κ), strongest constraint
-    first, mean ± SE of e^I, the marginal and average KL and the MSE / p_true, and in how many
-    seeds the constraint was met (final C_ma ≤ 0 and C ≤ 0 at the evaluation) and λ ended at
-    a bound."""
+    first, mean ± SE of e^I, the marginal and average KL and the MSE / p_true, and the seed
+    counts of :data:`MET_COLUMNS`."""
     import pandas as pd
 
     seeds = [r for r in result.seeds if r.has_sweeps]
@@ -290,11 +322,7 @@ def sweep_seed_table(result: MicroMNISTResult):
                              ("MSE", "mse"), ("p_true", "p_true")):
                 mean, se = _mean_se([run.metrics.get(key, math.nan) for run in runs])
                 row[col] = f"{format_cell(mean, 3)} ± {format_cell(se, 2)}"
-            status = [constraint_status(run, bounds) for run in runs]
-            met = sum(bool(st["met: C_ma ≤ 0 (final)"] and st["met: C ≤ 0 (eval.)"])
-                      for st in status)
-            row["constraint met"] = f"{met}/{len(runs)}"
-            row["λ at a bound"] = f"{sum(bool(st['λ at a bound']) for st in status)}/{len(runs)}"
+            row.update(_met_counts(runs, bounds))
             rows.append(row)
     return pd.DataFrame(rows).set_index(["constraint", "κ"])
 
@@ -401,13 +429,15 @@ def _fig8_verdict(seeds: Sequence[MicroMNISTResult], key: str, better: str,
     """The verdict on "both GECO runs of Fig. 8 are ``better`` (``"lower"``/``"higher"``) than
     the ELBO in ``key``" (with ``target``: in the distance |value − target|, "closer").
 
-    A GECO seed counts only when :func:`counted` (constraint met, λ below its ceiling). With
+    A GECO seed counts only when :func:`counted` (constraint met, λ never at a guard). With
     several seeds, per GECO model: fewer than 2 counted seeds → "not testable"; a counted seed
     whose posteriors collapsed (e^I < :data:`TILING_MIN_TILES`) → "collapsed", which refutes a
     claim about tighter tiles whatever the measure says; otherwise
     :func:`~geco_book.verdicts.compare` (gap of the means beyond 2 standard errors, no overlap
-    of the seed ranges). "holds" needs both models better; a worse or collapsed model makes it
-    "does not hold". One seed: the directions only, marked
+    of the seed ranges). "holds" needs both models better; one better and the other not
+    (worse, collapsed, untestable or no clear difference) is "partly", with each model's
+    outcome in the detail; no model better and one worse or collapsed is "does not hold". One
+    seed: the directions only, marked
     :data:`~geco_book.verdicts.ONE_SEED`."""
     words = {} if target is None else {"lower": "closer", "higher": "farther"}
 
@@ -435,8 +465,8 @@ def _fig8_verdict(seeds: Sequence[MicroMNISTResult], key: str, better: str,
             continue
         if len(ok) < 2:
             outcomes.append("untestable")
-            texts.append(f"{name} not testable (constraint met or on target, λ below its "
-                         f"ceiling, in {len(ok)}/{len(runs)} seeds)")
+            texts.append(f"{name} not testable (counted: constraint met on average, λ never at "
+                         f"a guard but an inactive floor, in {len(ok)}/{len(runs)} seeds)")
         elif merged:
             outcomes.append("collapsed")
             tiles = ", ".join(f"{float(run.metrics['effective_tiles']):.2g}" for run in merged)
@@ -452,12 +482,12 @@ def _fig8_verdict(seeds: Sequence[MicroMNISTResult], key: str, better: str,
     detail = f"{len(seeds)} seeds, GECO vs ELBO: " + "; ".join(texts)
     if all(o == better for o in outcomes):
         return f"holds ({detail})"
+    if better in outcomes:  # one GECO model supports the claim, the other does not
+        return f"partly ({detail})"
     if any(o in (worse, "collapsed") for o in outcomes):
         return f"does not hold ({detail})"
     if "untestable" in outcomes:
         return f"not testable at our scale ({detail})"
-    if better in outcomes:
-        return f"partly ({detail})"
     return f"{NO_DIFFERENCE} ({detail})"
 
 
@@ -481,8 +511,8 @@ def _collapse(sweeps: Sequence[Sequence[RunResult]], bounds: tuple[float, float]
         d = direction(means[0], means[-1], rel_tol)
         return f"e^I at the weakest κ {d} than at the strongest, {shape} ({ONE_SEED})"
     if len(tiles[0]) < 2 or len(tiles[-1]) < 2:
-        return (f"not testable at our scale (constraint met or on target, λ below its "
-                f"ceiling, in {met} seeds per κ, strongest first)")
+        return (f"not testable at our scale (counted: constraint met on average, λ never at "
+                f"a guard but an inactive floor, in {met} seeds per κ, strongest first)")
     v = compare(tiles[0], tiles[-1])
     detail = (f"{len(sweeps)} seeds, counted per κ {met}: e^I at the weakest κ {v} than at the "
               f"strongest, means over counted runs {shape}")
@@ -506,10 +536,11 @@ def paper_comparison(
     claim "holds" only when every gap it needs exceeds twice its standard error and the seed
     ranges do not overlap (:func:`geco_book.verdicts.compare`), and is otherwise "partly",
     "does not hold" or "no clear difference". Only :func:`counted` GECO runs (constraint met,
-    λ below its ceiling) enter a verdict; a GECO model with fewer than 2 of them is "not
-    testable", and one whose posteriors collapsed (e^I < :data:`TILING_MIN_TILES`) refutes the
-    tiling claims: its low marginal KL or average KL is merged posteriors, not tighter tiles.
-    ``ours`` gives the value, or mean ± standard error over all seeds, ELBO / RE / CLA (or
+    λ never at a guard but an inactive floor) enter a verdict; a GECO model with fewer than 2
+    of them is "not testable", and one whose posteriors collapsed (e^I below
+    :data:`TILING_MIN_TILES`) refutes the tiling claims: its low marginal KL or average KL is
+    merged posteriors, not tighter tiles. ``ours`` gives the value, or mean ± standard error
+    over all seeds (counted or not; the verdict says which seeds it used), ELBO / RE / CLA (or
     along κ).
     """
     import pandas as pd

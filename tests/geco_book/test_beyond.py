@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 import matplotlib
 
@@ -19,6 +20,8 @@ from geco_book.chapters import large_scale as ls  # noqa: E402
 from geco_book.chapters.large_scale_eval import cached_dataset  # noqa: E402
 from geco_book.figures import beyond as figs  # noqa: E402
 from geco_book.store import RunStore, key_fields, run_key  # noqa: E402
+
+RUNS = Path(__file__).resolve().parents[2] / "book" / "_cache" / "runs"
 
 
 def test_geco_elbo_annealed_are_chapter_03s_runs():
@@ -44,7 +47,7 @@ def test_every_method_config_is_valid_and_differs_only_where_it_should():
         assert (cfg.model, cfg.dataset, cfg.steps, cfg.batch_size, cfg.lr) == (
             geco.model, geco.dataset, geco.steps, geco.batch_size, geco.lr)
         keys.add(run_key(cfg))
-        if spec.method not in ("geco", "geco_speedup", "geco_floor", "softplus_adam",
+        if spec.method not in ("geco", "geco_nu1", "geco_speedup", "geco_floor", "softplus_adam",
                                "cooper_ga", "cooper_nupi"):
             # no GECO setting leaks into the key of a run without a constraint
             assert not {"constraint", "kappa", "geco_kwargs"} & set(key_fields(cfg))
@@ -58,6 +61,9 @@ def test_every_method_config_is_valid_and_differs_only_where_it_should():
     fc = b.train_config(b.Spec("convdraw", "color-mnist", "geco_floor"), s)
     assert fc.geco_kwargs["lambda_bounds"][0] == pytest.approx(
         cached_dataset("color-mnist", "test", 0, 1).x[0].numel() / 2)
+    nu1 = b.train_config(b.Spec("vae_nvp", "mnist", "geco_nu1"), s)
+    assert nu1.nu == 1.0 and geco.nu == "auto"
+    assert {f for f, v in nu1.to_dict().items() if geco.to_dict()[f] != v} == {"nu"}
     sp = b.train_config(b.Spec("vae_nvp", "mnist", "geco_speedup"), s)
     assert sp.geco_kwargs == {"lambda_bounds": [1e-3, 1e8], "satisfied_speedup": 10.0}
     with pytest.raises(ValueError, match="lam"):
@@ -77,8 +83,22 @@ def test_robustness_changes_one_setting_at_a_time():
         changed = {f for f in base if cfg[f] != base[f]}
         if spec.method == "geco":
             assert changed == {k}
-    assert sum(x.method == "beta_vae" for x in specs) == 4
-    assert sum(x.method == "geco" for x in specs) == 11
+    assert sum(x.method == "beta_vae" for x in specs) == 2
+    assert sum(x.method == "geco" for x in specs) == 10
+
+
+def test_rule_and_alpha_runs_are_the_policy_studys():
+    """Chapter 05's ν = 1 ablation and α = 0.99 point are the configs the policy study trained
+    (so the store returns its committed records), and the methods combination's ν = 1 is the
+    methods table's."""
+    s = b.settings_for("cpu")
+    for spec in b.rule_specs(s):
+        cfg = b.train_config(spec, s)
+        if spec.method == "geco_nu1":
+            key = run_key(cfg, data_source="mnist-60k")
+            assert (RUNS / key / "record.json").is_file(), spec
+    a99 = b.train_config(b.Spec("vae_nvp", "mnist", "geco", variant=(("alpha", 0.99),)), s)
+    assert (RUNS / run_key(a99, data_source="mnist-60k") / "record.json").is_file()
 
 
 def test_log_summary_time_to_target_and_runaway():
@@ -88,6 +108,9 @@ def test_log_summary_time_to_target_and_runaway():
     s = bt.log_summary(log, target=0.01, window=50)
     assert s["time_to_target"] == 75 and s["lambda_peak"] == 1e8 and s["lambda_end"] == 1e6
     assert s["lambda_peak_step"] == 25 and s["lambda_bound_step"] == 25
+    assert math.isnan(s["lambda_floor_step"])
+    assert bt.log_summary(log.assign(**{"lambda": [1, 1e-3, 1, 1, 1]}), 0.01)[
+        "lambda_floor_step"] == 25
     assert math.isnan(s["c0"])
     assert bt.log_summary(log.assign(c_hat=[0.2, 0, 0, 0, 0]), 0.01)["c0"] == 0.2
     never = bt.log_summary(log.assign(mse=0.5), target=0.01)
@@ -114,18 +137,26 @@ def test_smoke_end_to_end(smoke):
     assert ("geco", "(reference)") in r.index and ("geco", "nu=10") in r.index
     v = bt.rule_verdicts(smoke)
     assert list(v.columns) == [tuple(c) for c in s["search_combos"]]
-    assert v.loc["proposed ν: seeds"].iloc[0] == len(s["rule_seeds"])
+    auto = bt.RULE_ROWS["geco"]
+    assert v.loc[f"{auto}: met"].iloc[0].endswith(f"/{len(s['rule_seeds'])}")
+    assert set(v.loc["KL: ν auto vs ν = 1"]) <= {"lower", "higher", "no clear difference"}
     hist = bt.search_history(smoke)
     assert len(hist) == sum(x["search"].n_runs for x in smoke.search.values())
     rule = bt.rule_table(smoke)
-    n_geco = len(s["base"]["seeds"])  # chapter 03's ν = 1 at each of its seeds
-    assert len(rule) == (n_geco + 1 + len(s["rule_nus"]) + len(s["rule_seeds"])) * len(
-        s["search_combos"])  # + the speed-up + propose_nu at each rule seed
+    # ν auto (chapter 03), ν = 1 and the speed-up, each at every rule seed and combination
+    assert len(rule) == 3 * len(s["rule_seeds"]) * len(s["search_combos"])
+    nus = rule["ν"].groupby(level="GECO").agg(["min", "max"])
+    assert (nus.loc[bt.RULE_ROWS["geco_nu1"]] == 1.0).all()  # the ablation ran at ν = 1
+    assert (nus.loc[auto] != 1.0).all()  # the policy's ν from Ĉ⁰ (0.05/|Ĉ⁰|)
+    ref = bt.robustness_reference(smoke)
+    assert set(ref) == set(s["robustness"])
+    geco = smoke.runs[b.Spec(*s["methods_combo"], "geco", seed=int(s["seed"])).name]
+    assert ref["nu"] == float(geco.log()["nu"].iloc[0]) and geco.config.nu == "auto"
     assert not smoke.from_cache
     assert smoke.provenance["n_runs"] == len(smoke.runs)
     for fig in (figs.search_vs_geco(smoke),
                 figs.trajectories({n: smoke.log(n) for n in list(smoke.runs)[:3]}, 0.1, 1e8),
-                figs.robustness(r, {"nu": 1.0, "lr": 3e-4})):
+                figs.robustness(r, bt.robustness_reference(smoke))):
         assert fig.axes
         matplotlib.pyplot.close(fig)
 
