@@ -47,6 +47,7 @@ import functools
 import hashlib
 import io
 import json
+import math
 import re
 import shutil
 import sys
@@ -66,6 +67,7 @@ from geco_core.io import write_bytes, write_text
 
 __all__ = [
     "MissingCheckpointError",
+    "TrainingDiverged",
     "check_key",
     "record_key",
     "NON_KEY_FIELDS",
@@ -98,8 +100,14 @@ NON_KEY_FIELDS: tuple[str, ...] = (
 #: Constraints that read the pretrained MNIST classifier (its sha256 joins their key).
 _CLASSIFIER_CONSTRAINTS = ("cla", "fre")
 _KEY_RE = re.compile(r"[0-9a-f]{16}")
+#: An evaluation's name (:meth:`Run.evaluation`): one file-name component, never a path.
+_EVAL_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 _MNIST_DATASETS = ("mnist", "micro-mnist", "mnist-triplets", "mnist-sum", "mnist-sum-hard",
                    "mnist-rotate", "color-mnist")
+
+
+class TrainingDiverged(ValueError):
+    """A run ended with non-finite final metrics (NaN or ±inf): the store records nothing."""
 
 
 class MissingCheckpointError(FileNotFoundError):
@@ -311,6 +319,10 @@ class Run:
         return self._evaluation_base(name, settings).with_suffix(".json").is_file()
 
     def _evaluation_base(self, name: str, settings: Mapping[str, Any]) -> Path:
+        if not isinstance(name, str) or not _EVAL_NAME_RE.fullmatch(name):
+            raise ValueError(f"name: {name!r} is not an evaluation name (letters, digits, '_', "
+                             "'-' and '.', not starting with '.'): it becomes a file name "
+                             "inside the record")
         tag = _sha256_bytes(_canonical({"name": name, **dict(settings)}).encode())[:12]
         return self.record_dir / "eval" / f"{name}-{tag}"
 
@@ -397,7 +409,8 @@ class RunStore:
         named = record.get("key") if isinstance(record, dict) else None
         if named != key:
             return {}, f"record.json names key {named!r}"
-        if record.get("files", {}).get("metrics.jsonl") != _sha256_bytes(log):
+        files = record.get("files")
+        if not isinstance(files, dict) or files.get("metrics.jsonl") != _sha256_bytes(log):
             return {}, "metrics.jsonl does not match the sha256 in record.json"
         try:
             actual = record_key(record)
@@ -525,6 +538,10 @@ class RunStore:
             res = _fit_quietly(fit, cfg, resume)
         log = Path(res.log_path).read_bytes()
         _check_complete_log(log, cfg, int(res.step), Path(res.log_path))
+        bad = {k: v for k, v in res.metrics.items() if not math.isfinite(float(v))}
+        if bad:  # a diverged run is not a result: never recorded, never served
+            raise TrainingDiverged(f"run {key}: training ended with non-finite metrics {bad}; "
+                                   "nothing recorded (lower the lr, or set max_grad_norm)")
         fields = key_fields(cfg)
         record = {
             "key": key,

@@ -164,15 +164,20 @@ def geco_step(
     """One multiplier step of Algorithm 1 on a detached estimate Ĉᵗ; returns the new state.
 
     Branch-free (``torch.where``) so that it never synchronises an accelerator with the host:
-    a non-finite Ĉ leaves λ, C_ma and t as they were and increments ``bad_steps``; a finite
-    one resets ``bad_steps``. λ changes only at accepted steps ``t >= warmup_steps`` with
-    ``(t − warmup_steps + 1) % update_every == 0`` (every step with the default options).
+    a non-finite Ĉ — or one that would overflow λ to ∞ or underflow it to 0 — leaves λ, C_ma
+    and t as they were and increments ``bad_steps``; any other resets ``bad_steps``. λ changes
+    only at accepted steps ``t >= warmup_steps`` with ``(t − warmup_steps + 1) % update_every
+    == 0`` (every step with the default options).
     """
     ok = torch.isfinite(c_hat).all()
     t = state.step
     c_ma = torch.where(ok, constraint_moving_average(state.c_ma, c_hat, alpha, t == 0), state.c_ma)
     lambdas = multiplier_update(state.lambdas, c_ma, nu, log_factor_bounds, lambda_bounds,
                                 satisfied_speedup)
+    # a finite Ĉ can still overflow λ to inf or underflow it to 0 (no lambda_bounds): a bad
+    # step too, so that λ never leaves (0, ∞) and the engine's bad-step limit sees it
+    ok = ok & torch.isfinite(lambdas).all() & (lambdas > 0).all()
+    c_ma = torch.where(ok, c_ma, state.c_ma)
     due = ok
     if warmup_steps > 0:
         due = due & (t >= warmup_steps)
@@ -502,11 +507,13 @@ class GECO:
             return
         if bad >= self.max_bad_steps:
             raise FloatingPointError(
-                f"GECO: {bad} consecutive non-finite constraint estimates c_hat (or KLs) "
+                f"GECO: {bad} consecutive non-finite constraint estimates c_hat (or KLs, or "
+                f"steps that would overflow λ to inf or underflow it to 0) "
                 f"(max_bad_steps={self.max_bad_steps})"
             )
         warnings.warn(
-            f"GECO: non-finite constraint estimate c_hat or KL ({bad} consecutive); lambdas "
+            f"GECO: non-finite constraint estimate c_hat or KL, or a λ overflow/underflow "
+            f"({bad} consecutive); lambdas "
             "and c_ma left unchanged — skip this optimizer step",
             RuntimeWarning,
             stacklevel=4,
@@ -591,6 +598,12 @@ class GECO:
         lambdas = state_dict["lambdas"]
         if not bool(torch.isfinite(lambdas).all()) or bool((lambdas <= 0).any()):
             raise ValueError("state_dict['lambdas'] must be finite and > 0")
+        if not bool(torch.isfinite(state_dict["c_ma"]).all()):
+            raise ValueError("state_dict['c_ma'] must be finite")
+        for key in ("step_count", "bad_steps"):
+            value = state_dict[key]
+            if value.is_floating_point() or value.is_complex() or int(value) < 0:
+                raise ValueError(f"state_dict[{key!r}] must be an integer tensor >= 0")
         nu = None
         if self.nu_auto:
             step = int(state_dict["step_count"])

@@ -497,7 +497,9 @@ def _collapse(sweeps: Sequence[Sequence[RunResult]], bounds: tuple[float, float]
     at the k-th κ, strongest constraint first. Only :func:`counted` runs enter (a run that
     missed its κ or hit λ's ceiling is not the constrained solution the claim is about); the
     strongest and the weakest κ need 2 counted seeds each, and the detail says how many
-    seed-runs met their constraint at each κ."""
+    seed-runs met their constraint at each κ. Where the weakest κ is inactive (λ ends at the
+    floor: every posterior may be the prior there for free), "holds" also needs e^I lower at
+    the weakest κ whose constraint is active."""
     n_k = len(sweeps[0])
     ok = [[run for run in (sw[k] for sw in sweeps) if counted(run, bounds)] for k in range(n_k)]
     tiles = [[float(run.metrics["effective_tiles"]) for run in runs] for runs in ok]
@@ -516,6 +518,18 @@ def _collapse(sweeps: Sequence[Sequence[RunResult]], bounds: tuple[float, float]
     v = compare(tiles[0], tiles[-1])
     detail = (f"{len(sweeps)} seeds, counted per κ {met}: e^I at the weakest κ {v} than at the "
               f"strongest, means over counted runs {shape}")
+    # where the weakest κ is inactive (λ ends at the floor in every counted run: the prior
+    # already meets it, e^I = 1 trivially), the claim must also hold at the weakest active κ
+    active = [k for k in range(n_k) if len(ok[k]) >= 2
+              and not all(lambda_at_guard(float(run.metrics["lambda"]), (bounds[0], math.inf))
+                          for run in ok[k])]
+    if v == "lower" and active and active[-1] not in (0, n_k - 1):
+        k = active[-1]
+        v_active = compare(tiles[0], tiles[k])
+        kappa = sweeps[0][k].spec.kappa
+        detail += f"; at the weakest active κ = {kappa:g}: {v_active}"
+        if v_active != "lower":
+            return f"partly ({detail})"
     if v == "lower":
         return f"{'holds' if monotone else 'partly'} ({detail})"
     if v == "higher":

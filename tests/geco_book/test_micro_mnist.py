@@ -523,3 +523,23 @@ def test_settled_table_claims_column_and_conclusions_read_the_numbers():
     assert "κ = 0.05: 7 ± 0 (3/3 counted)" in text
     with pytest.raises(ValueError, match="parts"):
         prose.conclusions(base, parts=("fig9",))
+
+
+def test_the_collapse_must_hold_at_the_weakest_active_kappa_too():
+    """RE κ = 0.05 / 0.1 / 0.3 over 3 seeds; κ = 0.3 is inactive (λ ends at the floor, e^I = 1
+    for free). e^I at κ = 0.1 no lower than at 0.05: partly, not holds; lower: holds."""
+    bounds = (1e-3, 1e8)
+
+    def run(kappa, tiles, lam):
+        m = _metrics(effective_tiles=tiles, **{"lambda": lam})
+        return mm.RunResult(mm.RunSpec("geco", "re", kappa), m, None, None,
+                            curves={"c_ma": np.full(8, -1e-4), "lambda": np.full(8, lam)})
+
+    def sweeps(middle):
+        return [[run(0.05, 7.0 - 0.01 * s, 100.0), run(0.1, middle - 0.01 * s, 10.0),
+                 run(0.3, 1.0, 1e-3)] for s in range(3)]
+
+    flat = tables._collapse(sweeps(7.0), bounds, 0.05)
+    assert flat.startswith("partly") and "weakest active κ = 0.1: no clear difference" in flat
+    falls = tables._collapse(sweeps(3.0), bounds, 0.05)
+    assert falls.startswith("holds") and "weakest active κ = 0.1: lower" in falls

@@ -195,3 +195,36 @@ def test_a_deeply_nested_record_is_reported_damaged_not_raised(tiny_config, stor
     (store.records / run.key / "record.json").write_text("[" * 100_000 + "]" * 100_000)
     assert store.load(run.key) is None
     assert "RecursionError" in store.damage(run.key)
+
+
+@pytest.mark.parametrize("files", [[], None, "x"])
+def test_a_record_whose_files_entry_is_not_a_mapping_is_damaged_not_raised(tiny_config, store,
+                                                                          files):
+    run = store.get_or_train(tiny_config())
+    path = store.records / run.key / "record.json"
+    rec = json.loads(path.read_text())
+    rec["files"] = files
+    path.write_text(json.dumps(rec))
+    assert store.load(run.key) is None
+    assert "metrics.jsonl does not match" in store.damage(run.key)
+
+
+@pytest.mark.parametrize("name", ["../../../escaped", "/tmp/abs", ".hidden", "a/b", "", 3])
+def test_an_evaluation_name_never_leaves_the_record(tiny_config, store, tmp_path, name):
+    run = store.get_or_train(tiny_config())
+    before = sorted(p for p in tmp_path.rglob("*"))
+    with pytest.raises(ValueError, match="name"):
+        run.evaluation(name, {"v": 1}, lambda r: ({"x": 1.0}, {}))
+    assert sorted(p for p in tmp_path.rglob("*")) == before
+    metrics, _ = run.evaluation("large_scale.v2-ok", {"v": 1}, lambda r: ({"x": 1.0}, {}))
+    assert metrics == {"x": 1.0}
+
+
+def test_a_diverged_run_is_never_recorded(tiny_config, store):
+    """lr = 1e30 sends every metric to NaN within two steps (fewer than the engine's bad-step
+    limit): the store refuses to record it, and nothing is served afterwards."""
+    cfg = tiny_config(lr=1e30, steps=2)
+    with pytest.warns(RuntimeWarning):
+        with pytest.raises(store_mod.TrainingDiverged, match="non-finite"):
+            store.get_or_train(cfg)
+    assert store.load(store_mod.run_key(cfg)) is None

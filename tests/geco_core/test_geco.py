@@ -466,3 +466,38 @@ def test_propose_nu_refuses_a_nu_outside_float32():
 
     with pytest.raises(ValueError, match="^c0: 1e-320 gives ν"):
         propose_nu(1e-320)
+
+
+def test_a_finite_c_hat_that_would_overflow_or_underflow_lambda_is_a_bad_step():
+    """Without lambda_bounds, exp(ν·C_ma) can overflow λ to inf or underflow it to 0 from a
+    finite Ĉ: the step is refused like a non-finite one (λ, C_ma, t kept; warned; raised
+    after max_bad_steps), so λ never leaves (0, ∞)."""
+    zero = torch.tensor(0.0)
+    for c in (1e3, -1e3):
+        geco = GECO(alpha=0.5, max_bad_steps=2)
+        before = geco.state_dict()
+        with pytest.warns(RuntimeWarning, match="overflow"):
+            loss = geco.loss(zero, torch.tensor([c]))
+        assert torch.isfinite(loss)
+        after = geco.state_dict()
+        for key in ("lambdas", "c_ma", "step_count"):
+            assert torch.equal(after[key], before[key]), (c, key)
+        assert int(after["bad_steps"]) == 1
+        with pytest.raises(FloatingPointError, match="overflow"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                geco.loss(zero, torch.tensor([c]))
+    geco = GECO(alpha=0.5)  # an ordinary large step still moves λ: e^{0.5·40}
+    geco.loss(zero, torch.tensor([40.0]))
+    assert float(geco.lambdas) == pytest.approx(math.exp(40.0), rel=1e-5)
+
+
+def test_load_state_dict_refuses_a_non_finite_moving_average_or_bad_counters():
+    geco = GECO()
+    sd = geco.state_dict()
+    with pytest.raises(ValueError, match="c_ma"):
+        geco.load_state_dict({**sd, "c_ma": torch.tensor([math.nan], dtype=torch.float64)})
+    for key, bad in (("step_count", torch.tensor(1.5)), ("bad_steps", torch.tensor(-1))):
+        with pytest.raises(ValueError, match=key):
+            geco.load_state_dict({**sd, key: bad})
+    geco.load_state_dict(sd)  # the untouched state still loads
