@@ -62,7 +62,7 @@ import numpy as np
 
 from geco_book.paths import cache_root, runs_root
 from geco_book.provenance import provenance
-from geco_core.checks import check_choice
+from geco_core.checks import OneLineParser, check_choice
 from geco_core.io import write_bytes, write_text
 
 __all__ = [
@@ -649,8 +649,8 @@ def get_or_train(config: Any, *, command: str | None = None) -> Run:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m geco_book.store", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="python -m geco_book.store", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="stored runs, one line each")
     t = sub.add_parser("train", help="(re)train stored runs from their recorded configs")

@@ -228,3 +228,13 @@ def test_a_diverged_run_is_never_recorded(tiny_config, store):
         with pytest.raises(store_mod.TrainingDiverged, match="non-finite"):
             store.get_or_train(cfg)
     assert store.load(store_mod.run_key(cfg)) is None
+
+
+@pytest.mark.parametrize("argv", [[], ["list", "extra"], ["--bogus", "list"], ["show", "x"],
+                                  ["train"]])
+def test_the_store_cli_refuses_bad_arguments_in_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
