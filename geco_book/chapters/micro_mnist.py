@@ -534,8 +534,8 @@ def run_experiment(
         progress: a progress bar over the runs.
         command: how this was invoked, for the records' provenance.
         pre_policy: GECO's settings from before the book's policy (:data:`PRE_POLICY`): the
-            chapter's records on the 10k fallback, until the regeneration on the official
-            split under the policy is complete.
+            chapter's earlier records on the 10k fallback (the page now shows the policy's
+            records on mnist-60k; the old ones are kept until they are deleted).
         **overrides: settings to change (:func:`settings_for`), e.g. ``steps=100``.
 
     Every run is trained in the stages of ``eval_steps`` (each continuing the previous stage's
