@@ -24,6 +24,7 @@ from geco_book.chapters.micro_mnist import LN7, MicroMNISTResult, RunResult
 from geco_book.chapters.micro_mnist_tables import (
     TILING_MIN_TILES,
     _lambda_bounds,
+    _met_counts,
     constraint_status,
     counted,
     paper_comparison,
@@ -103,8 +104,8 @@ def claims_table(result: MicroMNISTResult):
                (labels, ["avg KL", tiles]), (ends["re"], [tiles]), (ends["cla"], [tiles])]
     col, verdicts = [], []
     for (models, measures), verdict in zip(per_row, table["verdict"]):
-        moving = [(m, x) for m in models for x in measures if st.loc[(m, x), "settled"] is False
-                  or st.loc[(m, x), "settled"] == False]  # noqa: E712 (numpy bool)
+        moving = [(m, x) for m in models for x in measures
+                  if st.loc[(m, x), "settled"] == False]  # noqa: E712 (numpy bool; None: 1 seed)
         col.append("yes" if not moving else "no: " + "; ".join(
             f"{m} {x}: a seed moved {st.loc[(m, x), 'largest seed change']:.2g} "
             f"(seed SD {st.loc[(m, x), 'seed SD']:.2g})" for m, x in moving))
@@ -127,13 +128,10 @@ def _vals(runs: Sequence[RunResult], key: str) -> list[float]:
 
 
 def _status_words(runs: Sequence[RunResult], bounds) -> str:
-    n = len(runs)
-    st = [constraint_status(run, bounds) for run in runs]
-    touched = [s["λ touched a bound (any step)"] for s in st]
-    ceiling = sum(t in ("ceiling", "both") for t in touched)
-    floor = sum(t in ("floor", "both") for t in touched)
-    return (f"counted in {sum(counted(run, bounds) for run in runs)}/{n} seeds (λ touched its "
-            f"ceiling in {ceiling}/{n}, its floor in {floor}/{n})")
+    c = _met_counts(runs, bounds)  # the seed tables' counts, in words
+    ceiling, floor = c["λ touched ceiling / floor"].split(" / ")
+    return (f"counted in {c['counted']} seeds (λ touched its ceiling in {ceiling}, its floor "
+            f"in {floor})")
 
 
 #: The parts of :func:`conclusions`, in the chapter's order.
