@@ -44,11 +44,11 @@ statements below against that file):
   9,000 steps under the policy it met κ = 0.1 in 3 of 3 seeds with λ ≤ 3.5·10⁴, far below its
   ceiling (KL ≈ 36 nats, against ≈ 46 at α = 0.99).
 
-**Records made before the policy.** The committed runs of chapters 02–05 were trained with
-the settings in :data:`PRE_POLICY_GECO` (ν = 1; chapter 02 with α = 0.99, a factor clamp and
-a 10⁷ bound) on the vendored 10k test split. Those chapters keep them — so that they still
-render from their records — until they are regenerated on the official split under the
-policy; they get them from here, by name, and from nowhere else.
+**Settings before the policy.** The book's first records (chapters 02–05, on the vendored 10k
+test split) were trained with the settings in :data:`PRE_POLICY_GECO` (ν = 1; chapter 02 with
+α = 0.99, a factor clamp and a 10⁷ bound). Every chapter now renders from records trained under
+the policy on the official split, and those records were deleted; the settings stay here as
+the ``nu=1`` variant of :mod:`geco_book.policy_study`, which measured the policy against them.
 
 Example:
     >>> train_settings("vae_nvp", "cpu")["lr"], geco_settings("cpu")["nu"]
@@ -94,8 +94,8 @@ GECO_POLICY: dict[str, Any] = {
     "geco_kwargs": {"lambda_bounds": [1e-3, 1e8]},
 }
 
-#: The GECO settings the committed records of a chapter were trained with before the policy
-#: (module docstring), by chapter module. ``alpha`` per profile; ``lambda_init`` per constraint
+#: The GECO settings of each chapter before the policy (module docstring), by chapter module:
+#: the policy study's ``nu=1`` variant. ``alpha`` per profile; ``lambda_init`` per constraint
 #: where a chapter had one per constraint.
 PRE_POLICY_GECO: dict[str, dict[str, Any]] = {
     # chapters 03, 04 (its models are chapter 03's) and 05 (chapter 03's runs and its own)

@@ -110,8 +110,46 @@ class TrainingDiverged(ValueError):
     """A run ended with non-finite final metrics (NaN or ±inf): the store records nothing."""
 
 
+def _final_mismatch(record: Mapping[str, Any], log: bytes) -> str | None:
+    """Why a record's ``final`` and ``step`` are not its log's last row (the log is
+    checksummed, the record's numbers are checked against it), or None."""
+    lines = log.splitlines()
+    try:
+        last = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        last = None
+    if not isinstance(last, dict) or not isinstance(last.get("step"), (int, float)):
+        return "metrics.jsonl has no readable last row"
+    final = record.get("final")
+    if not isinstance(final, dict) or final != last:
+        return "its final metrics are not the last row of metrics.jsonl (an edited record)"
+    if record.get("step") != int(last["step"]) + 1:
+        return (f"its step {record.get('step')!r} is not the log's last step + 1 "
+                f"({int(last['step']) + 1}; an edited or truncated record)")
+    return None
+
+
 class MissingCheckpointError(FileNotFoundError):
     """A stored run's checkpoint is needed but absent (it lives outside the repository)."""
+
+
+def _evaluation_sha(entry: Mapping[str, Any]) -> str:
+    """The sha256 of an evaluation entry's content (everything but its own ``sha256``)."""
+    return _sha256_bytes(_canonical({k: v for k, v in entry.items() if k != "sha256"}).encode())
+
+
+def _read_evaluation(path: Path) -> dict[str, Any]:
+    """A cached evaluation entry, refused (one line naming the file) when it is unreadable or
+    its content does not match its ``sha256`` (an edited or truncated file)."""
+    try:
+        entry = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as e:
+        raise ValueError(f"{path}: unreadable evaluation ({type(e).__name__}); delete it to "
+                         "recompute it") from None
+    if not isinstance(entry, dict) or entry.get("sha256") != _evaluation_sha(entry):
+        raise ValueError(f"{path}: its content does not match the sha256 it holds (an edited "
+                         "evaluation); delete it to recompute it")
+    return entry
 
 
 def _canonical(obj: Any) -> str:
@@ -341,9 +379,12 @@ class Run:
         base = self._evaluation_base(name, settings)
         jpath, npath = base.with_suffix(".json"), base.with_suffix(".npz")
         if jpath.is_file():
-            entry = json.loads(jpath.read_text())
+            entry = _read_evaluation(jpath)
             arrays: dict[str, np.ndarray] = {}
             if entry.get("npz_sha256"):
+                if not npath.is_file():
+                    raise ValueError(f"{npath}: missing, though {jpath.name} names its sha256; "
+                                     "delete both to recompute them")
                 blob = npath.read_bytes()
                 if _sha256_bytes(blob) != entry["npz_sha256"]:
                     raise ValueError(f"{npath}: sha256 differs from {jpath.name}; delete both")
@@ -357,7 +398,9 @@ class Run:
             np.savez_compressed(buf, **arrays)
             write_bytes(npath, buf.getvalue())
             entry["npz_sha256"] = _sha256_bytes(buf.getvalue())
-        write_text(jpath, json.dumps(entry, indent=1, default=float) + "\n")
+        entry = json.loads(json.dumps(entry, default=float))
+        entry["sha256"] = _evaluation_sha(entry)
+        write_text(jpath, json.dumps(entry, indent=1) + "\n")
         return json.loads(json.dumps(metrics, default=float)), arrays
 
 
@@ -412,6 +455,9 @@ class RunStore:
         files = record.get("files")
         if not isinstance(files, dict) or files.get("metrics.jsonl") != _sha256_bytes(log):
             return {}, "metrics.jsonl does not match the sha256 in record.json"
+        why = _final_mismatch(record, log)
+        if why:
+            return {}, why
         try:
             actual = record_key(record)
         except ValueError as e:

@@ -45,7 +45,6 @@ from geco_book.sweep import run_chains
 from geco_book.sweep import torch_threads as _torch_threads
 from geco_core.checks import (
     OneLineParser,
-    check_bool,
     check_choice,
     check_positive,
     check_seed,
@@ -194,35 +193,15 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
-#: The settings chapter 03's committed records had before the book's one GECO policy and the
-#: official split (chapter 05 builds on those runs until it is regenerated, issue 25):
-#: :func:`settings_for` with ``pre_policy=True`` applies these on top of :data:`SETTINGS`.
-PRE_POLICY: dict[str, dict[str, Any]] = {
-    profile: {
-        "steps": steps,
-        "stages": {m: [n] for m, n in steps.items()},
-        "headline_kappa_of": {},
-        "all_seed_kappas": {},
-        "matched": [["convdraw", "mnist-rotate"], ["vae_nvp", "mnist"]],
-        "geco": geco_settings(profile, pre_policy="large_scale"),
-    }
-    for profile, steps in (("smoke", {"convdraw": 4, "vae_nvp": 4}),
-                           ("cpu", {"convdraw": 1500, "vae_nvp": 3000}),
-                           ("gpu", {"convdraw": 200_000, "vae_nvp": 200_000}))
-}
-
-
-def settings_for(profile: str, *, pre_policy: bool = False, **overrides: Any) -> dict[str, Any]:
-    """A deep copy of :data:`SETTINGS` [``profile``] (with ``pre_policy``: and
-    :data:`PRE_POLICY` [``profile``]) with ``overrides`` applied.
+def settings_for(profile: str, **overrides: Any) -> dict[str, Any]:
+    """A deep copy of :data:`SETTINGS` [``profile``] with ``overrides`` applied.
 
     Example:
-        >>> settings_for("cpu")["kappas"], settings_for("cpu", pre_policy=True)["steps"]
+        >>> settings_for("cpu")["kappas"], settings_for("cpu", steps={"convdraw": 1500,
+        ...     "vae_nvp": 3000}, stages={"convdraw": [1500], "vae_nvp": [3000]})["steps"]
         ([0.06, 0.1, 0.175], {'convdraw': 1500, 'vae_nvp': 3000})
     """
-    check_bool(pre_policy, "pre_policy")
-    base = dict(PRE_POLICY[profile]) if pre_policy and profile in PRE_POLICY else {}
-    out = settings_copy(profile, SETTINGS, {**base, **overrides})
+    out = settings_copy(profile, SETTINGS, overrides)
     for model, steps in out["stages"].items():
         if (not steps or steps != sorted(set(steps)) or steps[-1] != out["steps"][model]
                 or any(n % int(out["log_every"]) for n in steps)):

@@ -98,24 +98,6 @@ _POLICY_ABLATIONS = [
     {"objective": "geco", "constraint": "re", "kappa": 0.05, "lambda_init": 100.0},
 ]
 
-#: The settings the chapter's records on the 10k fallback were trained with before the policy
-#: (``settings_for(profile, pre_policy=True)``; geco_book.policy.PRE_POLICY_GECO["micro_mnist"]):
-#: ν = 1 with α = 0.99, λ's change clamped to 2 % per step, bounds [1e-3, 1e7] and λ⁰ = 100 for
-#: CLA, 1 for RE; ablations the other way round. Why it chose them then: with ν = 1 and the
-#: α = 0.99 average lagging ~100 steps, λ overshot by many orders of magnitude (an exploratory
-#: run without the clamp reached λ ≈ 2·10¹² after 200 steps of GECO + RE).
-PRE_POLICY: dict[str, dict[str, Any]] = {
-    profile: {
-        **geco_settings(profile, pre_policy="micro_mnist"),
-        "ablations": [
-            {"objective": "geco", "constraint": "cla", "kappa": 0.9, "lambda_init": 1.0},
-            {"objective": "geco", "constraint": "re", "kappa": 0.05, "lambda_init": 100.0},
-        ],
-    }
-    for profile in ("smoke", "cpu", "gpu")
-}
-
-
 def _geco(profile: str) -> dict[str, Any]:
     return {**geco_settings(profile), "ablations": copy.deepcopy(_POLICY_ABLATIONS)}
 
@@ -216,9 +198,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
-def settings_for(profile: str, *, pre_policy: bool = False, **overrides: Any) -> dict[str, Any]:
-    """The settings of ``profile`` (a deep copy of :data:`SETTINGS`; with ``pre_policy``, GECO's
-    settings from :data:`PRE_POLICY`), with ``overrides`` applied.
+def settings_for(profile: str, **overrides: Any) -> dict[str, Any]:
+    """The settings of ``profile`` (a deep copy of :data:`SETTINGS`), with ``overrides``
+    applied.
 
     Raises:
         ValueError: unknown profile (listing the valid ones) or an unknown override key.
@@ -230,14 +212,10 @@ def settings_for(profile: str, *, pre_policy: bool = False, **overrides: Any) ->
         [3]
         >>> settings_for("cpu", steps=8000)["eval_steps"]
         [2000, 5000, 8000]
-        >>> settings_for("cpu")["alpha"], settings_for("cpu", pre_policy=True)["alpha"]
-        (0.9, 0.99)
+        >>> settings_for("cpu")["alpha"], settings_for("cpu")["nu"]
+        (0.9, 'auto')
     """
-    check_bool(pre_policy, "pre_policy")
     out = settings_copy(profile, SETTINGS, overrides)
-    if pre_policy:
-        out.update({k: v for k, v in copy.deepcopy(PRE_POLICY[profile]).items()
-                    if k not in overrides})
     if "steps" in overrides and "eval_steps" not in overrides:
         out["eval_steps"] = [v for v in out["eval_steps"] if v < out["steps"]] + [out["steps"]]
     stages = out["eval_steps"]
@@ -520,7 +498,6 @@ def run_experiment(
     force: bool = False,
     progress: bool = True,
     command: str | None = None,
-    pre_policy: bool = False,
     **overrides: Any,
 ) -> MicroMNISTResult:
     """Train (or load) every model of the chapter through the run store and evaluate it.
@@ -533,9 +510,6 @@ def run_experiment(
         force: forget the stored runs of this experiment and train them again.
         progress: a progress bar over the runs.
         command: how this was invoked, for the records' provenance.
-        pre_policy: GECO's settings from before the book's policy (:data:`PRE_POLICY`): the
-            chapter's earlier records on the 10k fallback (the page now shows the policy's
-            records on mnist-60k; the old ones are kept until they are deleted).
         **overrides: settings to change (:func:`settings_for`), e.g. ``steps=100``.
 
     Every run is trained in the stages of ``eval_steps`` (each continuing the previous stage's
@@ -548,7 +522,7 @@ def run_experiment(
     """
     check_bool(force, "force_retrain")
     check_bool(progress, "progress")
-    settings = settings_for(profile, pre_policy=pre_policy, **overrides)
+    settings = settings_for(profile, **overrides)
     store = store_for(profile) if store is None else store
     n_fig8, n_sweep = int(settings["fig8_seeds"]), int(settings["sweep_seeds"])
     seeds = [seed + i for i in range(max(n_fig8, n_sweep))]
@@ -564,8 +538,7 @@ def run_experiment(
             for steps in stages:
                 store.forget(train_config(spec, settings, s, steps))
     if command is None:
-        extra = ", pre_policy=True" if pre_policy else ""
-        extra += "".join(f", {k}={v!r}" for k, v in overrides.items())
+        extra = "".join(f", {k}={v!r}" for k, v in overrides.items())
         command = (f"geco_book.chapters.micro_mnist.run_experiment(profile={profile!r}, "
                    f"seed={seed}{extra})")
     data = {s: _load_data(s) for s in seeds}

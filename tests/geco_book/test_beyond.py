@@ -4,7 +4,6 @@ config valid, the smoke profile end to end (tables and figures), the log summari
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 
 import matplotlib
@@ -117,15 +116,8 @@ def test_log_summary_time_to_target_and_runaway():
     assert math.isnan(never["time_to_target"])
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    root = tmp_path_factory.mktemp("beyond")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return b.run_chapter("smoke", store=RunStore(root / "r", root / "c"), progress=False)
-
-
-def test_smoke_end_to_end(smoke):
+def test_smoke_end_to_end(beyond_smoke):
+    smoke = beyond_smoke
     s = smoke.settings
     assert set(smoke.search) == {tuple(c) for c in s["search_combos"]}
     sweep = bt.sweep_table(smoke)
@@ -161,7 +153,8 @@ def test_smoke_end_to_end(smoke):
         matplotlib.pyplot.close(fig)
 
 
-def test_smoke_second_call_trains_nothing(smoke, monkeypatch):
+def test_smoke_second_call_trains_nothing(beyond_smoke, monkeypatch):
+    smoke = beyond_smoke
     store = next(iter(smoke.runs.values())).record_dir.parent
     st = RunStore(store, store.parent / "c")
     res = b.run_chapter("smoke", store=st, progress=False)

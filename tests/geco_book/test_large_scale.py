@@ -50,8 +50,6 @@ def test_stages_are_checked():
         ls.settings_for("cpu", stages={"convdraw": [1010, 3000], "vae_nvp": [12000]})
     with pytest.raises(ValueError, match="stages"):
         ls.settings_for("cpu", stages={"convdraw": [3000, 1500], "vae_nvp": [12000]})
-    old = ls.settings_for("cpu", pre_policy=True)
-    assert old["steps"] == {"convdraw": 1500, "vae_nvp": 3000} and old["geco"]["nu"] == 1.0
 
 
 def test_train_config_follows_the_policy_and_the_settings():

@@ -75,9 +75,11 @@ def test_eval_steps_end_at_steps_and_are_checked():
     assert diff == {"steps", "ckpt_every"} and b.steps == 20_000
 
 
-def test_editing_a_docstring_of_a_model_module_keeps_the_committed_cache_valid(tmp_path):
+def test_editing_a_docstring_of_a_model_module_keeps_the_committed_cache_valid(
+        tmp_path, official_mnist):
     """A copy of the library whose VAE+NVP module has a new docstring renders chapter 02 from
-    the committed records without training (training would raise)."""
+    the committed records (trained on the official 60k split) without training (training
+    would raise)."""
     if not (Path(mm.__file__).resolve().parents[2] / "book" / "_cache" / "runs").is_dir():
         pytest.skip("no committed cpu records")
     import geco_core
@@ -95,11 +97,12 @@ def test_editing_a_docstring_of_a_model_module_keeps_the_committed_cache_valid(t
         "def boom(*a, **k): raise SystemExit('stale: the chapter tried to train')\n"
         "t.fit = boom\n"
         "from geco_book.chapters import micro_mnist as mm\n"
-        "r = mm.run_experiment('cpu', progress=False, workers=1, pre_policy=True)  # fit patched\n"
-        "assert r.from_cache\n"
+        "r = mm.run_experiment('cpu', progress=False, workers=1)  # fit patched\n"
+        "assert r.from_cache and r.provenance['data']['source'] == 'mnist-60k'\n"
         "print('ok', len(r.runs))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(tmp_path), "GECO_RUNS": str(tmp_path / "no-ckpts")}
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "GECO_RUNS": str(tmp_path / "no-ckpts"),
+           "GECO_DATA": str(official_mnist)}
     # cwd = the copy's parent: `python -c` puts the working directory first on sys.path.
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=300, cwd=tmp_path)

@@ -35,8 +35,6 @@ def test_chapter_03_takes_its_geco_settings_from_the_policy_module(profile):
     s = ls.settings_for(profile)
     expected = policy.geco_settings(profile)
     assert s["geco"] == expected
-    assert ls.settings_for(profile, pre_policy=True)["geco"] == policy.geco_settings(
-        profile, pre_policy="large_scale")  # chapter 05's records, until issue 25
     for spec in ls.run_specs(s):
         cfg = ls.train_config(spec, s)
         assert cfg.alpha == expected["alpha"]
@@ -47,10 +45,9 @@ def test_chapter_03_takes_its_geco_settings_from_the_policy_module(profile):
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
-@pytest.mark.parametrize("pre_policy", [False, True])
-def test_chapter_02_takes_its_geco_settings_from_the_policy_module(profile, pre_policy):
-    s = mm.settings_for(profile, pre_policy=pre_policy)
-    expected = policy.geco_settings(profile, pre_policy="micro_mnist" if pre_policy else None)
+def test_chapter_02_takes_its_geco_settings_from_the_policy_module(profile):
+    s = mm.settings_for(profile)
+    expected = policy.geco_settings(profile)
     lambda_inits = set()
     for spec in mm.run_specs(s):
         if spec.objective != "geco":
@@ -60,11 +57,11 @@ def test_chapter_02_takes_its_geco_settings_from_the_policy_module(profile, pre_
             expected["alpha"], expected["nu"], expected["geco_kwargs"])
         li = expected["lambda_init"]
         if spec.lambda_init is None:
-            assert cfg.lambda_init == (li[spec.constraint] if pre_policy else li)
+            assert cfg.lambda_init == li
         else:
             lambda_inits.add(cfg.lambda_init)
     # the ablations start at another λ⁰ than the runs they are compared with
-    assert lambda_inits and (pre_policy or lambda_inits == {100.0})
+    assert lambda_inits == {100.0}
 
 
 def test_study_configs_change_only_gecos_settings():

@@ -1,0 +1,370 @@
+r"""Chapter 05's findings as sentences computed from its runs.
+
+The chapter's prose quotes no run's number by hand: each function here reads the same stored
+runs and evaluations as the tables of :mod:`geco_book.chapters.beyond_tables` and returns
+Markdown bullets — the sweep GECO saves (:func:`sweep_findings`), the alternatives and GECO's
+variants (:func:`methods_findings`), robustness (:func:`robustness_findings`), the ν rule
+(:func:`rule_findings`) and the chapter's conclusions (:func:`conclusions`).
+
+The words follow fixed rules, stated once here:
+
+- the target is "held-out MSE ≤ κ²" with 5 % slack (*met*, :data:`beyond_tables._TOL`); a
+  method's price is its held-out average KL;
+- a KL comparison over seeds is :func:`geco_book.verdicts.compare` (gap > 2 SE and no
+  overlap). It is called a *win* only when the lower side met the target on every seed
+  (:func:`price_clause`): a lower KL at a missed target buys reconstruction with nats;
+- a setting run at one seed (the robustness points) gives a direction beside the reference's
+  seed range, never a verdict (:func:`robustness_findings`);
+- λ "touched the ceiling" when it reached the upper bound at *any* logged step.
+
+Example:
+    >>> lam(3.3e4), lam(1e8), lam(0.5)
+    ('3.3·10⁴', '10⁸', '0.5')
+    >>> print(price_clause("lower", True, True).replace(", ", ",\n"))
+    GECO's KL is lower than the β-VAE's beyond the seed spread,
+    both meeting the target on every seed
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from geco_book.chapters import beyond_tables as bt
+from geco_book.verdicts import NO_DIFFERENCE, compare
+
+__all__ = ["conclusions", "lam", "methods_findings", "price_clause", "robustness_findings",
+           "rule_findings", "softplus_bound", "sweep_findings"]
+
+_SUP = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+_TOL = bt._TOL
+_pm = bt._pm
+
+
+def lam(x: float, digits: int = 2) -> str:
+    """``x`` as ``m·10ᵉ`` (``10ᵉ`` when m rounds to 1), plain below 100."""
+    x = float(x)
+    if not math.isfinite(x):
+        return "—"
+    if abs(x) < 100:
+        return f"{x:.{digits}g}"
+    e = int(math.floor(math.log10(abs(x))))
+    m = float(f"{x / 10 ** e:.{digits}g}")
+    if m >= 10:
+        m, e = m / 10, e + 1
+    head = "" if m == 1 else f"{m:g}·"
+    return f"{head}10{str(e).translate(_SUP)}"
+
+
+def _n(values) -> int:
+    return len(list(values))
+
+
+def _met(ratios) -> np.ndarray:
+    return np.asarray(list(ratios), dtype=float) <= 1 + _TOL
+
+
+def _ratio(ratios, digits: int = 3) -> str:
+    return f"{_pm(ratios, digits)} κ²"
+
+
+def _kl(values) -> str:
+    return f"{_pm(values)} nats"
+
+
+def price_clause(verdict: str, geco_met_all: bool, other_met_all: bool,
+                 other: str = "the β-VAE", subject: str = "GECO") -> str:
+    r"""How ``subject``'s KL compares with ``other``'s (``verdict`` = :func:`compare` (other,
+    subject): "lower" means the subject's is lower), said as a price only where both met the
+    target on every seed.
+
+    Example:
+        >>> print(price_clause("higher", True, False, "ControlVAE").replace(", ", ",\n"))
+        GECO's KL is higher than ControlVAE's beyond the seed spread,
+        but only GECO met the target on every seed: not a price at the same reconstruction
+    """
+    if verdict == NO_DIFFERENCE:
+        head = f"{subject}'s KL is not different from {other}'s beyond the seed spread"
+    else:
+        head = f"{subject}'s KL is {verdict} than {other}'s beyond the seed spread"
+    same = ": not a price at the same reconstruction"
+    if geco_met_all and other_met_all:
+        return head + ", both meeting the target on every seed"
+    if geco_met_all:
+        return head + f", but only {subject} met the target on every seed" + same
+    if other_met_all:
+        return head + f", but only {other} met the target on every seed" + same
+    return head + ", neither meeting the target on every seed"
+
+
+def _cap(text: str) -> str:
+    """``text`` with a capital first letter (a Latin one only: "ν auto" stays as it is)."""
+    return text[:1].upper() + text[1:] if text[:1].isascii() else text
+
+
+def _touched(summaries: Sequence[dict[str, Any]], key: str = "lambda_bound_step") -> int:
+    return sum(1 for s in summaries if math.isfinite(float(s[key])))
+
+
+def _combo(res, c) -> dict[str, Any]:
+    """GECO's and the β search's numbers on one (model, data set)."""
+    from geco_book.chapters.beyond import evaluate
+
+    target = float(res.settings["kappa"]) ** 2
+    r = res.search[c]
+    geco = list(r["geco"].values())
+    g_ev = [evaluate(run, res.settings) for run in geco]
+    g_sum = [bt.log_summary(run.log(), target) for run in geco]
+    b_ev = [evaluate(run, res.settings) for run in r["best"].values()]
+    return {
+        "search": r["search"],
+        "g_mse": [e["test_mse"] / target for e in g_ev],
+        "g_kl": [e["test_avg_kl"] for e in g_ev],
+        "g_sum": g_sum,
+        "b_mse": [e["test_mse"] / target for e in b_ev],
+        "b_kl": [e["test_avg_kl"] for e in b_ev],
+    }
+
+
+def _search_clause(s, target: float) -> str:
+    best, value = s.best
+    if s.status == "found":
+        return (f"the β search hit ±{_TOL:.0%} of κ² at λ = {lam(best, 3)} after {s.n_runs} "
+                f"runs").replace("%", " %")
+    why = {"budget": f"spent its budget of {s.n_runs} runs",
+           "infeasible": f"ran out of range after {s.n_runs} runs"}.get(s.status, s.status)
+    return (f"the β search {why} without a run within ±{_TOL:.0%} of κ² (closest: λ = "
+            f"{lam(best, 3)}, {value / target:.3g} κ²)").replace("%", " %")
+
+
+def sweep_findings(res) -> str:
+    """Experiment 1 per (model, data set): GECO's seeds (met, KL, λ at the end and whether it
+    touched a bound), the search's outcome, the β-VAE at the search's best λ over the same
+    seeds, and the KL verdict as a price (:func:`price_clause`); then one line on the runs
+    the search cost against GECO's one."""
+    target = float(res.settings["kappa"]) ** 2
+    out = []
+    n_found, geco_all, runs = 0, 0, []
+    for c in res.search:
+        d = _combo(res, c)
+        s = d["search"]
+        gm, bm = _met(d["g_mse"]), _met(d["b_mse"])
+        ceil = _touched(d["g_sum"])
+        floor = _touched(d["g_sum"], "lambda_floor_step")
+        n = len(gm)
+        bound = ""
+        if ceil:
+            bound = f"; λ touched the {lam(bt.LAMBDA_CEILING)} ceiling on {ceil}/{n} seeds"
+        if floor:
+            bound += f"; λ touched the floor on {floor}/{n} seeds"
+        ends = [x["lambda_end"] for x in d["g_sum"]]
+        geco_txt = (f"GECO met the target on {int(gm.sum())}/{n} seeds (held-out MSE "
+                    f"{_ratio(d['g_mse'])}, KL {_kl(d['g_kl'])}, λ ending at "
+                    f"{lam(min(ends))}–{lam(max(ends))}{bound})")
+        beta_txt = (f"at {'that' if s.status == 'found' else 'the closest'} λ the β-VAE's "
+                    f"{len(bm)} seeds give {_ratio(d['b_mse'])} (met {int(bm.sum())}/{len(bm)}) "
+                    f"at {_kl(d['b_kl'])}")
+        price = _cap(price_clause(compare(d["b_kl"], d["g_kl"]), bool(gm.all()), bool(bm.all())))
+        out.append(f"- **{c[0]} / {c[1]}**: {geco_txt}; {_search_clause(s, target)}; "
+                   f"{beta_txt}. {price}.")
+        n_found += s.status == "found"
+        geco_all += bool(gm.all())
+        runs.append(s.n_runs)
+    out.append(f"\n**The count.** GECO's one run per seed met the target on every seed on "
+               f"{geco_all} of {len(res.search)} (model, data set); the β searches took "
+               f"{min(runs)}–{max(runs)} runs each and found a β within ±{_TOL:.0%} of κ² on "
+               f"{n_found} of {len(res.search)}.".replace("%", " %"))
+    return "\n".join(out)
+
+
+def _method_rows(res) -> pd.DataFrame:
+    t = pd.DataFrame(res.rows)
+    model, data = res.settings["methods_combo"]
+    return t[(t["variant"] == "") & (t["model"] == model) & (t["dataset"] == data)]
+
+
+#: The methods of section 2 (the alternatives) and of section 3 (GECO's variants).
+ALTERNATIVES = ("elbo", "annealed", "beta_vae", "sigma_vae", "control_vae", "cooper_ga",
+                "cooper_nupi")
+VARIANTS = ("geco_nu1", "geco_speedup", "geco_floor", "softplus_adam")
+
+
+def _method_line(d: pd.DataFrame, geco: pd.DataFrame) -> str:
+    met = d["met"].to_numpy()
+    ceil = int(d["lambda_bound_step"].notna().sum())
+    floor = int(d["lambda_floor_step"].notna().sum())
+    lam_txt = f"λ ends at {lam(d['lambda_end'].min())}–{lam(d['lambda_end'].max())}"
+    if ceil:
+        lam_txt += f", touched the ceiling on {ceil}/{len(d)} seeds"
+    if floor:
+        lam_txt += f", touched the floor on {floor}/{len(d)} seeds"
+    head = (f"- **{d['label'].iloc[0]}**: held-out MSE {_ratio(d['mse_over_target'])} (met "
+            f"{int(met.sum())}/{len(d)}) at {_kl(d['test_avg_kl'])}; {lam_txt}")
+    if d["method"].iloc[0] == "geco":
+        return head + " (the reference)."
+    v = compare(d["test_avg_kl"], geco["test_avg_kl"])
+    return head + ". " + price_clause(v, bool(geco["met"].all()), bool(met.all()),
+                                      "this method") + "."
+
+
+def methods_findings(res, methods: Sequence[str] = ALTERNATIVES) -> str:
+    """One bullet per method of ``methods`` on the methods combination, GECO's first: held-out
+    MSE ÷ κ² and seeds that met the target, held-out KL, λ's end and bounds, and GECO's KL
+    against it (:func:`price_clause`)."""
+    t = _method_rows(res)
+    geco = t[t["method"] == "geco"]
+    lines = [_method_line(geco, geco)]
+    for m in methods:
+        d = t[t["method"] == m]
+        if len(d):
+            lines.append(_method_line(d, geco))
+    return "\n".join(lines)
+
+
+def softplus_bound(res) -> float:
+    """The largest λ = softplus(u)² the model's Adam can reach in the run: Adam moves u by at
+    most ≈ 3.2× its learning rate per step (Kingma & Ba 2015, §2.1, for β₁ = 0.9, β₂ = 0.999),
+    from softplus(u⁰)² = λ⁰."""
+    cfg = res.runs[_method_rows(res).query("method == 'softplus_adam'")["name"].iloc[0]].config
+    u0 = math.log(math.expm1(math.sqrt(float(cfg.lambda_init))))
+    u = u0 + 3.2 * int(cfg.steps) * float(cfg.lr)
+    return math.log1p(math.exp(u)) ** 2
+
+
+def robustness_findings(res) -> str:
+    """One bullet per changed setting (seed ``settings["seed"]``): held-out MSE ÷ κ² and KL,
+    whether λ touched the ceiling, and where the point lies against the reference's range over
+    its seeds (a direction at one seed, not a verdict)."""
+    rob = bt.robustness_table(res)
+    t = _method_rows(res)
+    lines = []
+    for method, label in (("geco", "GECO"), ("beta_vae", "the β-VAE at the searched β")):
+        ref = t[t["method"] == method]
+        if not len(ref):
+            continue
+        lo_m, hi_m = ref["mse_over_target"].min(), ref["mse_over_target"].max()
+        lo_k, hi_k = ref["test_avg_kl"].min(), ref["test_avg_kl"].max()
+        lines.append(f"- **{label}, reference** ({len(ref)} seeds): held-out MSE "
+                     f"{lo_m:.3g}–{hi_m:.3g} κ², KL {lo_k:.3g}–{hi_k:.3g} nats.")
+        for variant, row in rob.loc[method].iterrows():
+            if variant == "(reference)":
+                continue
+            k, v = variant.split("=")
+            where = ("inside" if lo_k <= row["test_avg_kl"] <= hi_k else
+                     "below" if row["test_avg_kl"] < lo_k else "above")
+            at = (f"λ at the ceiling from step {int(row['lambda_bound_step']):,}"
+                  if math.isfinite(row["lambda_bound_step"]) else
+                  f"λ peaks at {lam(row['lambda_peak'])}, ends at {lam(row['lambda_end'])}")
+            ttt = (f"training target from step {int(row['time_to_target']):,}"
+                   if math.isfinite(row["time_to_target"]) else "training target never reached")
+            lines.append(f"  - {k.replace('_', ' ')} = {float(v):g}: "
+                         f"{row['mse_over_target']:.3g} κ² ({'met' if row['met'] else 'missed'})"
+                         f", KL {row['test_avg_kl']:.3g} nats ({where} the reference's range); "
+                         f"{at}; {ttt}.")
+    return "\n".join(lines)
+
+
+def _rule_parts(res) -> dict[tuple[str, str], dict[str, pd.DataFrame]]:
+    t = bt.rule_table(res).reset_index()
+    out = {}
+    for (model, data), d in t.groupby(["model", "dataset"], sort=False):
+        out[(model, data)] = {k: d[d["GECO"] == name] for k, name in bt.RULE_ROWS.items()}
+    return out
+
+
+def _rule_side(x: pd.DataFrame) -> str:
+    met = _met(x["held-out MSE / κ²"])
+    ceil = int(x["lambda_bound_step"].notna().sum())
+    tail = f", λ at the ceiling on {ceil}/{len(x)}" if ceil else ""
+    return (f"ν {_pm(x['ν'], 2)}: {_ratio(x['held-out MSE / κ²'])} (met {int(met.sum())}/"
+            f"{len(x)}) at {_kl(x['KL'])}{tail}")
+
+
+def rule_findings(res) -> str:
+    """Per (model, data set): the policy's ν auto (chapter 03's runs), the ν = 1 ablation and
+    ν auto with the speed-up over the rule seeds, with the KL verdicts as prices."""
+    lines = []
+    for (model, data), p in _rule_parts(res).items():
+        auto, one, fast = p["geco"], p["geco_nu1"], p["geco_speedup"]
+        a_met, o_met, f_met = (bool(_met(x["held-out MSE / κ²"]).all()) for x in (auto, one,
+                                                                                   fast))
+        v1 = price_clause(compare(one["KL"], auto["KL"]), a_met, o_met, "ν = 1", "ν auto")
+        v2 = price_clause(compare(fast["KL"], auto["KL"]), a_met, f_met, "the speed-up",
+                          "ν auto")
+        lines.append(f"- **{model} / {data}**: ν auto {_rule_side(auto)}; ν = 1 "
+                     f"{_rule_side(one).removeprefix('ν ')}; ν auto + speed-up "
+                     f"{_rule_side(fast).split(': ', 1)[1]}. {_cap(v1)}. {_cap(v2)}.")
+    return "\n".join(lines)
+
+
+def conclusions(res) -> str:
+    """The chapter's conclusions as Markdown bullets, each from the numbers above it."""
+    out = []
+    feasible, both, prices = [], [], []
+    for c in res.search:
+        d = _combo(res, c)
+        gm, bm = _met(d["g_mse"]), _met(d["b_mse"])
+        if gm.all():
+            feasible.append(c)
+        if gm.all() and bm.all():
+            v = compare(d["b_kl"], d["g_kl"])
+            both.append(c)
+            prices.append(f"{c[0]} / {c[1]}: GECO's KL {v if v != NO_DIFFERENCE else 'equal'}"
+                          f" ({_pm(d['g_kl'])} against {_pm(d['b_kl'])} nats)")
+    runs = [res.search[c]["search"].n_runs for c in res.search]
+    found = [c for c in res.search if res.search[c]["search"].status == "found"]
+    out.append(f"- **The workflow.** One GECO run per seed met κ = {res.settings['kappa']:g} "
+               f"on every seed on {len(feasible)} of {len(res.search)} (model, data set) "
+               f"({', '.join(f'{m} / {x}' for m, x in feasible) or 'none'}); the β search needed "
+               f"{min(runs)}–{max(runs)} runs and found a β within ±{_TOL:.0%} on "
+               f"{len(found)} of {len(res.search)}.".replace("%", " %"))
+    if both:
+        out.append("- **The price at the target**, where both met it on every seed: "
+                   + "; ".join(prices) + ".")
+    else:
+        out.append("- **The price at the target**: on no (model, data set) did GECO and the "
+                   "β-VAE at the searched β both meet the target on every seed, so no price "
+                   "is compared at the same reconstruction.")
+    t = _method_rows(res)
+    geco = t[t["method"] == "geco"]
+    wins, cheaper_missing, failed = [], [], []
+    for m in ALTERNATIVES + VARIANTS:
+        d = t[t["method"] == m]
+        if not len(d):
+            continue
+        v = compare(geco["test_avg_kl"], d["test_avg_kl"])  # "lower": this method's KL lower
+        label = d["label"].iloc[0]
+        if v == "lower" and d["met"].all():
+            wins.append(label)
+        elif v == "lower":
+            cheaper_missing.append(f"{label} (met {int(d['met'].sum())}/{len(d)})")
+        if not d["met"].any():
+            failed.append(label)
+    model, data = res.settings["methods_combo"]
+    out.append(f"- **Against the methods after it** ({model} / {data}, "
+               f"{len(geco)} seeds each; GECO met the target on {int(geco['met'].sum())}/"
+               f"{len(geco)}): "
+               + (f"lower KL than GECO at a met target on every seed: {', '.join(wins)}"
+                  if wins else "no method met the target on every seed with a KL lower than "
+                               "GECO's beyond the seed spread")
+               + (f"; lower KL but the target missed on some seed: "
+                  f"{', '.join(cheaper_missing)}" if cheaper_missing else "")
+               + (f"; the target missed on every seed: {', '.join(failed)}" if failed else "")
+               + ".")
+    rule = _rule_parts(res)
+    ceil_one = sum(int(p["geco_nu1"]["lambda_bound_step"].notna().all()) for p in rule.values())
+    ceil_auto = sum(int(p["geco"]["lambda_bound_step"].notna().any()) for p in rule.values())
+    lower = [f"{m} / {x}" for (m, x), p in rule.items()
+             if compare(p["geco_nu1"]["KL"], p["geco"]["KL"]) == "lower"]
+    higher = [f"{m} / {x}" for (m, x), p in rule.items()
+              if compare(p["geco_nu1"]["KL"], p["geco"]["KL"]) == "higher"]
+    out.append(f"- **The ν rule.** At ν = 1 (the paper's) λ touched the ceiling on every seed on "
+               f"{ceil_one} of {len(rule)} (model, data set); under the policy's ν auto it "
+               f"touched it on some seed on {ceil_auto}. ν auto's KL is lower than ν = 1's "
+               f"beyond the seed spread on {len(lower)} ({', '.join(lower) or 'none'}) and "
+               f"higher on {len(higher)} ({', '.join(higher) or 'none'}).")
+    return "\n".join(out)
