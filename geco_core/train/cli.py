@@ -8,8 +8,9 @@ DistributedDataParallel; only rank 0 prints the summary.
 Errors are one line on stderr, ``error: <argument>: <why>`` (the argument as its flag), and
 come before any data is loaded: the config is validated, the device, the data folders and
 ``--out-dir`` are checked, and a checkpoint to ``--resume`` is verified first. Exit status 2:
-refused (bad arguments, unusable folders, a checkpoint that cannot be resumed); 1: training
-failed (disk full while checkpointing, non-finite gradients); 0: done.
+refused (bad arguments, unusable folders, ``--resume`` without a checkpoint or with one that
+cannot be resumed); 1: training failed (disk full while checkpointing, non-finite gradients,
+final metrics that are not finite); 0: done.
 
 CLI example (the paper's Figure 3 setting, scaled down to minutes on a CPU)::
 
@@ -32,11 +33,14 @@ import ast
 import dataclasses
 import errno
 import json
+import math
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
+from geco_core.checkpoint import CheckpointError
 from geco_core.checks import OneLineParser, cli_fail
 from geco_core.constraints import CONSTRAINTS
 from geco_core.models import MODEL_SIZES, MODELS
@@ -49,7 +53,7 @@ from geco_core.train.config import (
     FitResult,
     TrainConfig,
 )
-from geco_core.train.loop import fit
+from geco_core.train.loop import CKPT_NAME, fit
 
 __all__ = ["main"]
 
@@ -217,7 +221,8 @@ def _arg_parser() -> argparse.ArgumentParser:
         epilog=(
             "Errors are one line, 'error: <argument>: <why>', reported before any data is\n"
             "loaded. Exit status: 0 done, 2 refused (bad arguments, folders or checkpoint),\n"
-            "1 training failed (disk full while checkpointing, non-finite gradients)."
+            "1 training failed (disk full while checkpointing, non-finite gradients or final\n"
+            "metrics)."
         ),
     )
     helps = _helps()
@@ -302,6 +307,13 @@ def main(argv: Sequence[str] | None = None) -> FitResult:
         cfg = TrainConfig(**args)
     except (ValueError, TypeError) as e:
         _fail(_as_flags(str(e)))
+    if resume:
+        if cfg.out_dir is None:
+            _fail("--resume: needs --out-dir, the folder whose checkpoint.pt to continue")
+        ckpt_path = Path(cfg.out_dir) / CKPT_NAME
+        if not ckpt_path.is_file():
+            _fail(f"--resume: no checkpoint at {ckpt_path} to continue (drop --resume to "
+                  "start a new run there)")
     try:
         result = fit(cfg, resume=resume, overwrite=overwrite)
     except FloatingPointError as e:
@@ -310,7 +322,15 @@ def main(argv: Sequence[str] | None = None) -> FitResult:
         status = EXIT_FAILED if e.errno == errno.ENOSPC else EXIT_REFUSED
         _fail(_as_flags(_message(e)), status)
     except (ValueError, TypeError) as e:
-        _fail(_as_flags(str(e)))
+        msg = _as_flags(str(e))
+        if resume and (isinstance(e, CheckpointError) or msg.startswith("refusing to resume")):
+            msg = f"--resume: {msg}"
+        _fail(msg)
+    bad = sorted(k for k, v in result.metrics.items()
+                 if isinstance(v, float) and not math.isfinite(v))
+    if bad:
+        _fail(f"training diverged: the final metrics {bad} are not finite (the run's log and "
+              f"checkpoint are in {cfg.out_dir}); try a smaller --lr", EXIT_FAILED)
     if result.rank == 0:
         m = result.metrics
         lam = " ".join(f"{k}={m[k]:.4g}" for k in m if k.startswith("lambda"))

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from geco_core.checks import (
+    FLOAT32_TINY,
     check_choice,
     check_float32,
     check_fraction,
@@ -50,6 +51,7 @@ from geco_core.objectives import OBJECTIVES, Objective
 __all__ = [
     "COMPILE_AUTO_MIN_STEPS",
     "ENGINE_VERSION",
+    "MAX_STEPS",
     "PAPER_LR",
     "PRECISIONS",
     "RESUME_MAY_DIFFER",
@@ -97,6 +99,9 @@ COMPILE_AUTO_MIN_STEPS: int = 50_000
 #: log-determinants, the densities, the losses, GECO and Adam stay float32.
 #: Other numbers than a float32 run, not float rounding: benchmarks/README.md measures how far.
 PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
+
+#: The most steps a config may ask for: over 3,000× the paper's longest runs (3·10⁵ steps).
+MAX_STEPS: int = 10**9
 
 #: Config keys that may change when a run is resumed (they do not change the trajectory;
 #: ``compile`` changes it only to float rounding).
@@ -368,8 +373,18 @@ class TrainConfig:
                     f"kappa: {k:g} is out of range for constraint {c!r}: κ must lie in "
                     f"(0, {hi:g}] ({why})"
                 )
+            if hi > 1.0 and k * k < FLOAT32_TINY:  # an RMS tolerance: the constraint uses κ²
+                raise ValueError(
+                    f"kappa: {k:g} is too small for constraint {c!r}: κ² = {k * k:.3g} is 0 in "
+                    f"float32 (κ must be at least {FLOAT32_TINY ** 0.5:.3g})"
+                )
         for name in ("steps", "batch_size", "log_every", "ckpt_every", "max_bad_steps"):
             check_int(getattr(self, name), name)
+        if self.steps > MAX_STEPS:
+            raise ValueError(
+                f"steps: {self.steps:,} is more than {MAX_STEPS:,} (over 3,000× the paper's "
+                "longest runs of 3·10⁵ steps: years of training; a typo?)"
+            )
         check_int(self.anneal_steps, "anneal_steps")
         check_seed(self.seed)
         self._validate_device()
@@ -509,6 +524,23 @@ class TrainConfig:
                 valid = [k for k in valid if k != "kappa"]
                 valid += ["depth"] if c == "fre" else []  # FRE(features="classifier", depth=k)
             _check_keys(kw, valid, "constraint_kwargs", f"constraint {c!r}")
+        self._validate_kwarg_values()
+
+    def _validate_kwarg_values(self) -> None:
+        """Build GECO's multiplier (``geco_kwargs``) or a later method's objective
+        (``objective_kwargs``, with a stand-in RE constraint for the Lagrangians) from the
+        config alone, so that a bad value is refused naming its field before any data load."""
+        cls = OBJECTIVES[self.objective]
+        name = "geco_kwargs" if self.objective == "geco" else "objective_kwargs"
+        try:
+            if self.objective == "geco":
+                GECO(len(self.constraints), alpha=self.alpha, nu=self.nu,
+                     lambda_init=self.lambda_init, **self.geco_kwargs)
+            elif cls.takes_objective_kwargs:
+                stand_in = ([CONSTRAINTS["re"](kappa=0.1)],) if cls.takes_constraints else ()
+                cls(*stand_in, **self.objective_kwargs)
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"{name}: {e}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-able dict (what checkpoints store)."""

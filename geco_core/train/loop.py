@@ -59,7 +59,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from geco_core import checkpoint as ckpt
-from geco_core.checks import check_choice
+from geco_core.checks import check_bool, check_choice
 from geco_core.io import write_text
 from geco_core.train.builders import build_model_for, build_objective, load_data, target_labels
 from geco_core.train.config import (
@@ -317,6 +317,8 @@ def fit(
     every global batch (``batch_size`` per rank), GECO's Ĉ is all-reduced (identical λ) and
     only rank 0 writes files.
     """
+    check_bool(resume, "resume")
+    check_bool(overwrite, "overwrite")
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     cfg.validate()
     rank, world, local_rank, created_group = _init_distributed(cfg.device)
@@ -465,7 +467,7 @@ def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int, world: int,
     n = len(data)
     if cfg.batch_size * world > n:
         raise ValueError(
-            f"batch_size={cfg.batch_size} × world_size={world} exceeds the {n} examples "
+            f"batch_size: {cfg.batch_size} × world_size={world} exceeds the {n} examples "
             f"of {cfg.dataset!r}"
         )
     # Same seed on every rank for the initial weights (DDP broadcasts rank 0's anyway).

@@ -104,6 +104,18 @@ def _refused(argv, capsys) -> str:
         (["--download", "maybe"], "error: --download: expected true/false/auto"),
         (["--precision", "fp16"], "error: --precision: unknown value 'fp16'; valid choices"),
         (["--resume", "--overwrite"], "error: --overwrite: not allowed with argument --resume"),
+        (["--resume"], "error: --resume: needs --out-dir"),
+        (["--steps", str(10**12)], "error: --steps: 1,000,000,000,000 is more than"),
+        (["--objective", "geco", "--kappa", "1e-30"],
+         "error: --kappa: 1e-30 is too small for constraint 're': κ² = 1e-60 is 0 in float32"),
+        (["--objective", "geco", "--geco-kwargs", "lambda_bounds=[5, 1]"],
+         "error: --geco-kwargs: lambda_bounds must satisfy"),
+        (["--objective", "geco", "--geco-kwargs", "satisfied_speedup=0"],
+         "error: --geco-kwargs: satisfied_speedup"),
+        (["--objective", "cooper", "--objective-kwargs", "dual_lr=-1"],
+         "error: --objective-kwargs: dual_lr must be a finite number > 0"),
+        (["--objective", "control_vae", "--objective-kwargs", "kp=0"],
+         "error: --objective-kwargs: kp must be a finite number > 0"),
         (["--frobnicate"], "error: unrecognized arguments: --frobnicate"),
         (["--data-root", "/nonexistent/geco-data"],
          "error: --data-root: the folder '/nonexistent/geco-data' does not exist"),
@@ -178,15 +190,53 @@ def test_a_checkpoint_that_cannot_be_resumed_is_refused_in_one_line(tmp_path, mo
     line = _refused(argv, capsys)  # neither --resume nor --overwrite
     assert "already holds a checkpoint" in line and "--resume" in line
     line = _refused([*argv, "--resume", "--kappa", "0.2"], capsys)  # another config
-    assert line.startswith("error: refusing to resume from") and "kappa: checkpoint=0.1" in line
+    assert line.startswith("error: --resume: refusing to resume from")
+    assert "kappa: checkpoint=0.1" in line
     ckpt = out / "checkpoint.pt"
     blob = bytearray(ckpt.read_bytes())
     blob[len(blob) // 2] ^= 0xFF
     ckpt.write_bytes(bytes(blob))
     line = _refused([*argv, "--resume"], capsys)
-    assert line.startswith(f"error: checkpoint {ckpt} is corrupt") and "--overwrite" in line
+    assert line.startswith(f"error: --resume: checkpoint {ckpt} is corrupt")
+    assert "--overwrite" in line
     ckpt.write_bytes(b"")
     assert "is empty" in _refused([*argv, "--resume"], capsys)
+
+
+def test_resume_without_a_checkpoint_is_refused_not_started_afresh(tmp_path, no_data, capsys):
+    line = _refused([*BASE, "--out", str(tmp_path / "run"), "--resume"], capsys)
+    assert line == (f"error: --resume: no checkpoint at {tmp_path / 'run' / 'checkpoint.pt'} "
+                    "to continue (drop --resume to start a new run there)")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", ["resume", "overwrite"])
+def test_fit_refuses_a_string_as_resume_or_overwrite(name, no_data):
+    with pytest.raises(TypeError, match=f"^{name} must be True or False, got 'no'"):
+        fit(TrainConfig(dataset="micro-mnist", progress=False), **{name: "no"})
+
+
+TINY = ["--dataset", "micro-mnist", "--model-kwargs",
+        '{"latent_dim": 2, "channels": [4, 8], "hidden": 16}']
+
+
+def test_a_batch_larger_than_the_data_names_the_flag(capsys):
+    line = _refused([*BASE, *TINY, "--batch-size", "64"], capsys)
+    assert line == "error: --batch-size: 64 × world_size=1 exceeds the 7 examples of 'micro-mnist'"
+
+
+def test_a_run_that_ends_with_non_finite_metrics_exits_1(tmp_path, capsys):
+    """Fewer non-finite steps than max_bad_steps do not stop the run, but a run whose final
+    metrics are not finite has failed: exit status 1, one line naming them."""
+    import warnings
+
+    with warnings.catch_warnings(), pytest.raises(SystemExit) as e:
+        warnings.simplefilter("ignore")
+        main([*BASE, *TINY, "--batch-size", "7", "--lr", "1e30", "--out", str(tmp_path / "r")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 1
+    assert lines[-1].startswith("error: training diverged: the final metrics [") and \
+        "'kl'" in lines[-1] and "are not finite" in lines[-1], lines
 
 
 def test_fit_checks_the_machine_before_loading_data(tmp_path, no_data):
