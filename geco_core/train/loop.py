@@ -46,6 +46,7 @@ import functools
 import json
 import os
 import random
+import re
 import tempfile
 import time
 import warnings
@@ -460,7 +461,13 @@ def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int, world: int,
                 "or use another out_dir"
             )
 
-    data = load_data(cfg)
+    try:
+        data = load_data(cfg)
+    except ValueError as e:  # a dataset_kwargs value the loader refused: name the field
+        msg = str(e)
+        if any(re.match(rf"{re.escape(k)}\b", msg) for k in cfg.dataset_kwargs):
+            raise ValueError(f"dataset_kwargs: {msg}") from None
+        raise
     data_record = data.fingerprint()  # recorded in checkpoints and config.json
     if saved is not None:
         _check_data(saved, data_record, ckpt_path)

@@ -220,6 +220,11 @@ TINY = ["--dataset", "micro-mnist", "--model-kwargs",
         '{"latent_dim": 2, "channels": [4, 8], "hidden": 16}']
 
 
+def test_a_dataset_kwargs_value_the_loader_refuses_names_the_flag(capsys):
+    line = _refused([*BASE, *TINY, "--dataset-kwargs", "n=10000000"], capsys)
+    assert line.startswith("error: --dataset-kwargs: n=10000000 exceeds the "), line
+
+
 def test_a_batch_larger_than_the_data_names_the_flag(capsys):
     line = _refused([*BASE, *TINY, "--batch-size", "64"], capsys)
     assert line == "error: --batch-size: 64 × world_size=1 exceeds the 7 examples of 'micro-mnist'"
