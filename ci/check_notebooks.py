@@ -49,7 +49,7 @@ import sys
 if "google.colab" in sys.modules:
     import subprocess
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "geco-core @ git+{url}"], check=True)"""
+                    "geco-core[chapters] @ git+{url}"], check=True)"""
 
 
 def colab_cell(book: Path) -> str:

@@ -7,7 +7,9 @@ with any objective of :mod:`geco_core.objectives` (ELBO, GECO, hand-annealed β,
   defaults (:data:`PAPER_LR`, α = 0.99), :data:`ENGINE_VERSION` and the compile policy
   (:func:`compile_wanted`);
 - :mod:`~geco_core.train.loop` — :func:`fit`, :func:`load_run`, :func:`batch_indices`,
-  :func:`resolve_device`, checkpoints, resume and DistributedDataParallel;
+  :func:`resolve_device`, checkpoints and DistributedDataParallel;
+- :mod:`~geco_core.train.resume` — the checks that a checkpoint may be resumed
+  (:class:`DataMismatchError`);
 - :mod:`~geco_core.train.builders` — data, model and objective from a config;
 - :mod:`~geco_core.train.log` — the JSONL metrics log (:func:`read_log`);
 - :mod:`~geco_core.train.cli` — ``python -m geco_core.train`` (:func:`main`).
@@ -37,7 +39,6 @@ from geco_core.train.log import LOG_NAME, read_log
 from geco_core.train.loop import (
     CKPT_NAME,
     CONFIG_NAME,
-    DataMismatchError,
     batch_indices,
     fit,
     load_run,
@@ -45,6 +46,7 @@ from geco_core.train.loop import (
     precision_context,
     resolve_device,
 )
+from geco_core.train.resume import DataMismatchError
 
 __all__ = [
     "CKPT_NAME",

@@ -97,7 +97,8 @@ def truncate_log(path: Path, start_step: int) -> None:
 
 
 def read_log(path: str | os.PathLike):
-    """The metrics log of a run (its ``out_dir`` or the ``metrics.jsonl`` file) as a DataFrame.
+    """The metrics log of a run (its ``out_dir`` or the ``metrics.jsonl`` file) as a pandas
+    DataFrame (pandas is not a dependency of the library: ``pip install ".[chapters]"``).
 
     Columns: ``step``, ``kl``, ``mse``, ``nll``, ``beta``, ``lambda`` (``lambda_0``, … for
     several constraints), ``c_ma``, ``wall_time``, ``sigma``, ``loss``, ``grad_norm``, ``lr``…

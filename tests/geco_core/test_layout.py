@@ -33,3 +33,94 @@ def test_library_module_is_small_and_names_no_book_path(path):
     text = path.read_text(encoding="utf-8")
     assert len(text.splitlines()) <= 700, f"{path} has {len(text.splitlines())} lines"
     assert "book/_cache" not in text and "_REPO" not in text, path
+
+
+def _requirement_names(requirements) -> set[str]:
+    """Import names of PEP 508 requirement strings ("cooper-optim>=1.0" → "cooper")."""
+    import re
+
+    dist_to_module = {"cooper-optim": "cooper", "pillow": "PIL"}
+    out = set()
+    for r in requirements:
+        dist = re.match(r"[A-Za-z0-9_.-]+", r).group(0).lower()
+        out.add(dist_to_module.get(dist, dist.replace("-", "_")))
+    return out
+
+
+def _pyproject() -> dict:
+    import tomllib
+
+    root = Path(geco_core.__file__).resolve().parents[1]
+    return tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_library_imports_only_its_declared_dependencies(path):
+    """`pip install .` (no extras) must give a working library: every module-level import of
+    geco_core / data_builders is the standard library, the two packages or a declared
+    dependency; an import inside a function may also be an optional extra's (cooper-optim for
+    the cooper Lagrangians, pillow for CelebA, pandas for `read_log`'s DataFrame). Doctest
+    examples are not imports of the module."""
+    import sys
+
+    project = _pyproject()["project"]
+    core = _requirement_names(project["dependencies"]) | {"geco_core", "data_builders"}
+    extras = project["optional-dependencies"]
+    optional = _requirement_names(extras["alternatives"] + extras["celeba"] + ["pandas"])
+    allowed = core | set(sys.stdlib_module_names)
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    top = {id(n) for n in tree.body}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots = [a.name.split(".")[0] for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            roots = [(node.module or "").split(".")[0]]
+        else:
+            continue
+        ok = allowed if id(node) in top else allowed | optional
+        bad = [r for r in roots if r not in ok]
+        assert not bad, f"{path}:{node.lineno} imports {bad}, not a declared dependency"
+
+
+def test_the_library_declares_no_unused_dependency():
+    """Every core dependency is imported somewhere in the library (zuko was declared and
+    never imported)."""
+    used = set()
+    for path in MODULES:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                used |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                used.add(node.module.split(".")[0])
+    declared = _requirement_names(_pyproject()["project"]["dependencies"])
+    assert declared <= used, declared - used
+
+
+def test_every_library_module_imports_without_the_extras():
+    """Every module of geco_core and data_builders imports in an interpreter where the
+    extras' packages (and the book's) cannot be imported — as after `pip install .`."""
+    import subprocess
+    import sys
+
+    code = """
+import importlib, importlib.abc, pkgutil, sys
+BLOCKED = {"pandas", "matplotlib", "seaborn", "cooper", "zuko", "PIL", "geco_book"}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{name} is not installed (blocked)")
+sys.meta_path.insert(0, Block())
+import data_builders, geco_core
+n = 0
+for pkg in (geco_core, data_builders):
+    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+        if m.name.endswith("__main__"):
+            continue
+        importlib.import_module(m.name)
+        n += 1
+print(n)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout) > 30
