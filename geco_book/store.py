@@ -146,6 +146,9 @@ def _read_evaluation(path: Path) -> dict[str, Any]:
     except (OSError, ValueError, RecursionError) as e:
         raise ValueError(f"{path}: unreadable evaluation ({type(e).__name__}); delete it to "
                          "recompute it") from None
+    if isinstance(entry, dict) and "sha256" not in entry:
+        raise ValueError(f"{path}: holds no sha256 (written before the store checksummed "
+                         "evaluations, or edited); delete it to recompute it")
     if not isinstance(entry, dict) or entry.get("sha256") != _evaluation_sha(entry):
         raise ValueError(f"{path}: its content does not match the sha256 it holds (an edited "
                          "evaluation); delete it to recompute it")

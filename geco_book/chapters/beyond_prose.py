@@ -60,8 +60,15 @@ def lam(x: float, digits: int = 2) -> str:
     return f"{head}10{str(e).translate(_SUP)}"
 
 
-def _n(values) -> int:
-    return len(list(values))
+def _span(lo: float, hi: float, fmt=None) -> str:
+    """``lo–hi``, or one value when they print the same."""
+    fmt = fmt or (lambda v: f"{v:.3g}")
+    a, b = fmt(lo), fmt(hi)
+    return a if a == b else f"{a}–{b}"
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
 def _met(ratios) -> np.ndarray:
@@ -164,7 +171,7 @@ def sweep_findings(res) -> str:
         ends = [x["lambda_end"] for x in d["g_sum"]]
         geco_txt = (f"GECO met the target on {int(gm.sum())}/{n} seeds (held-out MSE "
                     f"{_ratio(d['g_mse'])}, KL {_kl(d['g_kl'])}, λ ending at "
-                    f"{lam(min(ends))}–{lam(max(ends))}{bound})")
+                    f"{_span(min(ends), max(ends), lam)}{bound})")
         beta_txt = (f"at {'that' if s.status == 'found' else 'the closest'} λ the β-VAE's "
                     f"{len(bm)} seeds give {_ratio(d['b_mse'])} (met {int(bm.sum())}/{len(bm)}) "
                     f"at {_kl(d['b_kl'])}")
@@ -176,7 +183,7 @@ def sweep_findings(res) -> str:
         runs.append(s.n_runs)
     out.append(f"\n**The count.** GECO's one run per seed met the target on every seed on "
                f"{geco_all} of {len(res.search)} (model, data set); the β searches took "
-               f"{min(runs)}–{max(runs)} runs each and found a β within ±{_TOL:.0%} of κ² on "
+               f"{_span(min(runs), max(runs), str)} runs each and found a β within ±{_TOL:.0%} of κ² on "
                f"{n_found} of {len(res.search)}.".replace("%", " %"))
     return "\n".join(out)
 
@@ -197,7 +204,7 @@ def _method_line(d: pd.DataFrame, geco: pd.DataFrame) -> str:
     met = d["met"].to_numpy()
     ceil = int(d["lambda_bound_step"].notna().sum())
     floor = int(d["lambda_floor_step"].notna().sum())
-    lam_txt = f"λ ends at {lam(d['lambda_end'].min())}–{lam(d['lambda_end'].max())}"
+    lam_txt = f"λ ends at {_span(d['lambda_end'].min(), d['lambda_end'].max(), lam)}"
     if ceil:
         lam_txt += f", touched the ceiling on {ceil}/{len(d)} seeds"
     if floor:
@@ -248,8 +255,8 @@ def robustness_findings(res) -> str:
             continue
         lo_m, hi_m = ref["mse_over_target"].min(), ref["mse_over_target"].max()
         lo_k, hi_k = ref["test_avg_kl"].min(), ref["test_avg_kl"].max()
-        lines.append(f"- **{label}, reference** ({len(ref)} seeds): held-out MSE "
-                     f"{lo_m:.3g}–{hi_m:.3g} κ², KL {lo_k:.3g}–{hi_k:.3g} nats.")
+        lines.append(f"- **{label}, reference** ({_seeds(len(ref))}): held-out MSE "
+                     f"{_span(lo_m, hi_m)} κ², KL {_span(lo_k, hi_k)} nats.")
         for variant, row in rob.loc[method].iterrows():
             if variant == "(reference)":
                 continue
@@ -320,7 +327,7 @@ def conclusions(res) -> str:
     out.append(f"- **The workflow.** One GECO run per seed met κ = {res.settings['kappa']:g} "
                f"on every seed on {len(feasible)} of {len(res.search)} (model, data set) "
                f"({', '.join(f'{m} / {x}' for m, x in feasible) or 'none'}); the β search needed "
-               f"{min(runs)}–{max(runs)} runs and found a β within ±{_TOL:.0%} on "
+               f"{_span(min(runs), max(runs), str)} runs and found a β within ±{_TOL:.0%} on "
                f"{len(found)} of {len(res.search)}.".replace("%", " %"))
     if both:
         out.append("- **The price at the target**, where both met it on every seed: "

@@ -275,7 +275,7 @@ def test_an_edited_evaluation_is_refused_naming_its_file(tiny_config, store):
         run.evaluation("demo", {"version": 1}, compute)
     entry.pop("sha256")
     path.write_text(json.dumps(entry))
-    with pytest.raises(ValueError, match="does not match the sha256"):
+    with pytest.raises(ValueError, match="holds no sha256"):
         run.evaluation("demo", {"version": 1}, compute)
     path.write_text("{not json")
     with pytest.raises(ValueError, match="unreadable evaluation"):
