@@ -223,6 +223,9 @@ def run_chains(
         raise ValueError("chains: every chain needs at least one config")
     out: list[list[Run] | None] = [None] * len(cfgs)
     total = sum(len(c) for c in cfgs)
+    note = _missing_note([c for chain in cfgs for c in chain], store, workers, desc)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     bar = tqdm(total=total, desc=desc, disable=not progress, file=sys.stderr)
     try:
         if workers == 1 or len(cfgs) == 1:
@@ -234,6 +237,36 @@ def run_chains(
     finally:
         bar.close()
     return out  # type: ignore[return-value]
+
+
+def _missing_note(cfgs: Sequence[Any], store: RunStore, workers: int, desc: str) -> str | None:
+    """One line announcing the runs the store lacks, before they train: how many, and an
+    estimate of the wall time from the stored runs of the same model and steps in this sweep
+    (None when nothing is missing)."""
+    stored: dict[tuple[str, int], list[float]] = {}
+    missing = []
+    for c in cfgs:
+        run = store.load(run_key(c))
+        if run is None:
+            missing.append(c)
+        else:
+            stored.setdefault((c.model, c.steps), []).append(float(run.wall_time))
+    if not missing:
+        return None
+    est, unknown = 0.0, 0
+    for c in missing:
+        times = stored.get((c.model, c.steps))
+        if times:
+            est += sum(times) / len(times)
+        else:
+            unknown += 1
+    when = (f"≈ {est / 60 / max(min(workers, len(missing)), 1):.0f} min on {workers} "
+            f"worker(s), from this sweep's stored runs of the same model and steps"
+            if est else "no stored run of the same model and steps to estimate the time from")
+    if est and unknown:
+        when += f", {unknown} of them not estimated"
+    return (f"{desc}: training {len(missing)} of {len(cfgs)} runs the store "
+            f"({store.records}) lacks — {when}")
 
 
 def _parallel(cfgs, out, store, workers, threads, command, after, bar) -> None:

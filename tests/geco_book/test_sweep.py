@@ -172,3 +172,17 @@ def test_a_script_without_a_main_guard_gets_a_sweep_error_not_a_hang(tmp_path):
     assert out.returncode != 0
     assert "SweepError: no worker started" in out.stderr
     assert 'if __name__ == "__main__":' in out.stderr
+
+
+def test_a_sweep_announces_the_runs_it_must_train_before_training(tiny_config, store, capsys):
+    """A chapter whose records are missing says so, with an estimate, before it trains (the
+    announcement is printed even without a progress bar)."""
+    a, b = tiny_config(seed=0), tiny_config(seed=1)
+    run_sweep([a], store=store, workers=1, progress=False, desc="demo")
+    err = capsys.readouterr().err
+    assert "demo: training 1 of 1 runs the store" in err and "no stored run" in err
+    run_sweep([a, b], store=store, workers=1, progress=False, desc="demo")
+    err = capsys.readouterr().err
+    assert "demo: training 1 of 2 runs" in err and "min on 1 worker(s)" in err
+    run_sweep([a, b], store=store, workers=1, progress=False, desc="demo")
+    assert "training" not in capsys.readouterr().err
