@@ -183,8 +183,8 @@ def sweep_findings(res) -> str:
         runs.append(s.n_runs)
     out.append(f"\n**The count.** GECO's one run per seed met the target on every seed on "
                f"{geco_all} of {len(res.search)} (model, data set); the β searches took "
-               f"{_span(min(runs), max(runs), str)} runs each and found a β within ±{_TOL:.0%} of κ² on "
-               f"{n_found} of {len(res.search)}.".replace("%", " %"))
+               f"{_span(min(runs), max(runs), str)} runs each and found a β within "
+               f"±{_TOL:.0%} of κ² on {n_found} of {len(res.search)}.".replace("%", " %"))
     return "\n".join(out)
 
 
