@@ -44,7 +44,6 @@ import argparse
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import io
 import json
 import math
@@ -60,6 +59,15 @@ from typing import Any
 
 import numpy as np
 
+from geco_book.integrity import (
+    canonical,
+    check_complete_log,
+    evaluation_sha,
+    expected_log_steps,
+    final_mismatch,
+    read_evaluation,
+    sha256_bytes,
+)
 from geco_book.paths import cache_root, runs_root
 from geco_book.provenance import provenance
 from geco_core.checks import OneLineParser, check_choice
@@ -110,57 +118,8 @@ class TrainingDiverged(ValueError):
     """A run ended with non-finite final metrics (NaN or ±inf): the store records nothing."""
 
 
-def _final_mismatch(record: Mapping[str, Any], log: bytes) -> str | None:
-    """Why a record's ``final`` and ``step`` are not its log's last row (the log is
-    checksummed, the record's numbers are checked against it), or None."""
-    lines = log.splitlines()
-    try:
-        last = json.loads(lines[-1]) if lines else None
-    except ValueError:
-        last = None
-    if not isinstance(last, dict) or not isinstance(last.get("step"), (int, float)):
-        return "metrics.jsonl has no readable last row"
-    final = record.get("final")
-    if not isinstance(final, dict) or final != last:
-        return "its final metrics are not the last row of metrics.jsonl (an edited record)"
-    if record.get("step") != int(last["step"]) + 1:
-        return (f"its step {record.get('step')!r} is not the log's last step + 1 "
-                f"({int(last['step']) + 1}; an edited or truncated record)")
-    return None
-
-
 class MissingCheckpointError(FileNotFoundError):
     """A stored run's checkpoint is needed but absent (it lives outside the repository)."""
-
-
-def _evaluation_sha(entry: Mapping[str, Any]) -> str:
-    """The sha256 of an evaluation entry's content (everything but its own ``sha256``)."""
-    return _sha256_bytes(_canonical({k: v for k, v in entry.items() if k != "sha256"}).encode())
-
-
-def _read_evaluation(path: Path) -> dict[str, Any]:
-    """A cached evaluation entry, refused (one line naming the file) when it is unreadable or
-    its content does not match its ``sha256`` (an edited or truncated file)."""
-    try:
-        entry = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError) as e:
-        raise ValueError(f"{path}: unreadable evaluation ({type(e).__name__}); delete it to "
-                         "recompute it") from None
-    if isinstance(entry, dict) and "sha256" not in entry:
-        raise ValueError(f"{path}: holds no sha256 (written before the store checksummed "
-                         "evaluations, or edited); delete it to recompute it")
-    if not isinstance(entry, dict) or entry.get("sha256") != _evaluation_sha(entry):
-        raise ValueError(f"{path}: its content does not match the sha256 it holds (an edited "
-                         "evaluation); delete it to recompute it")
-    return entry
-
-
-def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def _sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @functools.lru_cache(maxsize=8)
@@ -239,7 +198,7 @@ def run_key(config: Any, *, data_source: str | None = None) -> str:
         ...                                                              seed=1))
         (True, False)
     """
-    return _sha256_bytes(_canonical(key_fields(config, data_source=data_source)).encode())[:16]
+    return sha256_bytes(canonical(key_fields(config, data_source=data_source)).encode())[:16]
 
 
 def check_key(key: Any) -> str:
@@ -274,7 +233,7 @@ def record_key(record: Mapping[str, Any]) -> str:
                             engine_version=int(record["engine_version"]))
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"the record holds no valid config ({type(e).__name__}: {e})") from e
-    return _sha256_bytes(_canonical(fields).encode())[:16]
+    return sha256_bytes(canonical(fields).encode())[:16]
 
 
 @dataclass
@@ -364,7 +323,7 @@ class Run:
             raise ValueError(f"name: {name!r} is not an evaluation name (letters, digits, '_', "
                              "'-' and '.', not starting with '.'): it becomes a file name "
                              "inside the record")
-        tag = _sha256_bytes(_canonical({"name": name, **dict(settings)}).encode())[:12]
+        tag = sha256_bytes(canonical({"name": name, **dict(settings)}).encode())[:12]
         return self.record_dir / "eval" / f"{name}-{tag}"
 
     def evaluation(
@@ -382,14 +341,14 @@ class Run:
         base = self._evaluation_base(name, settings)
         jpath, npath = base.with_suffix(".json"), base.with_suffix(".npz")
         if jpath.is_file():
-            entry = _read_evaluation(jpath)
+            entry = read_evaluation(jpath)
             arrays: dict[str, np.ndarray] = {}
             if entry.get("npz_sha256"):
                 if not npath.is_file():
                     raise ValueError(f"{npath}: missing, though {jpath.name} names its sha256; "
                                      "delete both to recompute them")
                 blob = npath.read_bytes()
-                if _sha256_bytes(blob) != entry["npz_sha256"]:
+                if sha256_bytes(blob) != entry["npz_sha256"]:
                     raise ValueError(f"{npath}: sha256 differs from {jpath.name}; delete both")
                 with np.load(io.BytesIO(blob)) as npz:
                     arrays = {k: npz[k] for k in npz.files}
@@ -400,9 +359,9 @@ class Run:
             buf = io.BytesIO()
             np.savez_compressed(buf, **arrays)
             write_bytes(npath, buf.getvalue())
-            entry["npz_sha256"] = _sha256_bytes(buf.getvalue())
+            entry["npz_sha256"] = sha256_bytes(buf.getvalue())
         entry = json.loads(json.dumps(entry, default=float))
-        entry["sha256"] = _evaluation_sha(entry)
+        entry["sha256"] = evaluation_sha(entry)
         write_text(jpath, json.dumps(entry, indent=1) + "\n")
         return json.loads(json.dumps(metrics, default=float)), arrays
 
@@ -456,9 +415,9 @@ class RunStore:
         if named != key:
             return {}, f"record.json names key {named!r}"
         files = record.get("files")
-        if not isinstance(files, dict) or files.get("metrics.jsonl") != _sha256_bytes(log):
+        if not isinstance(files, dict) or files.get("metrics.jsonl") != sha256_bytes(log):
             return {}, "metrics.jsonl does not match the sha256 in record.json"
-        why = _final_mismatch(record, log)
+        why = final_mismatch(record, log)
         if why:
             return {}, why
         try:
@@ -586,7 +545,7 @@ class RunStore:
             resume = False
             res = _fit_quietly(fit, cfg, resume)
         log = Path(res.log_path).read_bytes()
-        _check_complete_log(log, cfg, int(res.step), Path(res.log_path))
+        check_complete_log(log, cfg, int(res.step), Path(res.log_path))
         bad = {k: v for k, v in res.metrics.items() if not math.isfinite(float(v))}
         if bad:  # a diverged run is not a result: never recorded, never served
             raise TrainingDiverged(f"run {key}: training ended with non-finite metrics {bad}; "
@@ -603,7 +562,7 @@ class RunStore:
             "resumed": resume,
             "continued_from": None if donor is None else donor.key,
             "provenance": provenance(command, device_used=str(res.device)),
-            "files": {"metrics.jsonl": _sha256_bytes(log)},
+            "files": {"metrics.jsonl": sha256_bytes(log)},
         }
         d = self.records / key
         write_bytes(d / "metrics.jsonl", log)
@@ -636,33 +595,6 @@ def _key_lock(path: Path, key: str):
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def expected_log_steps(steps: int, log_every: int) -> list[int]:
-    """The steps the engine logs in a run of ``steps``: 0, every ``log_every``-th step
-    (t + 1 divisible by it) and the last.
-
-    Example:
-        >>> expected_log_steps(10, 4)
-        [0, 3, 7, 9]
-    """
-    return sorted({0, steps - 1} | {t for t in range(log_every - 1, steps, log_every)})
-
-
-def _check_complete_log(log: bytes, cfg: Any, step: int, path: Path) -> None:
-    """Refuse to record a log that is not one whole run: every logged step once, in order,
-    up to the last (a log written by two processes at once, or cut short, is not)."""
-    try:
-        steps = [int(json.loads(line)["step"]) for line in log.decode().splitlines() if line]
-    except (ValueError, KeyError) as e:
-        raise RuntimeError(f"{path}: not a readable training log ({e}); nothing recorded") from e
-    want = expected_log_steps(step, int(cfg.log_every))
-    if step != int(cfg.steps) or steps != want:
-        raise RuntimeError(
-            f"{path}: the log holds {len(steps)} rows (steps {steps[:2]}…{steps[-2:]}), a whole "
-            f"run of {cfg.steps} steps logs {len(want)}; nothing was recorded: delete "
-            f"{path.parent} and train again"
-        )
 
 
 def _trained_numbers(final: Mapping[str, float]) -> dict[str, float]:

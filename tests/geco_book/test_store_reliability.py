@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from geco_book import store as store_mod
+from geco_book.integrity import read_evaluation
 from geco_book.store import check_key, main, record_key
 
 
@@ -292,4 +293,4 @@ def test_every_committed_evaluation_checks():
     paths = sorted(st.records.glob("*/eval/*.json"))
     assert paths
     for p in paths:
-        store_mod._read_evaluation(p)
+        read_evaluation(p)
