@@ -53,7 +53,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +250,7 @@ class Run:
     run_dir: Path
     record: dict[str, Any]
     trained: bool = False
+    _log: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def config(self):
@@ -272,10 +273,13 @@ class Run:
         return float(self.record["wall_time_s"])
 
     def log(self):
-        """The training log (a DataFrame, one row every ``log_every`` steps)."""
+        """The training log (a DataFrame, one row every ``log_every`` steps): read once per
+        :class:`Run` (the record is immutable once stored), a copy returned each call."""
         from geco_core.train import read_log
 
-        return read_log(self.record_dir / "metrics.jsonl")
+        if self._log is None:
+            self._log = read_log(self.record_dir / "metrics.jsonl")
+        return self._log.copy()
 
     def log_gaps(self) -> str | None:
         """None when the committed log holds every step the engine logs in this run

@@ -100,7 +100,7 @@ COMPILE_AUTO_MIN_STEPS: int = 50_000
 #: Other numbers than a float32 run, not float rounding: benchmarks/README.md measures how far.
 PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
 
-#: The most steps a config may ask for: over 3,000× the paper's longest runs (3·10⁵ steps).
+#: The most steps a config may ask for: a larger count is years of training on any machine.
 MAX_STEPS: int = 10**9
 
 #: Config keys that may change when a run is resumed (they do not change the trajectory;
@@ -382,8 +382,8 @@ class TrainConfig:
             check_int(getattr(self, name), name)
         if self.steps > MAX_STEPS:
             raise ValueError(
-                f"steps: {self.steps:,} is more than {MAX_STEPS:,} (over 3,000× the paper's "
-                "longest runs of 3·10⁵ steps: years of training; a typo?)"
+                f"steps: {self.steps:,} is more than {MAX_STEPS:,} (years of training on any "
+                "machine; a typo?)"
             )
         check_int(self.anneal_steps, "anneal_steps")
         check_seed(self.seed)
