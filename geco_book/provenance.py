@@ -12,12 +12,13 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 from geco_book.paths import REPO_ROOT
 
-__all__ = ["git_commit", "git_dirty", "provenance", "versions"]
+__all__ = ["git_commit", "git_dirty", "provenance", "training_span", "versions"]
 
 
 def _git(*args: str) -> str | None:
@@ -77,3 +78,35 @@ def provenance(command: str | None = None, **extra: Any) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         **extra,
     }
+
+
+def training_span(records: Iterable[Mapping[str, Any]], command: str) -> dict[str, Any]:
+    """When the runs that ``command`` trained were trained, from their records: ``n`` runs,
+    ``start`` (the earliest record's ``created_utc`` less its ``wall_time_s``), ``end`` (the
+    latest ``created_utc``), ``span_s`` (end − start: the command's wall time from its first
+    run's start to its last run's end, so it leaves out the set-up before and any evaluation
+    after the last run) and ``summed_s`` (the runs' training times added up). Records of other
+    commands are left out; none left raises ``ValueError``.
+
+    Example:
+        >>> recs = [{"wall_time_s": 100.0, "provenance": {"command": "c",
+        ...          "created_utc": "2026-12-07T10:01:40+00:00"}},
+        ...         {"wall_time_s": 150.0, "provenance": {"command": "c",
+        ...          "created_utc": "2026-12-07T10:03:00+00:00"}},
+        ...         {"wall_time_s": 9.0, "provenance": {"command": "other",
+        ...          "created_utc": "2026-12-08T00:00:00+00:00"}}]
+        >>> t = training_span(recs, "c")
+        >>> t["n"], t["span_s"], t["summed_s"], t["start"]
+        (2, 180.0, 250.0, '2026-12-07T10:00:00+00:00')
+    """
+    mine = [r for r in records if r["provenance"]["command"] == command]
+    if not mine:
+        raise ValueError(f"command: no record was trained by {command!r}")
+    ends = [datetime.fromisoformat(r["provenance"]["created_utc"]) for r in mine]
+    starts = [e.timestamp() - float(r["wall_time_s"]) for e, r in zip(ends, mine)]
+    start = datetime.fromtimestamp(min(starts), timezone.utc)
+    end = max(ends)
+    return {"n": len(mine), "start": start.isoformat(timespec="seconds"),
+            "end": end.isoformat(timespec="seconds"),
+            "span_s": round(end.timestamp() - min(starts), 1),
+            "summed_s": round(sum(float(r["wall_time_s"]) for r in mine), 1)}

@@ -56,6 +56,7 @@ __all__ = [
     "SETTINGS",
     "ChapterResult",
     "RunSpec",
+    "fig3_run",
     "matched_specs",
     "run_chapter",
     "run_specs",
@@ -405,6 +406,18 @@ class ChapterResult:
     def log(self, name: str):
         """The training log of run ``name`` (a DataFrame)."""
         return self.runs[name].log()
+
+
+def fig3_run(settings: Mapping[str, Any], seed: int = 0) -> str:
+    """The name of Fig. 3's run (GECO + RE on ConvDRAW / rotated MNIST at its headline κ,
+    ``seed``), whose λ trajectory the chapter and its claims table read.
+
+    Example:
+        >>> fig3_run(settings_for("cpu"))
+        'convdraw/mnist-rotate/geco-re-0.1/s0'
+    """
+    return RunSpec("convdraw", "mnist-rotate", "geco", "re",
+                   headline_kappa(settings, "convdraw", "mnist-rotate"), seed=seed).name
 
 
 def constraint_status(spec: RunSpec, run: Run, settings, log=None) -> dict[str, Any]:

@@ -82,8 +82,11 @@ def test_robustness_changes_one_setting_at_a_time():
         changed = {f for f in base if cfg[f] != base[f]}
         if spec.method == "geco":
             assert changed == {k}
-    assert sum(x.method == "beta_vae" for x in specs) == 2
-    assert sum(x.method == "geco" for x in specs) == 10
+    assert sum(x.method == "beta_vae" for x in specs) == 0  # the cpu budget: GECO's only
+    assert sum(x.method == "geco" for x in specs) == 6
+    gpu = b.robustness_specs(b.settings_for("gpu"), lam_beta=1e5)
+    assert sum(x.method == "beta_vae" for x in gpu) == 4  # lr and batch, two values each
+    assert sum(x.method == "geco" for x in gpu) == 10
 
 
 def test_rule_and_alpha_runs_are_the_policy_studys():

@@ -13,6 +13,7 @@ from geco_book import policy_study as ps
 from geco_book.chapters import large_scale as ls
 from geco_book.chapters import micro_mnist as mm
 from geco_book.paths import cache_root
+from geco_book.store import run_key
 from geco_core.train import TrainConfig
 
 
@@ -142,6 +143,9 @@ def test_the_committed_study_reproduces_from_its_records_and_supports_the_policy
     from geco_book.store import default_store
 
     study = json.loads(STUDY.read_text())
+    # the study's configs are the runs it summarised (its length does not follow chapter 03's)
+    assert [run_key(c, data_source="mnist-60k") for *_, c in ps.study_configs("cpu")] == [
+        row["key"] for row in study["runs"]]
     store = default_store()
     rows = []
     for row in study["runs"]:

@@ -1,0 +1,104 @@
+"""The book's results page: every claim the chapters test, in one table, taken from the
+chapters' own claims tables (the same functions, on the same records), so that the summary
+cannot say what a chapter does not.
+
+Each chapter's result is loaded at ``profile`` from the run store (at the cpu profile: the
+committed records; nothing is trained when they are all there) and its claims table is
+called exactly as the chapter calls it; :func:`summary` stacks them with the chapter each row
+comes from. Columns: ``chapter`` (its page), ``claim (paper)``, ``our measure``, ``ours``,
+``verdict``, and ``reason`` or ``settled (last doubling)`` where the chapter gives one.
+
+Example:
+    >>> [c.page for c in CHAPTERS]
+    ['02_micro_mnist', '03_large_scale', '04_marginal_kl', '05_beyond']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["CHAPTERS", "Chapter", "chapter_claims", "summary"]
+
+
+def _micro_mnist(profile: str, seed: int) -> pd.DataFrame:
+    from geco_book.chapters import micro_mnist as mm
+    from geco_book.chapters.micro_mnist_prose import claims_table
+
+    return claims_table(mm.run_experiment(profile, seed, progress=False))
+
+
+def _large_scale(profile: str, seed: int) -> pd.DataFrame:
+    from geco_book.chapters import large_scale as ls
+    from geco_book.chapters import large_scale_tables as tables
+
+    n = len(ls.settings_for(profile)["seeds"])
+    settings = ls.settings_for(profile, seeds=[seed + i for i in range(n)])
+    result = ls.run_chapter(profile, seeds=settings["seeds"], progress=False)
+    return tables.claims_table(result, trajectory=ls.fig3_run(settings, seed))
+
+
+def _marginal_kl(profile: str, seed: int) -> pd.DataFrame:
+    from geco_book.chapters import marginal_kl as mk
+    from geco_book.chapters import marginal_kl_tables as tables
+
+    return tables.claims_table(mk.run_chapter(profile, seed=seed, progress=False))
+
+
+def _beyond(profile: str, seed: int) -> pd.DataFrame:
+    from geco_book.chapters import beyond, beyond_prose
+
+    return beyond_prose.claims_table(beyond.run_chapter(profile, seed=seed, progress=False))
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """A chapter whose claims the summary shows: its page (``book/chapters/<page>.md``), its
+    title, and how its claims table is made from its result (as the chapter makes it)."""
+
+    page: str
+    title: str
+    claims: Callable[[str, int], pd.DataFrame]
+
+
+#: The chapters in the book's order (chapter 01, the theory, draws its figures from the
+#: fixed-point equations and states no verdict table).
+CHAPTERS: tuple[Chapter, ...] = (
+    Chapter("02_micro_mnist", "Micro-MNIST posteriors (Fig. 8)", _micro_mnist),
+    Chapter("03_large_scale", "Large-scale training (Figs. 3–6)", _large_scale),
+    Chapter("04_marginal_kl", "Marginal KL (Table 2)", _marginal_kl),
+    Chapter("05_beyond", "Beyond the paper: the workflow and later methods", _beyond),
+)
+
+
+def chapter_claims(profile: str = "cpu", seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Each chapter's claims table at ``profile`` and ``seed``, by page, as the chapter shows
+    it."""
+    return {c.page: c.claims(profile, seed).reset_index(drop=True) for c in CHAPTERS}
+
+
+def summary(claims: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The chapters' claims tables stacked, each row with its chapter's page and title (the
+    rows, their order and their text unchanged).
+
+    Example:
+        >>> t = summary({"05_beyond": pd.DataFrame([{"claim (paper)": "c", "verdict": "v"}])})
+        >>> t.loc[0, ["chapter", "claim (paper)", "verdict"]].tolist()
+        ['Beyond the paper: the workflow and later methods', 'c', 'v']
+    """
+    titles = {c.page: c.title for c in CHAPTERS}
+    unknown = sorted(set(claims) - set(titles))
+    if unknown:
+        raise ValueError(f"claims: no chapter {unknown[0]!r} (known: {sorted(titles)})")
+    parts = []
+    for page in [c.page for c in CHAPTERS if c.page in claims]:
+        t = claims[page].copy()
+        t.insert(0, "chapter", titles[page])
+        t.insert(1, "page", page)
+        parts.append(t)
+    out = pd.concat(parts, ignore_index=True)
+    columns: list[Any] = ["chapter", "page", "claim (paper)", "our measure", "ours", "verdict"]
+    return out[[c for c in columns if c in out] + [c for c in out if c not in columns]]
