@@ -20,7 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = "00_results"
-_LINK = re.compile(r"\]\((\d\d_[a-z_]+)\.md\)")
+_LINK = re.compile(r"page `(\d\d_[a-z_]+)`")
 
 
 class _Table(HTMLParser):
@@ -93,7 +93,7 @@ def chapter_verdicts(nb: dict) -> list[str]:
 
 def results_verdicts(nb: dict) -> dict[str, list[str]]:
     """The verdicts the results page shows, by chapter page: each table output after a
-    markdown output that links ``NN_name.md``."""
+    markdown output naming the chapter page ``NN_name``."""
     out: dict[str, list[str]] = {}
     for cell in nb["cells"]:
         page = None

@@ -44,7 +44,7 @@ def _write(folder: Path, chapters: dict[str, pd.DataFrame], page: dict[str, pd.D
         (folder / f"{name}.ipynb").write_text(json.dumps(nb))
     outs = []
     for name, df in page.items():
-        outs += [_out("text/markdown", f"### T\n\nSee [the chapter]({name}.md)."),
+        outs += [_out("text/markdown", f"### T\n\nFrom the chapter page `{name}`."),
                  _out("text/html", _html(df, True))]
     (folder / "00_results.ipynb").write_text(json.dumps({"cells": [_cell("loop", outs)]}))
 
