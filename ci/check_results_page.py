@@ -20,7 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = "00_results"
-_LINK = re.compile(r"page `(\d\d_[a-z_]+)`")
+_PAGE = re.compile(r"page `(\d\d_[a-z_]+)`")
 
 
 class _Table(HTMLParser):
@@ -99,9 +99,9 @@ def results_verdicts(nb: dict) -> dict[str, list[str]]:
         page = None
         for o in cell.get("outputs", []):
             data = o.get("data", {})
-            md = "".join(data.get("text/markdown", ""))
-            if _LINK.search(md):
-                page = _LINK.search(md).group(1)
+            named = _PAGE.search("".join(data.get("text/markdown", "")))
+            if named:
+                page = named.group(1)
             elif "text/html" in data and page is not None:
                 out[page] = verdicts("".join(data["text/html"]))
                 page = None

@@ -44,6 +44,7 @@ from typing import Any
 from geco_book.beta_search import BetaSearch
 from geco_book.chapters import large_scale as ls
 from geco_book.chapters.large_scale_eval import cached_dataset, evaluate_run
+from geco_book.policy_study import LARGE_SCALE_STEPS
 from geco_book.profiles import settings_copy
 from geco_book.store import Run, RunStore
 from geco_book.sweep import run_sweep
@@ -72,8 +73,8 @@ __all__ = [
 # 1e-3, α = 0.9, ν auto, λ⁰ = 1, λ ∈ [1e-3, 1e8]), so that its staged GECO and ELBO runs and
 # the policy study's ν = 1 and α = 0.99 runs (same configs) are reused as they are (chapter
 # 03's final 12,000 / 3,000 steps are 4× / 2× these). Sized for one ≤ 90-minute command on two
-# cores with chapter 03's and the policy study's records present (the chapter's own runs take
-# 150–300 s each on our machine: the budget holds about 40 of them).
+# cores with chapter 03's and the policy study's records present (the chapter's own runs took
+# 136–275 s each in the regeneration of 2026-12-07: the budget holds about 40 of them).
 # - search: one combination per model (the cpu list in SETTINGS); κ = 0.1; λ grid 1e3…1e6
 #   (β 1e-3…1e-6: around the ELBO's λ ≈ 3e4–1e5), extended by decades up to GECO's bound
 #   1e8; ±5 %; at most 6 runs per search (the budget); seed 0;
@@ -88,7 +89,7 @@ __all__ = [
 #: 03's staged runs, so that the store returns them): {} = chapter 03's own.
 BASE_STEPS: dict[str, dict[str, Any]] = {
     "smoke": {},
-    "cpu": {"steps": {"convdraw": 1500, "vae_nvp": 3000},
+    "cpu": {"steps": dict(LARGE_SCALE_STEPS),
             "stages": {"convdraw": [750, 1500], "vae_nvp": [3000]}},
     "gpu": {},
 }
@@ -152,7 +153,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "cpu": {
         **_SEARCH,
         # one VAE+NVP and one ConvDRAW combination (the chapter's one-command budget, ≤ 90 min
-        # on 2 cores, holds ≈ 40 runs of 150–300 s): VAE+NVP / Color-MNIST is infeasible for
+        # on 2 cores, holds ≈ 40 runs of 136–275 s): VAE+NVP / Color-MNIST is infeasible for
         # every method at this scale (chapter 03), ConvDRAW / MNIST is met by both methods
         "search_combos": [["vae_nvp", "mnist"], ["convdraw", "mnist"]],
         # the annealed β is chapter 03's baseline (its 12,000-step runs); the EfficientMORL
