@@ -380,8 +380,8 @@ def conclusions(res) -> str:
     return "\n".join(out)
 
 
-#: The chapter's one command (its records' provenance names it) and its budget.
-COMMAND = "python -m geco_book.chapters.beyond --profile cpu"
+#: The chapter's one command at a profile (its records' provenance names it) and its budget.
+COMMAND = "python -m geco_book.chapters.beyond --profile {profile}"
 BUDGET_MIN = 90
 
 
@@ -389,19 +389,24 @@ def _runs(n: int) -> str:
     return f"{n} run" + ("" if n == 1 else "s")
 
 
-def regeneration(res, command: str = COMMAND) -> str:
-    """How long ``command`` took to train the chapter's own runs, from their records
-    (:func:`geco_book.provenance.training_span`), against the ≤ 90-minute budget; the runs
-    other commands made (chapter 03's, the policy study's) are counted apart.
+def regeneration(res) -> str:
+    """How long the chapter's command (:data:`COMMAND` at the result's profile) took to train
+    the chapter's own runs, from their records (:func:`geco_book.provenance.training_span`),
+    against the ≤ 90-minute budget; the runs other commands made (chapter 03's, the policy
+    study's) are counted apart. Where the command trained none of the runs shown (e.g. the
+    smoke profile, trained by the page itself), the sentence says so.
 
     Example:
         >>> class R:  # a stand-in for a ChapterResult with two stored runs
         ...     def __init__(self, recs):
-        ...         self.settings = {"workers": 2}
+        ...         self.settings, self.provenance = {"workers": 2}, {"profile": "cpu"}
         ...         self.runs = {i: type("Run", (), {"record": r})() for i, r in enumerate(recs)}
         >>> rec = lambda c, t, w: {"wall_time_s": w, "provenance": {"command": c,
         ...                        "created_utc": t}}
-        >>> print(regeneration(R([rec(COMMAND, "2026-12-07T10:50:00+00:00", 3000.0),
+        >>> cpu = COMMAND.format(profile="cpu")
+        >>> print(regeneration(R([rec("other", "2026-12-01T00:00:00+00:00", 100.0)])))
+        No run shown here was trained by `python -m geco_book.chapters.beyond --profile cpu`.
+        >>> print(regeneration(R([rec(cpu, "2026-12-07T10:50:00+00:00", 3000.0),
         ...                       rec("other", "2026-12-01T00:00:00+00:00", 100.0)])))
         ... # doctest: +NORMALIZE_WHITESPACE
         `python -m geco_book.chapters.beyond --profile cpu` trained the chapter's own 1 run in
@@ -410,7 +415,10 @@ def regeneration(res, command: str = COMMAND) -> str:
         s). The other 1 run (100 s) is chapter 03's or the policy study's, made by its own
         command.
     """
+    command = COMMAND.format(profile=res.provenance["profile"])
     records = [r.record for r in res.runs.values()]
+    if not any(r["provenance"]["command"] == command for r in records):
+        return f"No run shown here was trained by `{command}`."
     t = training_span(records, command)
     minutes = t["span_s"] / 60.0
     other = [r for r in records if r["provenance"]["command"] != command]

@@ -83,3 +83,10 @@ def test_rule_findings_and_conclusions_cover_every_combination(beyond_smoke):
         assert f"- **{c[0]} / {c[1]}**" in rule
     text = bp.conclusions(beyond_smoke)
     assert text.count("\n- ") == 3 and text.startswith("- **The workflow.**")
+
+
+def test_regeneration_names_the_profiles_command_and_says_when_it_trained_nothing(beyond_smoke):
+    """At smoke the runs are trained by the page itself, not by the chapter's command."""
+    assert bp.regeneration(beyond_smoke) == (
+        "No run shown here was trained by `python -m geco_book.chapters.beyond --profile "
+        "smoke`.")
