@@ -6,7 +6,9 @@ Each ``book/chapters/NN_name.ipynb`` (the committed twin, without outputs) is ru
 when a reader opens it in Jupyter), and written to ``ci/_executed/P/NN_name.ipynb``; the book
 build (``ci/build_book.py``) renders those executed copies. A notebook that raises, or runs past
 its time limit, fails the run (exit status 1) after the others have run; its partial output is
-kept for inspection. Wall times are printed and saved to ``ci/_executed/P/_timings.json``.
+kept for inspection. Each figure the chapter shows writes its legibility report to
+``ci/_executed/P/NN_name.figures.jsonl`` (read by ``ci/check_figures.py``). Wall times are
+printed and saved to ``ci/_executed/P/_timings.json``.
 
 Usage::
 
@@ -31,6 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = REPO / "book" / "chapters"
 EXECUTED = REPO / "ci" / "_executed"
 PROFILES = ("smoke", "cpu", "gpu")
+#: Environment variable read by geco_book.figures.caption (kept in sync by a test).
+FIGURE_REPORT_ENV = "GECO_FIGURE_REPORT"
 #: Default wall-clock limit per notebook, in seconds (the cpu profile is "minutes on 2 cores").
 NOTEBOOK_TIMEOUT_S = {"smoke": 600, "cpu": 3_600, "gpu": 12 * 3_600}
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
@@ -40,6 +44,12 @@ RICHER_THAN_IMAGE = (
     "application/javascript",
     "text/html",
 )
+
+
+def figure_report_path(executed: Path) -> Path:
+    """Where the render of ``executed`` writes its figures' legibility reports (JSON lines,
+    one per figure shown by ``geco_book.figures.caption.show_figure``)."""
+    return executed.with_name(f"{executed.stem}.figures.jsonl")
 
 
 def chapter_notebooks(chapters: Path = CHAPTERS) -> list[Path]:
@@ -157,6 +167,10 @@ def run_one(
     # A non-interactive MPLBACKEND (e.g. Agg, exported by .ci/run for the unit tests) would
     # reach the kernel and silently drop every figure; let ipykernel pick its inline backend.
     env.pop("MPLBACKEND", None)
+    # Each figure the chapter shows appends its legibility report here (ci/check_figures.py).
+    report = figure_report_path(output)
+    report.unlink(missing_ok=True)
+    env[FIGURE_REPORT_ENV] = str(report)
     start = time.perf_counter()
     proc = subprocess.Popen(
         cmd,

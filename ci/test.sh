@@ -19,6 +19,7 @@ step "$PY" -m pytest
 step "$PY" ci/check_notebooks.py
 step "$PY" ci/run_notebooks.py --profile smoke
 step "$PY" ci/check_results_page.py --profile smoke
+step "$PY" ci/check_figures.py --profile smoke
 step "$PY" -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
   -p no:cacheprovider ci/_executed/smoke
 step "$PY" ci/build_book.py --profile smoke

@@ -13,7 +13,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+from matplotlib.ticker import NullFormatter
+
+from geco_book.figures.layout import SMALL_PT, log_ticks, panels
 
 __all__ = ["robustness", "search_vs_geco", "trajectories"]
 
@@ -26,8 +28,8 @@ def search_vs_geco(res) -> Figure:
 
     target = float(res.settings["kappa"]) ** 2
     combos = list(res.search)
-    fig, axes = plt.subplots(1, len(combos), figsize=(3.6 * len(combos), 3.2), squeeze=False)
-    for ax, c in zip(axes[0], combos):
+    fig, axes = panels(len(combos), 4.8, 3.6)
+    for ax, c in zip(axes, combos):
         r = res.search[c]
         hist = r["search"].history
         lam = np.array([h[0] for h in hist])
@@ -37,7 +39,7 @@ def search_vs_geco(res) -> Figure:
         ax.scatter(lam, v, color="tab:blue", zorder=3, label="β-VAE runs of the search")
         for i, (x, y) in enumerate(zip(lam, v)):
             ax.annotate(str(i + 1), (x, y), textcoords="offset points", xytext=(3, 3),
-                        fontsize=7)
+                        fontsize=SMALL_PT)
         for seed, run in r["geco"].items():
             lam_end = log_summary(run.log(), target)["lambda_end"]
             ax.scatter([lam_end], [evaluate(run, res.settings)["test_mse"] / target],
@@ -45,12 +47,13 @@ def search_vs_geco(res) -> Figure:
                        label="GECO κ = 0.1 (final λ), per seed" if seed == 0 else None)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(ScalarFormatter())
-        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("λ = 1/β")
-        ax.set_title(f"{c[0]} / {c[1]}: {r['search'].status}", fontsize=9)
-    axes[0][0].set_ylabel("held-out MSE / κ²")
-    axes[0][0].legend(fontsize=7, loc="best")
+        ax.set_title(f"{c[0]} / {c[1]}: {r['search'].status}", fontsize=10)
+        ax.set_ylabel("held-out MSE / κ²")
+    fig.tight_layout()
+    for ax in axes:
+        log_ticks(ax.yaxis)
+    axes[0].legend(fontsize=SMALL_PT, loc="best")
     fig.tight_layout()
     return fig
 
@@ -58,7 +61,7 @@ def search_vs_geco(res) -> Figure:
 def trajectories(logs: Mapping[str, pd.DataFrame], kappa: float,
                  ceiling: float | None = None) -> Figure:
     """λ (log scale) and the training MSE ÷ κ² against steps for several runs (label → log)."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9.6, 3.6))
     for label, log in logs.items():
         lam = log["lambda"].to_numpy(dtype=float)
         a.plot(log["step"], np.where(lam > 0, lam, np.nan), label=label, lw=1.2)
@@ -71,25 +74,26 @@ def trajectories(logs: Mapping[str, pd.DataFrame], kappa: float,
     a.set_ylabel("λ (or implied λ = 1/β)")
     b.axhline(1.0, color="k", ls="--", lw=0.8, label="κ²")
     b.set_yscale("log")
-    b.yaxis.set_major_formatter(ScalarFormatter())
-    b.yaxis.set_minor_formatter(NullFormatter())
     b.set_xlabel("step")
     b.set_ylabel("training MSE / κ² (100-step mean)")
-    b.legend(fontsize=7, loc="upper right")
+    b.legend(fontsize=SMALL_PT, loc="upper right")
     fig.tight_layout()
+    log_ticks(a.yaxis)
+    log_ticks(b.yaxis)
     return fig
 
 
 def robustness(table: pd.DataFrame, reference: Mapping[str, float]) -> Figure:
-    """One column per setting varied (``reference``: setting → its unchanged value): held-out
-    MSE ÷ κ² (top), held-out KL (middle) and time to target (bottom) at each value, for GECO
+    """One row per setting varied (``reference``: setting → its unchanged value): held-out
+    MSE ÷ κ² (left), held-out KL (middle) and time to target (right) at each value, for GECO
     and the β-VAE; the unchanged runs are the points at the reference value."""
     factors = list(reference)
     t = table.reset_index()
     ref = t[t["variant"] == "(reference)"].set_index("method")
-    fig, axes = plt.subplots(3, len(factors), figsize=(2.7 * len(factors), 7), squeeze=False)
     rows = (("mse_over_target", "held-out MSE / κ²"), ("test_avg_kl", "held-out KL [nats]"),
             ("time_to_target", "time to target [steps]"))
+    fig, axes = plt.subplots(len(factors), 3, figsize=(9.6, 2.4 * len(factors) + 0.4),
+                             squeeze=False)
     for j, f in enumerate(factors):
         for method, color in (("geco", "tab:red"), ("beta_vae", "tab:blue")):
             d = t[(t["method"] == method) & t["variant"].str.startswith(f"{f}=")]
@@ -104,31 +108,36 @@ def robustness(table: pd.DataFrame, reference: Mapping[str, float]) -> Figure:
             order = np.argsort(vals)
             for i, (k, _) in enumerate(rows):
                 y = np.asarray(ys[k], dtype=float)[order]
-                axes[i][j].plot(np.asarray(vals)[order], y, "o-", color=color,
+                axes[j][i].plot(np.asarray(vals)[order], y, "o-", color=color,
                                 label="GECO" if method == "geco" else "β-VAE (searched β)")
         values = sorted({float(v) for v in t.loc[t["variant"].str.startswith(f"{f}="),
                                                  "variant"].str.split("=").str[1]}
                         | {float(reference[f])})
         for i, (_, name) in enumerate(rows):
-            ax = axes[i][j]
+            ax = axes[j][i]
             ax.set_xscale("linear" if f == "alpha" else "log")
-            ax.set_xticks(values, [f"{v:g}" for v in values], fontsize=7)
+            ax.set_xticks(values, [f"{v:.2g}" for v in values])
+            if f == "alpha":  # the values, not an empty panel's limits, set the range
+                pad = 0.15 * (values[-1] - values[0] or 1.0)
+                ax.set_xlim(values[0] - pad, values[-1] + pad)
+            else:
+                pad = (values[-1] / values[0]) ** 0.15 if values[-1] > values[0] else 2.0
+                ax.set_xlim(values[0] / pad, values[-1] * pad)
             ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel(f)
             if i == 0:
                 ax.axhline(1.0, color="k", ls="--", lw=0.8)
                 ax.set_yscale("log")
-                ax.yaxis.set_major_formatter(ScalarFormatter())
-                ax.yaxis.set_minor_formatter(NullFormatter())
-                ax.set_title(f, fontsize=9)
             if j == 0:
-                ax.set_ylabel(name, fontsize=8)
-        axes[-1][j].set_xlabel(f)
-    for ax in axes[0]:
+                ax.set_title(name, fontsize=10)
+    fig.tight_layout()
+    for row in axes:
+        log_ticks(row[0].yaxis)
+    for ax in axes[:, 0]:
         if len(ax.get_lines()) > 2:  # the first panel with both methods
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=SMALL_PT)
             break
     else:
-        axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
+        axes[0][0].legend(fontsize=SMALL_PT)
     return fig
 

@@ -41,6 +41,8 @@ from __future__ import annotations
 import base64
 import html as html_lib
 import io
+import json
+import os
 import re
 
 import matplotlib.pyplot as plt
@@ -117,6 +119,22 @@ def caption_bundle(fig: Figure, caption: str, title: str | None = None, **kwargs
     return {"text/html": figure_html(fig, caption, title, **kwargs), "text/plain": plain}
 
 
+#: ``ci/run_notebooks.py`` names here the file where each shown figure's legibility report goes.
+REPORT_ENV = "GECO_FIGURE_REPORT"
+
+
+def _report_legibility(fig: Figure, title: str | None, dpi: int) -> None:
+    """Append ``fig``'s :func:`~geco_book.figures.legibility.report` to ``$GECO_FIGURE_REPORT``
+    (one JSON line), when it is set."""
+    path = os.environ.get(REPORT_ENV)
+    if not path:
+        return
+    from geco_book.figures.legibility import report
+
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(json.dumps(report(fig, title, dpi)) + "\n")
+
+
 def show_figure(
     fig: Figure,
     caption: str,
@@ -128,10 +146,12 @@ def show_figure(
     """Display ``fig`` with its caption as one HTML output (see the module docstring).
 
     Call it instead of ``plt.show()``; with ``close=True`` (default) the figure is closed, so
-    the inline backend does not show it a second time.
+    the inline backend does not show it a second time. When ``$GECO_FIGURE_REPORT`` names a
+    file, the figure's legibility report is appended to it (``ci/check_figures.py`` reads it).
     """
     from IPython.display import display
 
+    _report_legibility(fig, title, dpi)
     display(caption_bundle(fig, caption, title, label=label, dpi=dpi), raw=True)
     if close:
         plt.close(fig)

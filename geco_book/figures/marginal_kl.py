@@ -29,12 +29,16 @@ from collections.abc import Mapping
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from geco_book.figures.layout import MAX_WIDTH_IN, SMALL_PT, panels
 
 __all__ = ["convergence_panels", "estimator_panels", "holes_figure"]
 
 
 def estimator_panels(estimates: Mapping[str, Mapping[str, tuple[float, float]]]) -> Figure:
-    """One panel per model: each estimator's value ± SE as a horizontal error bar.
+    """One panel per model (two per row): each estimator's value ± SE as a horizontal error
+    bar; a panel with a value below −100 nats is symmetric-log (linear within ±10).
 
     Args:
         estimates: model title → estimator label → (value, standard error).
@@ -44,10 +48,9 @@ def estimator_panels(estimates: Mapping[str, Mapping[str, tuple[float, float]]])
         >>> len(fig.axes)
         1
     """
-    n = len(estimates)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 0.45 * max(len(e) for e in
-                             estimates.values()) + 1.4), layout="constrained", squeeze=False)
-    for ax, (title, est) in zip(axes[0], estimates.items()):
+    height = 0.45 * max(len(e) for e in estimates.values()) + 1.4
+    fig, axes = panels(len(estimates), 4.9, height, layout="constrained")
+    for ax, (title, est) in zip(axes, estimates.items()):
         labels = list(est)
         vals = np.array([est[k][0] for k in labels], dtype=float)
         ses = np.array([est[k][1] for k in labels], dtype=float)
@@ -55,10 +58,15 @@ def estimator_panels(estimates: Mapping[str, Mapping[str, tuple[float, float]]])
         colors = ["C0" if k.startswith(("exact", "leave", "held")) else "C3" for k in labels]
         ax.errorbar(vals, y, xerr=np.nan_to_num(ses), fmt="none", ecolor="0.3", capsize=3)
         ax.scatter(vals, y, c=colors, zorder=3, s=18)
-        ax.set_yticks(y, labels, fontsize=8)
+        ax.set_yticks(y, labels, fontsize=SMALL_PT)
         ax.axvline(0.0, color="0.7", lw=0.6, zorder=0)
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("marginal KL estimate [nats]")
+        ax.set_title(title, fontsize=SMALL_PT)
+        if np.nanmin(vals) < -100:  # leave-one-out far below: keep the others' gaps readable
+            ax.set_xscale("symlog", linthresh=10.0)
+            ax.set_xlabel("marginal KL estimate [nats] (symlog: linear in ±10)")
+        else:
+            ax.set_xlabel("marginal KL estimate [nats]")
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # wide ranges in narrow panels
     return fig
 
 
@@ -72,7 +80,7 @@ def convergence_panels(arrays: Mapping[str, Mapping[str, np.ndarray]]) -> Figure
         arrays: model title → ``vs_samples`` ``[k, 3]`` (S, value, SE) and ``vs_points``
             ``[k, 5]`` (N', exact, SE, leave-one-out, SE), as chapter 04's evaluation stores.
     """
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.0, 3.4), layout="constrained")
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(MAX_WIDTH_IN, 3.6), layout="constrained")
     for i, (title, arr) in enumerate(arrays.items()):
         c = f"C{i % 10}"
         vs = np.asarray(arr["vs_samples"], dtype=float)
@@ -93,7 +101,7 @@ def convergence_panels(arrays: Mapping[str, Mapping[str, np.ndarray]]) -> Figure
         a2.set_ylabel("marginal KL estimate [nats] (symlog: linear in ±10)")
     a1.set_title("exact estimate vs S (mixture over all N)", fontsize=9)
     a2.set_title("exact (—) and leave-one-out (- -) vs N'", fontsize=9)
-    a1.legend(fontsize=7)
+    a1.legend(fontsize=SMALL_PT)
     return fig
 
 
@@ -106,7 +114,7 @@ def _strip(ax, images: np.ndarray, title: str) -> None:
     row = np.concatenate(list(imgs), axis=1)
     ax.imshow(row, cmap="gray" if row.ndim == 2 else None, vmin=0, vmax=255)
     ax.set_axis_off()
-    ax.set_title(title, fontsize=8, loc="left")
+    ax.set_title(title, fontsize=SMALL_PT, loc="left")
 
 
 def holes_figure(models: Mapping[str, Mapping[str, np.ndarray]],
@@ -122,7 +130,7 @@ def holes_figure(models: Mapping[str, Mapping[str, np.ndarray]],
     """
     n = len(models)
     with_conf = [t for t, a in models.items() if np.isfinite(a["prior_confidence"]).all()]
-    fig = plt.figure(figsize=(11.0, 1.25 * 2 * n + 0.4), layout="constrained")
+    fig = plt.figure(figsize=(9.0, 1.25 * 2 * n + 0.4), layout="constrained")  # titles overhang
     cols = 2 if with_conf else 1
     gs = fig.add_gridspec(2 * n, cols, width_ratios=[2.2, 1] if cols == 2 else [1])
     for i, (title, a) in enumerate(models.items()):
@@ -143,6 +151,6 @@ def holes_figure(models: Mapping[str, Mapping[str, np.ndarray]],
         ax.set_xscale("symlog", linthresh=10.0)  # models whose ratios differ by decades
         ax.set_xlabel("log q(z) − log π(z) at prior samples z (symlog: linear in ±10)")
         ax.set_ylabel("classifier confidence (max prob.)")
-        ax.legend(fontsize=7, markerscale=3)
+        ax.legend(fontsize=SMALL_PT, markerscale=3)
     return fig
 

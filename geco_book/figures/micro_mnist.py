@@ -36,6 +36,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 
+from geco_book.figures.layout import MAX_WIDTH_IN, SMALL_PT
+
 __all__ = [
     "measures_vs_steps",
     "point_colors",
@@ -128,6 +130,7 @@ def posterior_panels(
         raise ValueError(f"labels must have {n} entries, got {len(labels)}")
     k = len(panels)
     ncols = k if ncols is None else max(1, min(int(ncols), k))
+    ncols = max(1, min(ncols, int(MAX_WIDTH_IN // panel_size)))  # wrap rather than shrink
     nrows = -(-k // ncols)
     lim = _latent_limit(zs) if limit is None else float(limit)
     colors = point_colors(n)
@@ -149,7 +152,7 @@ def posterior_panels(
         ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")
         ax.set_title(title, fontsize=10)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=SMALL_PT)
         if p % ncols == 0:
             ax.set_ylabel("$z_2$", fontsize=9)
         if p // ncols == nrows - 1:
@@ -164,7 +167,7 @@ def posterior_panels(
             s.set_edgecolor(colors[i])
             s.set_linewidth(3)
         if labels is not None:
-            ax.set_xlabel(str(int(labels[i])), fontsize=8, labelpad=1)
+            ax.set_xlabel(str(int(labels[i])), fontsize=SMALL_PT, labelpad=1)
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
     return fig
@@ -262,7 +265,8 @@ def training_curves(
         A figure with ``len(keys)`` axes and one figure legend (the runs).
     """
     fig, axes = plt.subplots(
-        1, len(keys), figsize=(4.0 * len(keys), 3.3), layout="constrained", squeeze=False
+        1, len(keys), figsize=(min(MAX_WIDTH_IN, 4.0 * len(keys)), 3.3), layout="constrained",
+        squeeze=False,
     )
     colors = {title: f"C{i % 10}" for i, title in enumerate(curves)}
     run_handles: dict[str, Any] = {}
@@ -304,11 +308,11 @@ def training_curves(
         ax.set_ylabel(label)
         refs = [(h, n) for h, n in zip(*ax.get_legend_handles_labels()) if n not in curves]
         if refs:
-            ax.legend(*zip(*refs), fontsize=7, loc="best")
+            ax.legend(*zip(*refs), fontsize=SMALL_PT, loc="best")
     if run_handles:
         ncol = legend_cols or min(len(run_handles), 4)
         fig.legend(list(run_handles.values()), list(run_handles), loc="outside lower center",
-                   ncol=ncol, fontsize=8, frameon=False)
+                   ncol=ncol, fontsize=SMALL_PT, frameon=False)
     return fig
 
 
@@ -331,7 +335,7 @@ def sweep_summary(
     fig, axes = plt.subplots(
         1,
         len(constraints),
-        figsize=(4.2 * len(constraints), 3.0),
+        figsize=(min(MAX_WIDTH_IN, 4.2 * len(constraints)), 3.0),
         layout="constrained",
         squeeze=False,
     )
@@ -346,7 +350,7 @@ def sweep_summary(
         ax.set_xlabel("κ")
         if c.upper() == "CLA":
             ax.invert_xaxis()
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=SMALL_PT)
     return fig
 
 
@@ -387,7 +391,7 @@ def measures_vs_steps(
         >>> len(fig.axes), fig.axes[0].get_xscale()
         (1, 'log')
     """
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.4 * len(keys), 3.1),
+    fig, axes = plt.subplots(1, len(keys), figsize=(min(MAX_WIDTH_IN, 3.4 * len(keys)), 3.1),
                              layout="constrained", squeeze=False)
     handles: dict[str, Any] = {}
     all_steps = sorted({float(e["steps"]) for seeds in histories.values() for h in seeds
@@ -429,6 +433,6 @@ def measures_vs_steps(
         ax.set_ylabel(label)
     if handles:
         fig.legend(list(handles.values()), [h.get_label() for h in handles.values()],
-                   loc="outside lower center", ncol=min(len(handles), 4), fontsize=8,
+                   loc="outside lower center", ncol=min(len(handles), 4), fontsize=SMALL_PT,
                    frameon=False)
     return fig

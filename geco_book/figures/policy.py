@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from geco_book.figures.layout import SMALL_PT
+
 __all__ = ["VARIANT_COLORS", "plot_policy_study"]
 
 VARIANT_COLORS = {"policy": "tab:blue", "alpha=0.99": "tab:green", "nu=1": "tab:red"}
@@ -48,7 +50,7 @@ def plot_policy_study(curves: Sequence[tuple[str, str, int, object]]) -> Figure:
         ax_c.set_ylabel("C_ma")
         ax_c.set_yscale("symlog", linthresh=1e-3)
         ax_l.set_title(group, fontsize=9, loc="left")
-        ax_l.legend(fontsize=7, loc="best")
+        ax_l.legend(fontsize=SMALL_PT, loc="best")
     for ax in axes[-1]:
         ax.set_xlabel("step")
     fig.tight_layout()

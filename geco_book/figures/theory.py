@@ -32,6 +32,7 @@ from matplotlib.colors import ListedColormap, to_rgb
 from matplotlib.figure import Figure
 
 from geco_book.chapters.theory import TilingExample
+from geco_book.figures.layout import MAX_WIDTH_IN, SMALL_PT
 from geco_core import theory
 
 __all__ = [
@@ -100,13 +101,12 @@ def _hatch(ax: plt.Axes, grid: theory.LatentGrid, mask: np.ndarray, extent, colo
 def plot_tiling(example: TilingExample) -> Figure:
     """Fig. 1-style picture, drawn from computed tilings (Props. 2–3, Eq. 17).
 
-    Left: the tiling that the ELBO fixed-point equations (Eqs. 3–4, σ from Eq. 15) reach
+    Top left: the tiling that the ELBO fixed-point equations (Eqs. 3–4, σ from Eq. 15) reach
     from a random smooth decoder; its holes — tiles no posterior covers — are white and
-    hatched, and the title's cell masses count covered tiles only. Middle: the equiprobable
+    hatched, and the title's cell masses count covered tiles only. Top right: the equiprobable
     partition (Prop. 2), with an overlap between the supports of x₀ and x₁ (hatched blend) and
-    a hole (black). Right: the data
-    images, then the optimal reconstruction inside Ω₀ alone, inside the overlap (the blur of
-    Eq. 17) and in the hole (undefined).
+    a hole (black). Bottom: the data images, then the optimal reconstruction inside Ω₀ alone,
+    inside the overlap (the blur of Eq. 17) and in the hole (undefined).
 
     Returns:
         A figure with ``2 + n + 3`` axes (two latent panels, n data, three reconstructions).
@@ -116,11 +116,11 @@ def plot_tiling(example: TilingExample) -> Figure:
     cmap = ListedColormap(colours)
     extent = (-grid.half_width, grid.half_width, -grid.half_width, grid.half_width)
 
-    fig = plt.figure(figsize=(13, 4.6), layout="constrained")
-    outer = fig.add_gridspec(1, 3, width_ratios=[1, 1, 1.25])
-    ax_learned = fig.add_subplot(outer[0])
-    ax_equi = fig.add_subplot(outer[1])
-    right = outer[2].subgridspec(2, max(n, 3))
+    fig = plt.figure(figsize=(MAX_WIDTH_IN, 6.6), layout="constrained")
+    outer = fig.add_gridspec(2, 2, height_ratios=[1, 0.42])
+    ax_learned = fig.add_subplot(outer[0, 0])
+    ax_equi = fig.add_subplot(outer[0, 1])
+    images = outer[1, :].subgridspec(1, n + 4)  # n data, a gap, three reconstructions
 
     holes = example.learned_holes
     learned = np.ma.masked_array(example.learned_labels, mask=holes)
@@ -162,7 +162,7 @@ def plot_tiling(example: TilingExample) -> Figure:
         ax.set_ylabel("$z_2$")
 
     for k in range(n):
-        ax = fig.add_subplot(right[0, k])
+        ax = fig.add_subplot(images[0, k])
         ax.imshow(example.images[k], cmap="gray_r", vmin=0, vmax=1)
         ax.set_title(f"$x_{k}$", color=colours[k], fontsize=10)
         ax.set_xticks([])
@@ -178,7 +178,7 @@ def plot_tiling(example: TilingExample) -> Figure:
         "z in the hole": np.flatnonzero(example.hole)[0] if example.hole.any() else None,
     }
     for k, (title, tile) in enumerate(pick.items()):
-        ax = fig.add_subplot(right[1, k])
+        ax = fig.add_subplot(images[0, n + 1 + k])
         if tile is None or np.isnan(example.decoded[tile]).any():
             ax.imshow(np.zeros_like(example.images[0]), cmap="gray", vmin=0, vmax=1)
             ax.text(
@@ -194,11 +194,11 @@ def plot_tiling(example: TilingExample) -> Figure:
             title += "\n(undefined)"
         else:
             ax.imshow(example.decoded[tile], cmap="gray_r", vmin=0, vmax=1)
-        ax.set_title(title, fontsize=8)
+        ax.set_title(title, fontsize=SMALL_PT)
         ax.set_xticks([])
         ax.set_yticks([])
         if k == 0:
-            ax.set_ylabel("optimal g(z)\n(Eq. 17)", fontsize=8)
+            ax.set_ylabel("optimal g(z)\n(Eq. 17)", fontsize=SMALL_PT)
     return fig
 
 
@@ -255,7 +255,7 @@ def plot_phase_transitions(
         The figure holding the two axes (a new one unless ``axes`` is given).
     """
     if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
+        fig, axes = plt.subplots(1, 2, figsize=(MAX_WIDTH_IN, 3.4), layout="constrained")
     else:
         fig = axes[0].figure
     ax_u, ax_c = axes
@@ -279,7 +279,8 @@ def plot_phase_transitions(
             label=f"$β_c^{{{rank}}}$ = {beta_c:.3g}",
         )  # fmt: skip
         ax_c.annotate(
-            str(rank), (beta_c, height), fontsize=8, xytext=(3, 3), textcoords="offset points"
+            str(rank), (beta_c, height), fontsize=SMALL_PT, xytext=(3, 3),
+            textcoords="offset points",
         )
     for value in predicted or ():
         for ax in (ax_u, ax_c):
@@ -287,7 +288,7 @@ def plot_phase_transitions(
     if predicted:
         ax_c.plot([], [], ls=":", color=FIXED_POINT_COLOUR, label="λ_max (Rose et al.)")
     if crit.beta_c.size or predicted:
-        ax_c.legend(fontsize=7, loc="lower left")
+        ax_c.legend(fontsize=SMALL_PT, loc="lower left")
     return fig
 
 
@@ -310,7 +311,7 @@ def plot_fig2(
         A figure with ``len(panels.betas) + 2`` axes.
     """
     n_panels = panels.betas.size
-    fig = plt.figure(figsize=(max(10, 2.6 * n_panels), 6.4), layout="constrained")
+    fig = plt.figure(figsize=(MAX_WIDTH_IN, 6.4), layout="constrained")
     spec = fig.add_gridspec(2, 2 * n_panels, height_ratios=[1, 0.9])
     tol = theory.location_tolerance(panels.x)
     for k in range(n_panels):
@@ -356,7 +357,7 @@ def plot_equipartition(
     ax.bar(pos, gamma_direct, width, label="direct maximisation (scipy)")
     if gamma_empirical is not None:
         ax.bar(pos + width, gamma_empirical, width, label="tile mass per fixed point (Eq. 20)")
-    ax.set_xticks(pos, [f"ψ cluster {a}" for a in range(m)], fontsize=8)
+    ax.set_xticks(pos, [f"ψ cluster {a}" for a in range(m)], fontsize=SMALL_PT)
     ax.set_ylabel("γ_a")
     title = "equipartition of energy (Prop. 5)"
     parts = []
@@ -367,7 +368,7 @@ def plot_equipartition(
     if parts:
         title += "\nmax |Σ_i e^(-H_ia/β)/Z_i − n| at the " + ", at the ".join(parts)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=SMALL_PT)
     return fig
 
 
@@ -392,7 +393,8 @@ def plot_lipschitz_panels(
     n_rows = len(rows)
     n_cols = max(len(r) for r in rows.values())
     fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(2.6 * n_cols, 2.7 * n_rows), layout="constrained", squeeze=False
+        n_rows, n_cols, figsize=(min(MAX_WIDTH_IN, 2.6 * n_cols), 2.7 * n_rows),
+        layout="constrained", squeeze=False,
     )
     for r, (label, sweeps) in enumerate(rows.items()):
         for c in range(n_cols):
