@@ -18,7 +18,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_notebooks import EXECUTED, count_image_outputs, figure_report_path  # noqa: E402
+from run_notebooks import count_image_outputs, executed_folder, figure_report_path  # noqa: E402
 
 
 def check(executed: Path) -> tuple[list[str], int]:
@@ -53,12 +52,7 @@ def check(executed: Path) -> tuple[list[str], int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--profile", default="smoke")
-    p.add_argument("--executed", type=Path, default=None,
-                   help="folder of executed notebooks (default: ci/_executed/<profile>)")
-    args = p.parse_args(argv)
-    executed = args.executed or EXECUTED / args.profile
+    executed = executed_folder(__doc__.splitlines()[0], argv)
     problems, checked = check(executed)
     for line in problems:
         print(f"ERROR {line}", file=sys.stderr)

@@ -11,14 +11,15 @@ rows for that chapter, or when either side is missing. Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_notebooks import executed_folder  # noqa: E402
+
 RESULTS = "00_results"
 _PAGE = re.compile(r"page `(\d\d_[a-z_]+)`")
 
@@ -136,12 +137,7 @@ def check(executed: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--profile", default="smoke")
-    p.add_argument("--executed", type=Path, default=None,
-                   help="folder of executed notebooks (default: ci/_executed/<profile>)")
-    args = p.parse_args(argv)
-    executed = args.executed or REPO / "ci" / "_executed" / args.profile
+    executed = executed_folder(__doc__.splitlines()[0], argv)
     problems = check(executed)
     for line in problems:
         print(f"ERROR {line}", file=sys.stderr)

@@ -46,6 +46,17 @@ RICHER_THAN_IMAGE = (
 )
 
 
+def executed_folder(description: str, argv: list[str] | None = None) -> Path:
+    """The ``--executed`` folder of a check of rendered notebooks (``--profile``'s
+    ``ci/_executed/<profile>`` by default), parsed from ``argv``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--profile", default="smoke")
+    parser.add_argument("--executed", type=Path, default=None,
+                        help="folder of executed notebooks (default: ci/_executed/<profile>)")
+    args = parser.parse_args(argv)
+    return args.executed or EXECUTED / args.profile
+
+
 def figure_report_path(executed: Path) -> Path:
     """Where the render of ``executed`` writes its figures' legibility reports (JSON lines,
     one per figure shown by ``geco_book.figures.caption.show_figure``)."""

@@ -48,6 +48,8 @@ import re
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from geco_book.figures.legibility import report
+
 __all__ = ["caption_bundle", "figure_html", "figure_png", "show_figure"]
 
 
@@ -129,8 +131,6 @@ def _report_legibility(fig: Figure, title: str | None, dpi: int) -> None:
     path = os.environ.get(REPORT_ENV)
     if not path:
         return
-    from geco_book.figures.legibility import report
-
     with open(path, "a", encoding="utf-8") as out:
         out.write(json.dumps(report(fig, title, dpi)) + "\n")
 

@@ -52,8 +52,11 @@ def trajectory(log, kappa: float, title: str = "") -> Figure:
     return fig
 
 
-def _err(v) -> np.ndarray:
-    return np.nan_to_num(np.asarray(v, dtype=float), nan=0.0)
+def _err(v) -> np.ndarray | None:
+    """Error-bar lengths, NaN (one seed) as 0; ``None`` when there is no bar at all, since a
+    zero-length bar with caps draws a cross through the marker."""
+    err = np.nan_to_num(np.asarray(v, dtype=float), nan=0.0)
+    return err if err.any() else None
 
 
 def information_plane(summary, models: Sequence[str], kl: str = "test_avg_kl",

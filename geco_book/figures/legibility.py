@@ -162,10 +162,24 @@ def problems(
         One sentence per problem (empty when the figure is legible): texts below the size,
         overlapping texts, and axes that label fewer than two ticks.
     """
+    return _measure(fig, dpi, content_width_px, min_text_px)[1]
+
+
+def _measure(fig, dpi, content_width_px, min_text_px) -> tuple[float, list[str]]:
+    """(width of the saved PNG in inches, :func:`problems`), measured at ``dpi`` (the figure's
+    own dpi is restored afterwards)."""
     _check_figure(fig)
     if content_width_px <= 0 or min_text_px <= 0:
         raise ValueError("content_width_px and min_text_px must be positive")
+    own_dpi = fig.get_dpi()
     fig.set_dpi(dpi)
+    try:
+        return _measure_at_dpi(fig, dpi, content_width_px, min_text_px)
+    finally:
+        fig.set_dpi(own_dpi)
+
+
+def _measure_at_dpi(fig, dpi, content_width_px, min_text_px) -> tuple[float, list[str]]:
     renderer = fig.canvas.get_renderer()
     fig.draw(renderer)
     width_in = fig.get_tightbbox(renderer).width + 2 * _PAD_IN
@@ -199,13 +213,10 @@ def problems(
         repeated = sorted(x for x, locs in where.items() if len(locs) > 1)
         if numeric and repeated:
             found.append(f"the {name} repeats tick labels {repeated}: ticks read as equal")
-    return found
+    return width_in, found
 
 
 def report(fig: Figure, title: str | None = None, dpi: int = 100) -> dict:
     """A JSON-ready record of ``fig``'s legibility: title, PNG width, problems."""
-    _check_figure(fig)
-    found = problems(fig, dpi=dpi)
-    renderer = fig.canvas.get_renderer()
-    width_px = (fig.get_tightbbox(renderer).width + 2 * _PAD_IN) * dpi
-    return {"title": title, "width_px": round(width_px), "problems": found}
+    width_in, found = _measure(fig, dpi, CONTENT_WIDTH_PX, MIN_TEXT_PX)
+    return {"title": title, "width_px": round(width_in * dpi), "problems": found}

@@ -129,8 +129,8 @@ def posterior_panels(
     if labels is not None and len(labels) != n:
         raise ValueError(f"labels must have {n} entries, got {len(labels)}")
     k = len(panels)
-    ncols = k if ncols is None else max(1, min(int(ncols), k))
-    ncols = max(1, min(ncols, int(MAX_WIDTH_IN // panel_size)))  # wrap rather than shrink
+    # at most the panels that fit the book's width: wrap rather than shrink
+    ncols = max(1, min(k if ncols is None else int(ncols), k, int(MAX_WIDTH_IN // panel_size)))
     nrows = -(-k // ncols)
     lim = _latent_limit(zs) if limit is None else float(limit)
     colors = point_colors(n)

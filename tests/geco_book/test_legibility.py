@@ -129,3 +129,20 @@ def test_show_figure_appends_its_report_when_ci_asks(tmp_path, monkeypatch):
     monkeypatch.delenv(caption.REPORT_ENV)
     caption.show_figure(plt.figure(), "Data: none.", title="Unreported")
     assert len(path.read_text().splitlines()) == 2
+
+
+def test_the_renderer_sets_the_variable_show_figure_reads():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "ci" / "run_notebooks.py"
+    spec = importlib.util.spec_from_file_location("run_notebooks", path)
+    run_notebooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_notebooks)
+    assert run_notebooks.FIGURE_REPORT_ENV == caption.REPORT_ENV
+
+
+def test_measuring_leaves_the_figure_dpi_as_it_was():
+    fig = plt.figure(figsize=(2, 2), dpi=72)
+    legibility.problems(fig, dpi=100)
+    assert fig.get_dpi() == 72
