@@ -11,6 +11,8 @@ This script
    executed copies in place of the committed, output-free ``chapters/*.ipynb``;
 3. runs ``jupyter-book build book/_build/_src --path-output book -W -n --keep-going``, so the
    HTML lands in ``book/_build/html`` and any Sphinx warning fails the build;
+   Each page is pinned to the checkout's commit (its install cell, Colab badge and launch
+   button): a notebook opened from the book installs the code that made its numbers;
 4. writes ``book/_build/book_manifest.json`` (each page's title, HTML file and number of figure
    outputs) for ``ci/browser_check.py``.
 
@@ -33,7 +35,10 @@ import nbformat
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from check_notebooks import pin_revision  # noqa: E402
 from run_notebooks import PROFILES, count_image_outputs, error_outputs  # noqa: E402
+
+from geco_book.provenance import git_commit  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BOOK = REPO / "book"
@@ -117,8 +122,14 @@ def check_executed(committed: Path, executed: Path, profile: str) -> nbformat.No
     return nb
 
 
-def stage(book: Path, stage_dir: Path, executed_dir: Path, profile: str) -> dict[str, int]:
-    """Copy the book to ``stage_dir`` with executed notebooks; returns figures per chapter."""
+def stage(book: Path, stage_dir: Path, executed_dir: Path, profile: str,
+          revision: str | None = None) -> dict[str, int]:
+    """Copy the book to ``stage_dir`` with executed notebooks; returns figures per chapter.
+
+    With ``revision`` (a commit), every page is pinned to it: the install cell checks it out,
+    the Colab badge and the launch button open the notebook at it
+    (``check_notebooks.pin_revision``), so a reader who opens a chapter from the book runs the
+    code that made its numbers."""
     committed = sorted((book / "chapters").glob("*.ipynb"))
     if not committed:
         raise BuildError(f"no chapter notebooks in {book / 'chapters'}")
@@ -126,7 +137,15 @@ def stage(book: Path, stage_dir: Path, executed_dir: Path, profile: str) -> dict
     if stage_dir.exists():
         shutil.rmtree(stage_dir)
     shutil.copytree(book, stage_dir, ignore=IGNORE)
+    if revision:
+        config_path = stage_dir / "_config.yml"
+        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        config.setdefault("repository", {})["branch"] = revision  # the launch button's link
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     for name, nb in executed.items():
+        if revision and pin_revision(nb, book, book / "chapters" / f"{name}.ipynb", revision) != 2:
+            raise BuildError(f"{name}: no install cell and Colab badge to pin to {revision}; "
+                             f"run python ci/check_notebooks.py")
         nbformat.write(nb, stage_dir / "chapters" / f"{name}.ipynb")
     return {f"chapters/{name}": count_image_outputs(nb) for name, nb in executed.items()}
 
@@ -166,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         docnames = toc_files(BOOK)
         titles = {d: page_title(BOOK, d) for d in docnames}
-        figures = stage(BOOK, stage_dir, executed_dir, args.profile)
+        # The commit the pages pin (none outside a git checkout: they keep the branch).
+        figures = stage(BOOK, stage_dir, executed_dir, args.profile, git_commit())
     except BuildError as err:
         print(f"build_book: ERROR {err}", file=sys.stderr)
         return 1

@@ -47,6 +47,7 @@ import functools
 import io
 import json
 import math
+import os
 import re
 import shutil
 import sys
@@ -75,7 +76,9 @@ from geco_core.io import write_bytes, write_text
 
 __all__ = [
     "MissingCheckpointError",
+    "NO_TRAINING_ENV",
     "TrainingDiverged",
+    "TrainingRefused",
     "check_key",
     "record_key",
     "NON_KEY_FIELDS",
@@ -120,6 +123,16 @@ class TrainingDiverged(ValueError):
 
 class MissingCheckpointError(FileNotFoundError):
     """A stored run's checkpoint is needed but absent (it lives outside the repository)."""
+
+
+#: Set (to anything but ``0`` or nothing), the store trains nothing: a run it lacks raises
+#: :class:`TrainingRefused`. For renders that must come from the committed records alone (CI's
+#: Colab simulation, ``ci/colab_sim.py``, renders a chapter at the cpu profile with it set).
+NO_TRAINING_ENV = "GECO_NO_TRAINING"
+
+
+class TrainingRefused(RuntimeError):
+    """A run the store lacks was asked for while ``$GECO_NO_TRAINING`` is set."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -514,6 +527,10 @@ class RunStore:
     def _train(self, key: str, cfg: Any, command: str | None, reuse: bool = True) -> Run:
         """Train ``key`` holding its lock; with ``reuse``, a record another process wrote
         while this one waited for the lock is returned instead."""
+        if os.environ.get(NO_TRAINING_ENV, "").strip() not in ("", "0"):
+            raise TrainingRefused(f"run {key} ({cfg.objective} {cfg.model} on {cfg.dataset}, "
+                                  f"{cfg.steps} steps) is not in the store {self.records} and "
+                                  f"${NO_TRAINING_ENV} forbids training it")
         out = self.checkpoints / key
         out.mkdir(parents=True, exist_ok=True)
         with _key_lock(out / ".lock", key):

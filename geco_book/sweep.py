@@ -159,7 +159,7 @@ def run_sweep(
         store: default :func:`~geco_book.store.default_store`.
         workers: processes training at once (1: train in this process).
         threads: torch intra-op threads per worker (None: torch's default).
-        progress: a tqdm bar over the runs; desc: its label.
+        progress: a tqdm bar over the runs, shown when some run trains; desc: its label.
         command: kept in each new record's provenance.
         after: called with each run, trained or loaded, in the process that trained it
             (:func:`run_chains`).
@@ -226,7 +226,8 @@ def run_chains(
     note = _missing_note([c for chain in cfgs for c in chain], store, workers, desc)
     if note:
         print(note, file=sys.stderr, flush=True)
-    bar = tqdm(total=total, desc=desc, disable=not progress, file=sys.stderr)
+    # A bar only when something trains: a chapter rendering from its records stays quiet.
+    bar = tqdm(total=total, desc=desc, disable=not progress or note is None, file=sys.stderr)
     try:
         if workers == 1 or len(cfgs) == 1:
             with torch_threads(threads):  # in this process: the same threads as a worker's
