@@ -10,7 +10,8 @@ This script does what Colab would, on this machine and offline:
 2. makes a kernel that looks like Colab's: a virtual environment with the system's packages
    (Colab's preinstalled torch, numpy, …), its own kernelspec, and ``google.colab`` imported at
    start-up (a stand-in package), so that the install cell runs; ``$GECO_REPO_URL`` points
-   the clone at this repository instead of GitHub;
+   the clone at this repository instead of GitHub, and an empty ``$XDG_CACHE_HOME`` leaves
+   the chapter to fetch its data as on a fresh Colab machine;
 3. runs the notebook at ``smoke`` (runs trained on the spot, in a throwaway ``$GECO_RUNS``),
    then a chapter at ``cpu`` in the same folder (the reader's second chapter reuses the clone)
    with ``$GECO_NO_TRAINING`` set, so any cpu-profile run that does not resolve to a committed
@@ -90,6 +91,7 @@ def colab_kernel(root: Path) -> dict[str, str]:
         "IPYTHONDIR": str(root / "ipython"),
         "JUPYTER_PATH": str(venv / "share" / "jupyter"),
         "GECO_RUNS": str(root / "runs"),
+        "XDG_CACHE_HOME": str(root / "cache"),  # no data yet, as on a fresh Colab machine
         REPO_URL_ENV: str(REPO),
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
     })
@@ -173,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: colab_sim: not a git checkout (the install cell clones a commit)",
               file=sys.stderr)
         return 2
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain",
+                            "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
     if dirty:
         print(f"colab_sim: note: testing the commit {revision[:12]}; uncommitted changes are not "
               f"in the clone", file=sys.stderr)

@@ -24,4 +24,5 @@ step "$PY" -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
   -p no:cacheprovider ci/_executed/smoke
 step "$PY" ci/build_book.py --profile smoke
 step "$PY" ci/browser_check.py
+step "$PY" ci/colab_sim.py
 echo "[ci/test] all steps passed in $SECONDS s"

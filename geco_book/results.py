@@ -5,8 +5,10 @@ cannot say what a chapter does not.
 Each chapter's result is loaded at ``profile`` from the run store (at the cpu profile: the
 committed records; nothing is trained when they are all there) and its claims table is
 called exactly as the chapter calls it; :func:`summary` stacks them with the chapter each row
-comes from. Columns: ``chapter`` (its page), ``claim (paper)``, ``our measure``, ``ours``,
-``verdict``, and ``reason`` or ``settled (last doubling)`` where the chapter gives one.
+comes from. Columns: ``chapter``, ``page``, then every claims table's own
+(:data:`geco_book.verdicts.CLAIM_COLUMNS`: the claim, the paper's number, our measure, ours,
+the verdict, its caveat and its reason) and any a chapter adds (e.g. ``settled (last
+doubling)``). :func:`tally` counts the verdicts.
 
 Example:
     >>> [c.page for c in CHAPTERS]
@@ -21,7 +23,9 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["CHAPTERS", "Chapter", "chapter_claims", "summary"]
+from geco_book.verdicts import BOOK_QUESTION, CLAIM_COLUMNS, VERDICTS
+
+__all__ = ["CHAPTERS", "Chapter", "chapter_claims", "summary", "tally"]
 
 
 def _micro_mnist(profile: str, seed: int) -> pd.DataFrame:
@@ -100,5 +104,22 @@ def summary(claims: dict[str, pd.DataFrame]) -> pd.DataFrame:
         t.insert(1, "page", page)
         parts.append(t)
     out = pd.concat(parts, ignore_index=True)
-    columns: list[Any] = ["chapter", "page", "claim (paper)", "our measure", "ours", "verdict"]
+    columns: list[Any] = ["chapter", "page", *CLAIM_COLUMNS]
     return out[[c for c in columns if c in out] + [c for c in out if c not in columns]]
+
+
+def tally(table: pd.DataFrame) -> pd.DataFrame:
+    """How many claims of the paper got each verdict (:data:`~geco_book.verdicts.VERDICTS`,
+    every one shown, in order), per chapter and in all; the book's own questions are left out.
+
+    Example:
+        >>> row = {"claim (paper)": "c", "verdict": "reproduced"}
+        >>> t = summary({"05_beyond": pd.DataFrame([row])})
+        >>> tally(t).loc["all", ["reproduced", "partly reproduced"]].tolist()
+        [1, 0]
+    """
+    paper = table[~table["claim (paper)"].str.startswith(BOOK_QUESTION)]
+    counts = pd.crosstab(paper["chapter"], paper["verdict"]).reindex(
+        index=list(dict.fromkeys(paper["chapter"])), columns=list(VERDICTS), fill_value=0)
+    counts.loc["all"] = counts.sum()
+    return counts.rename_axis(index=None, columns=None)

@@ -25,13 +25,28 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["NOT_REPRODUCED", "NOT_TESTABLE", "NO_DIFFERENCE", "ONE_SEED", "REPRODUCED", "compare",
-           "count_verdict", "direction"]
+__all__ = ["ANSWERS", "BOOK_QUESTION", "CLAIM_COLUMNS", "FOUND", "NONE_FOUND", "NOT_REPRODUCED",
+           "NOT_TESTABLE", "NO_DIFFERENCE", "ONE_SEED", "PARTLY", "REPRODUCED", "VERDICTS",
+           "claim", "compare", "count_verdict", "direction", "in_k_of_n"]
 
 #: A claim's verdicts (with its reason, always): see :func:`count_verdict`.
 REPRODUCED = "reproduced"
+#: Some of the cases a claim covers agree with the paper, not all (the caveat says how many).
+PARTLY = "partly reproduced"
 NOT_REPRODUCED = "not reproduced at our scale"
 NOT_TESTABLE = "not testable at our scale"
+#: Every verdict a claim of the paper gets, in the results page's order.
+VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_TESTABLE)
+
+#: How a claims-table row that asks the book's own question (not the paper's) starts, and the
+#: answers it gets instead of a verdict.
+BOOK_QUESTION = "(the book's question)"
+FOUND, NONE_FOUND = "found", "none found"
+ANSWERS = (FOUND, NONE_FOUND)
+
+#: The columns of every chapter's claims table (:func:`claim`), in order.
+CLAIM_COLUMNS = ("claim (paper)", "paper's number", "our measure", "ours", "verdict", "caveat",
+                 "reason")
 
 #: What :func:`compare` answers when the seeds do not separate the two sides.
 NO_DIFFERENCE = "no clear difference"
@@ -70,14 +85,14 @@ def direction(a: float, b: float, rel_tol: float = 0.05) -> str:
     return "lower" if b < a else "higher"
 
 
-def count_verdict(k: int, n: int, what: str) -> str:
+def count_verdict(k: int, n: int) -> str:
     """A claim's verdict from ``k`` of ``n`` testable cases agreeing with the paper:
     :data:`NOT_TESTABLE` (none testable), :data:`REPRODUCED` (all), :data:`NOT_REPRODUCED`
-    (none) or "reproduced in k of n <what>".
+    (none) or :data:`PARTLY` (some; say which in the caveat, :func:`in_k_of_n`).
 
     Example:
-        >>> count_verdict(2, 3, "pairs"), count_verdict(0, 0, "pairs")
-        ('reproduced in 2 of 3 pairs', 'not testable at our scale')
+        >>> [count_verdict(k, 3) for k in (3, 2, 0)] + [count_verdict(0, 0)] == list(VERDICTS)
+        True
     """
     if n == 0:
         return NOT_TESTABLE
@@ -85,4 +100,38 @@ def count_verdict(k: int, n: int, what: str) -> str:
         return REPRODUCED
     if k == 0:
         return NOT_REPRODUCED
-    return f"{REPRODUCED} in {k} of {n} {what}"
+    return PARTLY
+
+
+def in_k_of_n(k: int, n: int, what: str) -> str:
+    """The count behind a :data:`PARTLY` verdict of :func:`count_verdict`, for the caveat:
+    "in k of n <what>"; empty when the verdict says it all (``k`` is 0 or ``n``).
+
+    Example:
+        >>> in_k_of_n(2, 3, "pairs"), in_k_of_n(3, 3, "pairs")
+        ('in 2 of 3 pairs', '')
+    """
+    return f"in {k} of {n} {what}" if 0 < k < n else ""
+
+
+def claim(claim: str, paper: str, measure: str, ours: str, verdict: str, reason: str,
+          *caveats: str) -> dict[str, str]:
+    """One row of a chapter's claims table (the columns :data:`CLAIM_COLUMNS`): the paper's
+    claim, the paper's own number or setting for it (``paper``: quoted as the paper's, never
+    ours), what we measured and our numbers, the verdict — one of :data:`VERDICTS`, or for a
+    row asking :data:`BOOK_QUESTION` one of :data:`ANSWERS` — what qualifies it (``caveat``:
+    one seed, not converged, direction only, …: the non-empty ``caveats`` joined) and why.
+
+    Example:
+        >>> claim("c", "p", "m", "o", "reproduced in 2 of 3", "r")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: verdict: 'reproduced in 2 of 3' is not one of ('reproduced', ...)
+        >>> claim("c", "p", "m", "o", PARTLY, "r", in_k_of_n(2, 3, "pairs"))["caveat"]
+        'in 2 of 3 pairs'
+    """
+    allowed = ANSWERS if claim.startswith(BOOK_QUESTION) else VERDICTS
+    if verdict not in allowed:
+        raise ValueError(f"verdict: {verdict!r} is not one of {allowed}")
+    caveat = "; ".join(c for c in caveats if c)
+    return dict(zip(CLAIM_COLUMNS, (claim, paper, measure, ours, verdict, caveat, reason)))

@@ -445,7 +445,7 @@ def claims_table(res) -> pd.DataFrame:
     (:func:`sweep_findings` gives the numbers in words); :func:`geco_book.verdicts.count_verdict`
     words the count.
     """
-    from geco_book.verdicts import count_verdict
+    from geco_book.verdicts import BOOK_QUESTION, FOUND, NONE_FOUND, claim, count_verdict, in_k_of_n
 
     parts, ours, k = [], [], 0
     for c in res.search:
@@ -468,23 +468,21 @@ def claims_table(res) -> pd.DataFrame:
               if t.loc[t["method"] == m, "met"].all()
               and compare(geco["test_avg_kl"], t.loc[t["method"] == m, "test_avg_kl"]) == "lower"]
     model, data = res.settings["methods_combo"]
-    rows = [{
-        "claim (paper)": "§3: state a tolerance κ and GECO tunes λ itself, where a β-VAE needs a "
-                         "search over β per model and data set",
-        "our measure": f"held-out MSE ≤ 1.05 κ² (κ = {res.settings['kappa']:g}) for GECO's one "
-                       f"run per seed ({len(geco)} seeds) against the runs of a β search "
-                       f"(grid, then bisection, ±{_TOL:.0%})".replace("%", " %"),
-        "ours": "; ".join(ours),
-        "verdict": count_verdict(k, len(res.search), "(model, data set)"),
-        "reason": "; ".join(parts) or "GECO met κ on every seed with λ inside its bounds",
-    }, {
-        "claim (paper)": "(the book's question) a later method or a variant of GECO meets κ "
-                         "with a lower KL than GECO",
-        "our measure": f"{model} / {data}, {len(geco)} seeds, held-out KL by the seed spread "
-                       f"(geco_book.verdicts.compare), κ met on every seed",
-        "ours": ", ".join(beaten) or "none",
-        "verdict": "found" if beaten else "none found",
-        "reason": f"{len(shown)} methods and variants at the profile's settings, one "
-                  f"configuration each, set before the runs and not tuned on them",
-    }]
+    rows = [claim(
+        "§3: state a tolerance κ and GECO tunes λ itself, where a β-VAE needs a search over β "
+        "per model and data set", "no number (a claim about the workflow)",
+        f"held-out MSE ≤ 1.05 κ² (κ = {res.settings['kappa']:g}) for GECO's one run per seed "
+        f"({len(geco)} seeds) against the runs of a β search (grid, then bisection, "
+        f"±{_TOL:.0%})".replace("%", " %"),
+        "; ".join(ours), count_verdict(k, len(res.search)),
+        "; ".join(parts) or "GECO met κ on every seed with λ inside its bounds",
+        in_k_of_n(k, len(res.search), "(model, data set)")),
+        claim(
+        f"{BOOK_QUESTION} a later method or a variant of GECO meets κ with a lower KL than GECO",
+        "— (not a claim of the paper)",
+        f"{model} / {data}, {len(geco)} seeds, held-out KL by the seed spread "
+        f"(geco_book.verdicts.compare), κ met on every seed",
+        ", ".join(beaten) or "none", FOUND if beaten else NONE_FOUND,
+        f"{len(shown)} methods and variants at the profile's settings, one configuration each, "
+        f"set before the runs and not tuned on them")]
     return pd.DataFrame(rows)

@@ -91,10 +91,19 @@ def settled_table(result: MicroMNISTResult):
 
 
 def claims_table(result: MicroMNISTResult):
-    """:func:`paper_comparison` with the column ``settled (last doubling)``: for each claim,
-    the models whose measure — or e^I, which the collapse rule reads — moved by more than the
-    seed spread over the last doubling (:func:`settled_table`), or "yes" when none did; a
-    verdict on measures still moving is marked "provisional" in its own text."""
+    """:func:`paper_comparison` as a claims table (:func:`geco_book.verdicts.claim`): the
+    paper's number for each claim, the verdict in the book's words
+    (:func:`~geco_book.chapters.micro_mnist_tables.verdict_class`; the chapter's own verdict,
+    which says which model and how many seeds, is the reason), and the column ``settled (last
+    doubling)``: for each claim, the models whose measure — or e^I, which the collapse rule
+    reads — moved by more than the seed spread over the last doubling (:func:`settled_table`),
+    or "yes" when none did; a verdict on measures still moving is marked "provisional" in its
+    caveat."""
+    import pandas as pd
+
+    from geco_book.chapters.micro_mnist_tables import PAPER_NUMBERS, verdict_class
+    from geco_book.verdicts import claim
+
     table = paper_comparison(result)
     st = settled_table(result)
     labels = [run.spec.label for run in result.fig8]
@@ -102,18 +111,20 @@ def claims_table(result: MicroMNISTResult):
     tiles = SETTLE_MEASURES["effective_tiles"]
     per_row = [(labels, ["marginal KL", tiles]), (labels, ["self-class. rate", tiles]),
                (labels, ["avg KL", tiles]), (ends["re"], [tiles]), (ends["cla"], [tiles])]
-    col, verdicts = [], []
-    for (models, measures), verdict in zip(per_row, table["verdict"]):
+    rows = []
+    for (models, measures), paper, (_, r) in zip(per_row, PAPER_NUMBERS, table.iterrows()):
         moving = [(m, x) for m in models for x in measures
                   if st.loc[(m, x), "settled"] == False]  # noqa: E712 (numpy bool; None: 1 seed)
-        col.append("yes" if not moving else "no: " + "; ".join(
+        row = claim(r["claim (paper)"], paper, r["our measure"], r["ours"],
+                    verdict_class(r["verdict"]), r["verdict"],
+                    "one seed" if r["seeds"] < 2 else "",
+                    "provisional: measures still moving over the last doubling" if moving else "")
+        row["seeds"] = r["seeds"]
+        row["settled (last doubling)"] = "yes" if not moving else "no: " + "; ".join(
             f"{m} {x}: a seed moved {st.loc[(m, x), 'largest seed change']:.2g} "
-            f"(seed SD {st.loc[(m, x), 'seed SD']:.2g})" for m, x in moving))
-        verdicts.append(verdict + (" — provisional: measures still moving over the last "
-                                   "doubling" if moving else ""))
-    table["verdict"] = verdicts
-    table["settled (last doubling)"] = col
-    return table
+            f"(seed SD {st.loc[(m, x), 'seed SD']:.2g})" for m, x in moving)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _pm(vals: Sequence[float], digits: int = 3) -> str:

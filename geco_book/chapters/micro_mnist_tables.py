@@ -23,9 +23,20 @@ import numpy as np
 
 from geco_book.chapters.micro_mnist import LN7, MicroMNISTResult, RunResult
 from geco_book.policy import lambda_at_guard, on_target_slack
-from geco_book.verdicts import NO_DIFFERENCE, ONE_SEED, compare, direction
+from geco_book.verdicts import (
+    NO_DIFFERENCE,
+    NOT_REPRODUCED,
+    NOT_TESTABLE,
+    ONE_SEED,
+    PARTLY,
+    REPRODUCED,
+    compare,
+    direction,
+)
 
 __all__ = [
+    "PAPER_NUMBERS",
+    "verdict_class",
     "CONSTRAINT_COLUMNS",
     "MET_COLUMNS",
     "TABLE_COLUMNS",
@@ -618,3 +629,40 @@ def paper_comparison(
     n_sweep = sum(r.has_sweeps for r in seeds)
     df.insert(3, "seeds", [n_seeds] * 3 + [n_sweep] * 2)
     return df
+
+
+#: The paper's own numbers and settings for each row of :func:`paper_comparison`, in order
+#: (quoted as the paper's, never ours).
+PAPER_NUMBERS = (
+    "no number: Fig. 8's posterior plots (ELBO; RE κ = 0.05; CLA κ = 0.9)",
+    "no number: Fig. 8's posterior plots",
+    f"Prop. 2: ln 7 = {LN7:.3f} nats for a tight tiling of 7 points (Fig. 8 reports no KL)",
+    "no number: App. E.1's words on Fig. 8",
+    "no number: App. E.1's words on Fig. 8",
+)
+
+#: The first words of :func:`paper_comparison`'s verdicts and the book's verdict each means
+#: (a verdict read off one seed is none: :data:`~geco_book.verdicts.NOT_TESTABLE`).
+_VERDICT_WORDS = (("holds (", REPRODUCED), ("partly (", PARTLY),
+                  ("does not hold (", NOT_REPRODUCED), (f"{NO_DIFFERENCE} (", NOT_REPRODUCED),
+                  ("not testable", NOT_TESTABLE))
+
+
+def verdict_class(text: str) -> str:
+    """The book's verdict (:data:`geco_book.verdicts.VERDICTS`) of one of
+    :func:`paper_comparison`'s verdict texts: "holds" is reproduced, "partly" partly, "does not
+    hold" and "no clear difference" (the claim is that GECO is better) not reproduced, and
+    anything read off one seed not testable.
+
+    Example:
+        >>> verdict_class("holds (3 seeds, …)")
+        'reproduced'
+        >>> verdict_class("GECO vs ELBO: RE lower (one seed; not a verdict)")
+        'not testable at our scale'
+    """
+    if ONE_SEED in text:
+        return NOT_TESTABLE
+    for words, verdict in _VERDICT_WORDS:
+        if text.startswith(words):
+            return verdict
+    raise ValueError(f"text: {text[:40]!r}… is not a verdict of paper_comparison")

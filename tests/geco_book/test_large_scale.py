@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
+from geco_book import verdicts  # noqa: E402
 from geco_book.chapters import large_scale as ls  # noqa: E402
 from geco_book.chapters import large_scale_tables as tables  # noqa: E402
 from geco_book.figures import large_scale as figs  # noqa: E402
@@ -223,11 +224,12 @@ def test_smoke_end_to_end(smoke):
     assert set(h["GECO's KL vs ELBO's"]) <= {"lower", "higher", "no clear difference"}
     assert len(tables.constraint_table(t)) == len(geco)
     claims = tables.claims_table(smoke, trajectory="convdraw/mnist-rotate/geco-re-0.1/s0")
-    assert len(claims) == 5 and claims["reason"].str.len().gt(0).all()
-    assert all(v.startswith(("reproduced", "not reproduced at our scale",
-                             "not testable at our scale", "direction reproduced",
-                             "direction not reproduced", "consistent"))
-               for v in claims["verdict"])
+    assert len(claims) == 6 and claims["reason"].str.len().gt(0).all()
+    assert list(claims.columns) == list(verdicts.CLAIM_COLUMNS)
+    assert set(claims["verdict"]) <= set(verdicts.VERDICTS)
+    assert claims["paper's number"].tolist() == [
+        tables.PAPER_NUMBERS[k] for k in ("fig4_kl", "fig4_magnitude", "fig4_nll", "fig3_phases",
+                                          "fig5", "fig6")]
     text = tables.conclusions(smoke)
     assert "**convdraw / mnist-rotate**" in text and "The κ sweep" in text
     fig = figs.convergence(smoke.stages, {tuple(c): ["elbo", "geco-re-0.1"]

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from geco_book import verdicts
 from geco_book.chapters import micro_mnist as mm
 from geco_book.chapters import micro_mnist_tables as tables
 from geco_book.store import RunStore, run_key
@@ -509,10 +510,14 @@ def test_settled_table_claims_column_and_conclusions_read_the_numbers():
     settled = claims["settled (last doubling)"]
     # |avg KL − ln 7|: seed 2's ELBO moved 48 → 24, the largest of the three
     assert settled[2] == "no: ELBO (β = 1) avg KL: a seed moved 24 (seed SD 2)"
-    assert claims["verdict"][2].endswith("provisional: measures still moving over the last "
-                                         "doubling")
+    assert claims["caveat"][2] == "provisional: measures still moving over the last doubling"
     assert list(settled[[0, 1, 3, 4]]) == ["yes"] * 4
-    assert "provisional" not in claims["verdict"][0]
+    assert "provisional" not in claims["caveat"][0]
+    # the verdicts are the book's words for the chapter's, whose text is the reason
+    assert list(claims.columns[:7]) == list(verdicts.CLAIM_COLUMNS)
+    comparison = tables.paper_comparison(base)
+    assert claims["reason"].tolist() == comparison["verdict"].tolist()
+    assert claims["verdict"].tolist() == [tables.verdict_class(v) for v in comparison["verdict"]]
     # seeds that move apart while their mean stands still have not settled
     for r, d in zip(base.seeds, (-1.0, 0.0, 1.0)):
         r.fig8[1].history[0] = dict(r.fig8[1].metrics, steps=100,

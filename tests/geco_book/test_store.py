@@ -222,3 +222,15 @@ def test_a_longer_run_continues_a_stored_shorter_one_to_the_same_numbers(tiny_co
     assert scratch.record["continued_from"] is None
     assert numbers(long.metrics) == numbers(scratch.metrics)
     assert long.log().drop(columns="wall_time").equals(scratch.log().drop(columns="wall_time"))
+
+
+def test_no_training_refuses_a_missing_run_and_still_loads_stored_ones(store, tiny_config,
+                                                                      monkeypatch):
+    stored = store.get_or_train(tiny_config())
+    monkeypatch.setenv(store_mod.NO_TRAINING_ENV, "1")
+    assert store.get_or_train(tiny_config()).key == stored.key  # loading is not training
+    with pytest.raises(store_mod.TrainingRefused, match=run_key(tiny_config(seed=1))):
+        store.get_or_train(tiny_config(seed=1))
+    assert store.load(run_key(tiny_config(seed=1))) is None
+    monkeypatch.setenv(store_mod.NO_TRAINING_ENV, "0")  # "0" allows training again
+    assert store.get_or_train(tiny_config(seed=1)).trained

@@ -37,3 +37,26 @@ def test_both_chapters_share_one_compare():
 
     assert large_scale_tables.compare is verdicts.compare
     assert micro_mnist_tables.compare is verdicts.compare
+
+
+def test_a_claims_row_takes_only_the_books_verdicts():
+    row = verdicts.claim("c", "p", "m", "o", verdicts.PARTLY, "r", "one seed", "",
+                         verdicts.in_k_of_n(2, 5, "pairs"))
+    assert list(row) == list(verdicts.CLAIM_COLUMNS)
+    assert row["caveat"] == "one seed; in 2 of 5 pairs"  # empty caveats dropped
+    for bad in ("holds", "direction reproduced", verdicts.FOUND, "reproduced (one seed)"):
+        with pytest.raises(ValueError, match="verdict"):
+            verdicts.claim("c", "p", "m", "o", bad, "r")
+    # the book's own question is answered, not judged
+    q = f"{verdicts.BOOK_QUESTION} is there a better method?"
+    assert verdicts.claim(q, "—", "m", "o", verdicts.NONE_FOUND, "r")["verdict"] == "none found"
+    with pytest.raises(ValueError, match="verdict"):
+        verdicts.claim(q, "—", "m", "o", verdicts.REPRODUCED, "r")
+
+
+@pytest.mark.parametrize("k, n, verdict, caveat", [
+    (0, 0, verdicts.NOT_TESTABLE, ""), (0, 4, verdicts.NOT_REPRODUCED, ""),
+    (1, 4, verdicts.PARTLY, "in 1 of 4 pairs"), (4, 4, verdicts.REPRODUCED, "")])
+def test_a_count_gives_one_verdict_and_the_partial_count_as_caveat(k, n, verdict, caveat):
+    assert verdicts.count_verdict(k, n) == verdict
+    assert verdicts.in_k_of_n(k, n, "pairs") == caveat
