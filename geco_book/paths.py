@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["REPO_ROOT", "cache_root", "runs_root"]
+__all__ = ["REPO_ROOT", "cache_root", "runs_root", "shown"]
 
 #: The repository this package lives in (``geco_book/..``).
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -41,3 +41,20 @@ def runs_root() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return (base / "geco" / "runs").resolve()
+
+
+def shown(path: str | Path) -> str:
+    """``path`` as a rendered page should print it: relative to the repository when inside it,
+    ``$GECO_RUNS/…`` when under :func:`runs_root`, else as it is (no rendering machine's
+    absolute folders in the book).
+
+    Example:
+        >>> shown(cache_root() / "runs"), shown(runs_root() / "smoke")
+        ('book/_cache/runs', '$GECO_RUNS/smoke')
+    """
+    p = Path(path).expanduser().resolve()
+    for root, name in ((REPO_ROOT, None), (runs_root(), "$GECO_RUNS")):
+        if p.is_relative_to(root):
+            rel = p.relative_to(root).as_posix()
+            return rel if name is None else f"{name}/{rel}" if rel != "." else name
+    return str(path)

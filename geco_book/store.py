@@ -317,7 +317,8 @@ class Run:
         if not self.checkpoint_path.is_file():
             raise MissingCheckpointError(
                 f"run {self.key}: no checkpoint at {self.checkpoint_path} (checkpoints are not "
-                f"committed); recreate it with: python -m geco_book.store train {self.key}"
+                f"committed); recreate it with: python -m geco_book.store train {self.key} (from "
+                f"any folder; in a notebook cell, after a '!')"
             )
         model, _objective, config, step = load_run(self.run_dir, device=device)
         mine, theirs = self.record["config"], config.to_dict()

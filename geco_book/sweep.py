@@ -42,6 +42,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from geco_book.paths import shown
 from geco_book.store import Run, RunStore, _as_config, default_store, run_key
 from geco_core.checks import check_int
 
@@ -267,7 +268,7 @@ def _missing_note(cfgs: Sequence[Any], store: RunStore, workers: int, desc: str)
     if est and unknown:
         when += f", {unknown} of them not estimated"
     return (f"{desc}: training {len(missing)} of {len(cfgs)} runs the store "
-            f"({store.records}) lacks — {when}")
+            f"({shown(store.records)}) lacks — {when}")
 
 
 def _parallel(cfgs, out, store, workers, threads, command, after, bar) -> None:

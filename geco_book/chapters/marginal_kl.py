@@ -52,6 +52,7 @@ from scipy import stats
 from geco_book.chapters import large_scale as ch03
 from geco_book.chapters.large_scale_eval import cached_dataset
 from geco_book.images import to_uint8
+from geco_book.paths import shown
 from geco_book.profiles import settings_copy
 from geco_book.store import Run, RunStore, run_key, store_for
 from geco_book.sweep import torch_threads
@@ -592,7 +593,7 @@ def run_chapter(profile: str = "cpu", *, seed: int = 0, store: RunStore | None =
     provenance = {
         "profile": profile,
         "seed": seed,
-        "models_from": f"chapter 03 ({profile} profile), run store {store.records}",
+        "models_from": f"chapter 03 ({profile} profile), run store {shown(store.records)}",
         "data": sorted({r.record["data"]["source"] for r in runs}),
         "n_points": settings["n_points"],
         "evaluated_now": len(todo),
@@ -608,9 +609,10 @@ def _stored_run(store: RunStore, spec, s3: Mapping[str, Any], profile: str) -> R
     run = store.get(cfg)
     if run is None:
         if profile != "smoke":
-            raise LookupError(f"{spec.name}: not in the run store {store.records}; train "
-                              f"chapters 03 and 04 first: python -m "
-                              f"geco_book.chapters.regenerate --profile {profile}")
+            raise LookupError(f"{spec.name}: not in the run store {shown(store.records)}; "
+                              f"train chapters 03 and 04 first: python -m "
+                              f"geco_book.chapters.regenerate --profile {profile} (from any "
+                              f"folder; in a notebook cell, after a '!')")
         run = store.get_or_train(cfg, command="geco_book.chapters.marginal_kl (smoke)")
     return run
 

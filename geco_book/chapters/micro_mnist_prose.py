@@ -232,7 +232,7 @@ def conclusions(result: MicroMNISTResult, parts: Sequence[str] = PARTS) -> str:
             cells.append(f"κ = {runs[0].spec.kappa:g}: {_pm(_vals(runs, 'effective_tiles'))} "
                          f"({ok}/{len(runs)} counted)")
         floor = [f"{sw[k].spec.kappa:g}" for k in range(len(sweeps[0])) for sw in sweeps[:1]
-                 if all(constraint_status(s[k], bounds)["λ at a bound"] for s in sweeps)]
+                 if all(constraint_status(s[k], bounds)["λ at a bound (end)"] for s in sweeps)]
         line = (f"- **{constraint.upper()} κ sweep** ({kappas} κ is weaker), e^I over "
                 f"{len(sweeps)} seeds: " + "; ".join(cells) + ".")
         if floor:

@@ -76,7 +76,7 @@ CONSTRAINT_COLUMNS = (
     "C_ma mean (last 25 %)",
     "C (eval.)",
     "met: C ≤ 0 (eval.)",
-    "λ at a bound",
+    "λ at a bound (end)",
     "λ touched a bound (any step)",
 )
 
@@ -127,7 +127,7 @@ def counted(run: RunResult, bounds: tuple[float, float]) -> bool:
     st = constraint_status(run, bounds)
     slack = on_target_slack(run.spec.constraint, run.spec.kappa)
     touched = st["λ touched a bound (any step)"]
-    inactive = touched == "floor" and bool(st["λ at a bound"])  # ends at the floor
+    inactive = touched == "floor" and bool(st["λ at a bound (end)"])  # ends at the floor
     return bool(st["C_ma mean (last 25 %)"] <= slack and (touched == "no" or inactive))
 
 
@@ -212,7 +212,7 @@ def constraint_status(run: RunResult, bounds: tuple[float, float] = (1e-3, 1e7))
         "C_ma mean (last 25 %)": tail_mean,
         "C (eval.)": c_eval,
         "met: C ≤ 0 (eval.)": None if math.isnan(c_eval) else bool(c_eval <= 0),
-        "λ at a bound": None if math.isnan(lam) else lambda_at_guard(lam, bounds),
+        "λ at a bound (end)": None if math.isnan(lam) else lambda_at_guard(lam, bounds),
         "λ touched a bound (any step)": None if math.isnan(lam) else touched,
     }
 
