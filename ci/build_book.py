@@ -11,8 +11,9 @@ This script
    executed copies in place of the committed, output-free ``chapters/*.ipynb``;
 3. runs ``jupyter-book build book/_build/_src --path-output book -W -n --keep-going``, so the
    HTML lands in ``book/_build/html`` and any Sphinx warning fails the build;
-   Each page is pinned to the checkout's commit (its install cell, Colab badge and launch
-   button): a notebook opened from the book installs the code that made its numbers;
+   Each page's install cell is pinned to the checkout's commit when the checkout is clean (no
+   tracked file differs from HEAD): the page's notebook installs the code that made its
+   numbers;
 4. writes ``book/_build/book_manifest.json`` (each page's title, HTML file and number of figure
    outputs) for ``ci/browser_check.py``.
 
@@ -122,13 +123,27 @@ def check_executed(committed: Path, executed: Path, profile: str) -> nbformat.No
     return nb
 
 
+def pinned_revision() -> str | None:
+    """The commit the pages pin: HEAD when no tracked file differs from it (an uncommitted
+    change would make "the code that made its numbers" a commit that does not hold them);
+    None — the pages keep the branch, and a note says so — otherwise or outside git."""
+    commit = git_commit()
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain",
+                            "--untracked-files=no"], capture_output=True, text=True).stdout
+    if commit and not dirty.strip():
+        return commit
+    print(f"build_book: note: pages not pinned to a commit "
+          f"({'uncommitted changes' if commit else 'not a git checkout'}); their install "
+          f"cells keep the branch", file=sys.stderr)
+    return None
+
+
 def stage(book: Path, stage_dir: Path, executed_dir: Path, profile: str,
           revision: str | None = None) -> dict[str, int]:
     """Copy the book to ``stage_dir`` with executed notebooks; returns figures per chapter.
 
-    With ``revision`` (a commit), every page is pinned to it: the install cell checks it out,
-    the Colab badge and the launch button open the notebook at it
-    (``check_notebooks.pin_revision``), so a reader who opens a chapter from the book runs the
+    With ``revision`` (a commit), every page's install cell checks it out
+    (``check_notebooks.pin_revision``): the page's notebook (its download button) installs the
     code that made its numbers."""
     committed = sorted((book / "chapters").glob("*.ipynb"))
     if not committed:
@@ -137,15 +152,10 @@ def stage(book: Path, stage_dir: Path, executed_dir: Path, profile: str,
     if stage_dir.exists():
         shutil.rmtree(stage_dir)
     shutil.copytree(book, stage_dir, ignore=IGNORE)
-    if revision:
-        config_path = stage_dir / "_config.yml"
-        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-        config.setdefault("repository", {})["branch"] = revision  # the launch button's link
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     for name, nb in executed.items():
-        if revision and pin_revision(nb, book, book / "chapters" / f"{name}.ipynb", revision) != 2:
-            raise BuildError(f"{name}: no install cell and Colab badge to pin to {revision}; "
-                             f"run python ci/check_notebooks.py")
+        if revision and not pin_revision(nb, book, revision):
+            raise BuildError(f"{name}: no install cell to pin to {revision}; run python "
+                             f"ci/check_notebooks.py")
         nbformat.write(nb, stage_dir / "chapters" / f"{name}.ipynb")
     return {f"chapters/{name}": count_image_outputs(nb) for name, nb in executed.items()}
 
@@ -185,8 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         docnames = toc_files(BOOK)
         titles = {d: page_title(BOOK, d) for d in docnames}
-        # The commit the pages pin (none outside a git checkout: they keep the branch).
-        figures = stage(BOOK, stage_dir, executed_dir, args.profile, git_commit())
+        figures = stage(BOOK, stage_dir, executed_dir, args.profile, pinned_revision())
     except BuildError as err:
         print(f"build_book: ERROR {err}", file=sys.stderr)
         return 1

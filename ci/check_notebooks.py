@@ -43,63 +43,74 @@ VALID_PROFILES = ("smoke", "cpu", "gpu")
 #: The first code cell of every chapter, verbatim, for the repository ``{url}`` of
 #: ``book/_config.yml`` (``repository.url``: the one setting that names the repository; the
 #: Colab badges and the launch button are derived from it too) at ``{revision}``: the branch
-#: (``repository.branch``) in the committed notebooks, the commit in the book's rendered copies
-#: (:func:`pin_revision`). On Colab it clones the repository into the notebook's folder, so
-#: that the chapter finds the committed records (``book/_cache``) beside the code, installs it
-#: editable with the chapters' extras and puts it first on ``sys.path`` (the running kernel does
-#: not see the new editable install). ``$GECO_REPO_URL`` replaces the URL (CI's Colab
-#: simulation, ``ci/colab_sim.py``, points it at the local repository).
+#: (``repository.branch``) in the committed notebooks, which the badges open, and the commit in
+#: the book's rendered copies (:func:`pin_revision`; the page's download button gives that
+#: notebook). On Colab it clones the repository into the notebook's folder (or fetches into the
+#: clone a reader made before), checks out the revision — a branch as its remote head, never a
+#: stale local copy — so that the chapter finds the committed records (``book/_cache``) beside
+#: the code, installs it editable with the chapters' extras, puts it first on ``sys.path`` (the
+#: running kernel does not see a new editable install) and prints the commit it installed.
+#: ``$GECO_REPO_URL`` replaces the URL (CI's Colab simulation, ``ci/colab_sim.py``, points it
+#: at the local repository).
 COLAB_CELL_TEMPLATE = """\
-# On Google Colab: clone this project at the revision this notebook comes from (its code and
-# the committed results the chapter renders from) and install it; elsewhere this does nothing.
+# On Google Colab: clone this project at REVISION (its code and the committed results the
+# chapter renders from) and install it; elsewhere this cell does nothing.
 import os, subprocess, sys
 REPO_URL = "{url}"
 REVISION = "{revision}"
 if "google.colab" in sys.modules:
     clone = os.path.abspath("{name}")
+    git = ["git", "-C", clone]
     if not os.path.isdir(clone):
         url = os.environ.get("GECO_REPO_URL", REPO_URL)
         subprocess.run(["git", "clone", "-q", url, clone], check=True)
-    subprocess.run(["git", "-C", clone, "checkout", "-q", REVISION], check=True)
+    subprocess.run(git + ["fetch", "-q", "origin"], check=True)
+    branch = subprocess.run(git + ["rev-parse", "-q", "--verify", f"origin/{{REVISION}}"],
+                            capture_output=True).returncode == 0
+    subprocess.run(git + ["checkout", "-q", "--detach",
+                          f"origin/{{REVISION}}" if branch else REVISION], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e",
                     f"{{clone}}[chapters]"], check=True)
-    sys.path.insert(0, clone)"""
+    if clone not in sys.path:
+        sys.path.insert(0, clone)
+    if "geco_book" in sys.modules:
+        print("geco_book was imported before this cell: restart the runtime to use this code")
+    subprocess.run(git + ["log", "-1", "--format=installed commit %H (%cs)"], check=True)"""
 
 
-def _repository(book: Path) -> dict:
+def repository(book: Path) -> dict:
+    """``repository`` of ``book/_config.yml`` (url, branch, path_to_book)."""
     config = yaml.safe_load((book / "_config.yml").read_text(encoding="utf-8")) or {}
     return config.get("repository", {}) or {}
 
 
 def clone_name(book: Path) -> str:
     """The folder the install cell clones the repository into (its last URL component)."""
-    return str(_repository(book).get("url", "")).rstrip("/").rsplit("/", 1)[-1] or "repository"
+    return str(repository(book).get("url", "")).rstrip("/").rsplit("/", 1)[-1] or "repository"
 
 
 def colab_cell(book: Path, revision: str | None = None) -> str:
     """The install cell every chapter must start with, for the configured repository, at
     ``revision`` (default: the configured branch)."""
-    repo = _repository(book)
+    repo = repository(book)
     return COLAB_CELL_TEMPLATE.format(url=str(repo.get("url", "")).rstrip("/"),
                                       revision=revision or repo.get("branch", "main"),
                                       name=clone_name(book))
 
 
-def pin_revision(nb, book: Path, ipynb: Path, revision: str) -> int:
-    """Pin a chapter notebook ``nb`` (the twin ``ipynb`` of ``book``, or an executed copy of
-    it) to the commit ``revision``: its install cell checks out ``revision`` and its Colab
-    badge opens the notebook at ``revision``, so that a reader who opens a chapter from the
-    rendered book installs the code that made its numbers. Returns the number of cells
-    changed (2 for a chapter that follows the conventions); ``nb`` is changed in place."""
-    cell, pinned = colab_cell(book), colab_cell(book, revision)
-    badge, pinned_badge = colab_url(book, ipynb), colab_url(book, ipynb, revision)
-    changed = 0
+def pin_revision(nb, book: Path, revision: str) -> bool:
+    """Pin a chapter notebook ``nb`` (a twin of ``book`` or an executed copy of it) to the
+    commit ``revision``: its install cell then checks out ``revision``, so that a reader who
+    downloads the rendered page's notebook and opens it on Colab installs the code that made
+    its numbers. The Colab badge keeps opening the branch's notebook (a notebook served from
+    GitHub cannot name its own commit). Returns whether the install cell was found and
+    pinned; ``nb`` is changed in place."""
+    cell = colab_cell(book)
     for c in nb.cells:
         if c.cell_type == "code" and c.source.strip() == cell:
-            c.source, changed = pinned, changed + 1
-        elif c.cell_type == "markdown" and badge in c.source:
-            c.source, changed = c.source.replace(badge, pinned_badge), changed + 1
-    return changed
+            c.source = colab_cell(book, revision)
+            return True
+    return False
 
 
 def _walk(book: Path, suffix: str) -> list[Path]:
@@ -175,16 +186,15 @@ def check_clean(nb) -> list[str]:
     return problems
 
 
-def colab_url(book: Path, ipynb: Path, revision: str | None = None) -> str:
-    """The Colab URL of ``ipynb`` built from ``book/_config.yml`` (as the launch button does),
-    at ``revision`` (default: the configured branch)."""
+def colab_url(book: Path, ipynb: Path) -> str:
+    """The Colab URL of ``ipynb`` built from ``book/_config.yml`` (as the launch button does)."""
     config = yaml.safe_load((book / "_config.yml").read_text(encoding="utf-8")) or {}
     repo = config.get("repository", {})
     url = str(repo.get("url", "")).rstrip("/")
     prefix = "https://github.com/"
     if not url.startswith(prefix):
         raise ValueError(f"{_rel(book / '_config.yml')}: repository.url must be a GitHub URL")
-    branch = revision or repo.get("branch", "main")
+    branch = repo.get("branch", "main")
     base = str(config.get("launch_buttons", {}).get("colab_url", "")).rstrip("/")
     if not base:
         raise ValueError(f"{_rel(book / '_config.yml')}: launch_buttons.colab_url is not set")

@@ -3,29 +3,33 @@
 
 A Colab reader has nothing but the ``.ipynb``: the chapter's first cell (its install cell,
 ``check_notebooks.COLAB_CELL_TEMPLATE``) must fetch the code and the committed records itself.
-This script does what Colab would, on this machine and offline:
+This script does what Colab would, on this machine:
 
-1. copies the committed notebook, pinned to this checkout's commit as the rendered book pins
-   it (``check_notebooks.pin_revision``), into an empty folder, alone;
-2. makes a kernel that looks like Colab's: a virtual environment with the system's packages
+1. makes a kernel that looks like Colab's: a virtual environment with the system's packages
    (Colab's preinstalled torch, numpy, …), its own kernelspec, and ``google.colab`` imported at
    start-up (a stand-in package), so that the install cell runs; ``$GECO_REPO_URL`` points
-   the clone at this repository instead of GitHub, and an empty ``$XDG_CACHE_HOME`` leaves
-   the chapter to fetch its data as on a fresh Colab machine;
-3. runs the notebook at ``smoke`` (runs trained on the spot, in a throwaway ``$GECO_RUNS``),
-   then a chapter at ``cpu`` in the same folder (the reader's second chapter reuses the clone)
-   with ``$GECO_NO_TRAINING`` set, so any cpu-profile run that does not resolve to a committed
-   record fails instead of training;
-4. checks, from a probe cell appended to each copy, that the chapter imported ``geco_book`` from
-   the clone in that folder (not from this machine's install) and read the clone's committed
-   records, at the pinned commit.
+   the clone at this repository instead of GitHub; no ``$GECO_*`` setting of this machine
+   reaches the kernel, and an empty ``$XDG_CACHE_HOME`` leaves the chapter to download its
+   data as on a fresh Colab machine (so the simulation needs the network that the data
+   downloads use, as Colab does);
+2. runs the committed notebook of one chapter — as the Colab badge serves it, its install cell
+   at the branch — alone in an empty folder at ``smoke`` (runs trained on the spot, in a
+   throwaway ``$GECO_RUNS``);
+3. then runs chapters at ``cpu``, one at a time and each alone in the same folder (the
+   reader's next chapters reuse the clone), as the rendered book's download button serves
+   them: pinned to HEAD (``check_notebooks.pin_revision``), so the clone moves from the
+   branch to the commit; ``$GECO_NO_TRAINING`` is set, so any run of theirs that does not
+   resolve to a committed record fails instead of training;
+4. checks, from a probe cell appended to each copy, that ``geco_book``, ``geco_core`` and
+   ``data_builders`` were imported from the clone in that folder (not from this machine's
+   install), that the records found are the clone's committed ones, and the clone's commit.
 
-The clone is of the commit (HEAD), so uncommitted changes are not tested: commit first.
+The clone is of commits, so uncommitted changes are not tested: commit first.
 
 Usage::
 
-    python ci/colab_sim.py                                  # 02_micro_mnist smoke, 00_results cpu
-    python ci/colab_sim.py --smoke 01_theory --cpu 03_large_scale --keep
+    python ci/colab_sim.py                  # 02_micro_mnist at smoke, every chapter at cpu
+    python ci/colab_sim.py --smoke 01_theory --cpu 00_results 03_large_scale --keep
 """
 
 from __future__ import annotations
@@ -43,22 +47,27 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_notebooks import BOOK, REPO, clone_name, pin_revision  # noqa: E402
+from check_notebooks import BOOK, REPO, clone_name, pin_revision, repository  # noqa: E402
 from run_notebooks import CHAPTERS, chapter_notebooks, error_outputs, select  # noqa: E402
+
+from geco_book.store import NO_TRAINING_ENV  # noqa: E402
 
 #: What the probe cell prints before its JSON line.
 PROBE_TAG = "COLAB_SIM "
 PROBE_CELL = f"""\
 # Appended by ci/colab_sim.py (not part of the chapter): where the chapter's code came from.
-import json, subprocess, geco_book, geco_book.paths
+import json, subprocess, data_builders, geco_book, geco_book.paths, geco_core
+root = geco_book.paths.REPO_ROOT
+git = ["git", "-C", str(root)]
 print({PROBE_TAG!r} + json.dumps({{
-    "geco_book": geco_book.__file__,
+    "modules": [m.__file__ for m in (geco_book, geco_core, data_builders)],
     "cache_root": str(geco_book.paths.cache_root()),
     "records": len(list((geco_book.paths.cache_root() / "runs").glob("*/record.json"))),
-    "revision": subprocess.run(["git", "-C", str(geco_book.paths.REPO_ROOT), "rev-parse", "HEAD"],
-                               capture_output=True, text=True).stdout.strip(),
+    "committed": len(subprocess.run(git + ["ls-files", "book/_cache/runs/*/record.json"],
+                                    capture_output=True, text=True).stdout.split()),
+    "revision": subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True,
+                               text=True).stdout.strip(),
 }}))"""
-NO_TRAINING_ENV = "GECO_NO_TRAINING"  # geco_book.store.NO_TRAINING_ENV (checked by a test)
 REPO_URL_ENV = "GECO_REPO_URL"  # read by the install cell
 
 
@@ -83,8 +92,7 @@ def colab_kernel(root: Path) -> dict[str, str]:
     startup.mkdir(parents=True)
     (startup / "00-colab.py").write_text("import google.colab  # as on Colab\n")
     env = {k: v for k, v in os.environ.items()
-           if k not in ("MPLBACKEND", "GECO_FIGURE_REPORT", "GECO_BOOK_CACHE", NO_TRAINING_ENV,
-                        "VIRTUAL_ENV")}
+           if not k.startswith("GECO_") and k not in ("MPLBACKEND", "VIRTUAL_ENV")}
     env.update({
         "PATH": f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
         "PYTHONPATH": str(root / "fake-colab"),
@@ -98,12 +106,12 @@ def colab_kernel(root: Path) -> dict[str, str]:
     return env
 
 
-def prepare(notebook: Path, folder: Path, revision: str) -> Path:
-    """The committed ``notebook`` pinned to ``revision``, with the probe cell appended, alone in
-    ``folder``."""
+def prepare(notebook: Path, folder: Path, revision: str | None) -> Path:
+    """The committed ``notebook`` — pinned to ``revision`` when given, as the rendered book's
+    copy is — with the probe cell appended, alone in ``folder``."""
     nb = nbformat.read(notebook, as_version=4)
-    if pin_revision(nb, BOOK, notebook, revision) != 2:
-        raise SystemExit(f"colab_sim: {notebook.name} has no install cell and Colab badge to pin")
+    if revision and not pin_revision(nb, BOOK, revision):
+        raise SystemExit(f"colab_sim: {notebook.name} has no install cell to pin")
     nb.cells.append(nbformat.v4.new_code_cell(PROBE_CELL))
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / notebook.name
@@ -142,63 +150,70 @@ def probe(executed: Path) -> dict:
 
 def check_probe(found: dict, clone: Path, revision: str) -> list[str]:
     """What is wrong with the probe's answer: code, records or commit not the clone's."""
-    problems = []
-    if not Path(found["geco_book"]).resolve().is_relative_to(clone.resolve()):
-        problems.append(f"geco_book came from {found['geco_book']}, not from the clone {clone}")
+    problems = [f"{Path(m).parent.name} came from {m}, not from the clone {clone}"
+                for m in found["modules"] if not Path(m).resolve().is_relative_to(clone.resolve())]
     if Path(found["cache_root"]).resolve() != (clone / "book" / "_cache").resolve():
         problems.append(f"the records were read from {found['cache_root']}, not the clone's")
-    if found["records"] == 0:
-        problems.append("the clone has no committed run records")
+    if found["records"] == 0 or found["records"] != found["committed"]:
+        problems.append(f"{found['records']} run records found, {found['committed']} committed "
+                        f"in the clone")
     if found["revision"] != revision:
         problems.append(f"the clone is at {found['revision'] or '?'}, not at {revision}")
     return problems
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True,
+                          text=True).stdout.strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", default="02_micro_mnist",
-                        help="chapter run at the smoke profile first (default: 02_micro_mnist)")
-    parser.add_argument("--cpu", default="00_results",
-                        help="chapter then run at the cpu profile from the committed records "
-                             "(default: 00_results, which loads every chapter's results)")
+                        help="chapter run at the smoke profile first, as the badge serves it "
+                             "(default: 02_micro_mnist)")
+    parser.add_argument("--cpu", nargs="*", default=None,
+                        help="chapters then run at the cpu profile from the committed records, "
+                             "pinned to HEAD (default: every chapter)")
     parser.add_argument("--timeout", type=int, default=1_200, help="seconds per notebook")
     parser.add_argument("--keep", action="store_true", help="keep the simulation's folder")
     args = parser.parse_args(argv)
+    notebooks = chapter_notebooks(CHAPTERS)
     try:
-        smoke, cpu = (select(chapter_notebooks(CHAPTERS), [n])[0] for n in (args.smoke, args.cpu))
+        smoke = select(notebooks, [args.smoke])[0]
+        cpu = select(notebooks, args.cpu) if args.cpu else notebooks
     except ValueError as err:
         print(f"error: --smoke/--cpu: {err}", file=sys.stderr)
         return 2
-    revision = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
-                              text=True).stdout.strip()
-    if not revision:
-        print("error: colab_sim: not a git checkout (the install cell clones a commit)",
-              file=sys.stderr)
+    head = _git("rev-parse", "HEAD")
+    branch = str(repository(BOOK).get("branch", "main"))
+    tip = _git("rev-parse", "-q", "--verify", f"refs/heads/{branch}")
+    if not head or not tip:
+        print(f"error: colab_sim: needs a git checkout with a branch {branch!r} (the install "
+              f"cell clones it)", file=sys.stderr)
         return 2
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain",
-                            "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
-    if dirty:
-        print(f"colab_sim: note: testing the commit {revision[:12]}; uncommitted changes are not "
+    if _git("status", "--porcelain", "--untracked-files=no"):
+        print(f"colab_sim: note: testing the commit {head[:12]}; uncommitted changes are not "
               f"in the clone", file=sys.stderr)
     root = Path(tempfile.mkdtemp(prefix="colab-sim-"))
     content = root / "content"  # Colab's working folder
     clone = content / clone_name(BOOK)
+    runs = [(smoke, "smoke", None, tip)] + [(nb, "cpu", head, head) for nb in cpu]
     try:
         env = colab_kernel(root)
         problems = []
-        for notebook, profile in ((smoke, "smoke"), (cpu, "cpu")):
-            src = prepare(notebook, content, revision)
+        for notebook, profile, pin, expect in runs:
+            src = prepare(notebook, content, pin)
             out = root / "executed" / f"{notebook.stem}.{profile}.ipynb"
             out.parent.mkdir(exist_ok=True)
             run_env = dict(env, **({NO_TRAINING_ENV: "1"} if profile == "cpu" else {}))
             wall = execute(src, out, profile, run_env, args.timeout)
             found = probe(out)
-            bad = check_probe(found, clone, revision)
+            bad = check_probe(found, clone, expect)
             problems += [f"{notebook.stem} at {profile}: {b}" for b in bad]
-            print(f"colab_sim: {notebook.stem} at {profile}: {'ok' if not bad else 'FAILED'} in "
-                  f"{wall:.0f} s (geco_book from {Path(found['geco_book']).parent}, "
-                  f"{found['records']} committed records, commit {found['revision'][:12]})",
-                  flush=True)
+            print(f"colab_sim: {notebook.stem} at {profile} ({'pinned to HEAD' if pin else branch})"
+                  f": {'ok' if not bad else 'FAILED'} in {wall:.0f} s ({found['records']} "
+                  f"committed records, clone at {found['revision'][:12]})", flush=True)
             src.unlink()  # the next chapter is opened alone too
         for p in problems:
             print(f"colab_sim: ERROR {p}", file=sys.stderr)

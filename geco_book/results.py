@@ -25,7 +25,7 @@ import pandas as pd
 
 from geco_book.verdicts import BOOK_QUESTION, CLAIM_COLUMNS, VERDICTS
 
-__all__ = ["CHAPTERS", "Chapter", "chapter_claims", "summary", "tally"]
+__all__ = ["CHAPTERS", "WITH_CAVEAT", "Chapter", "chapter_claims", "summary", "tally"]
 
 
 def _micro_mnist(profile: str, seed: int) -> pd.DataFrame:
@@ -108,18 +108,28 @@ def summary(claims: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return out[[c for c in columns if c in out] + [c for c in out if c not in columns]]
 
 
+#: The tally's last column: how many of the verdicts carry a caveat (one seed, not converged,
+#: only k of n cases, …), whatever the verdict.
+WITH_CAVEAT = "of these, with a caveat"
+
+
 def tally(table: pd.DataFrame) -> pd.DataFrame:
     """How many claims of the paper got each verdict (:data:`~geco_book.verdicts.VERDICTS`,
-    every one shown, in order), per chapter and in all; the book's own questions are left out.
+    every one shown, in order), per chapter and in all, and how many of them carry a caveat
+    (:data:`WITH_CAVEAT`); the book's own questions are left out.
 
     Example:
-        >>> row = {"claim (paper)": "c", "verdict": "reproduced"}
-        >>> t = summary({"05_beyond": pd.DataFrame([row])})
-        >>> tally(t).loc["all", ["reproduced", "partly reproduced"]].tolist()
-        [1, 0]
+        >>> rows = [{"claim (paper)": "c", "verdict": "reproduced", "caveat": "one seed"},
+        ...         {"claim (paper)": "d", "verdict": "reproduced", "caveat": ""}]
+        >>> t = summary({"05_beyond": pd.DataFrame(rows)})
+        >>> tally(t).loc["all", ["reproduced", "partly reproduced", WITH_CAVEAT]].tolist()
+        [2, 0, 1]
     """
     paper = table[~table["claim (paper)"].str.startswith(BOOK_QUESTION)]
+    chapters = list(dict.fromkeys(paper["chapter"]))
     counts = pd.crosstab(paper["chapter"], paper["verdict"]).reindex(
-        index=list(dict.fromkeys(paper["chapter"])), columns=list(VERDICTS), fill_value=0)
+        index=chapters, columns=list(VERDICTS), fill_value=0)
+    caveated = paper[paper["caveat"].fillna("").str.len().gt(0)]
+    counts[WITH_CAVEAT] = caveated.groupby("chapter").size().reindex(chapters, fill_value=0)
     counts.loc["all"] = counts.sum()
     return counts.rename_axis(index=None, columns=None)

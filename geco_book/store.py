@@ -125,9 +125,8 @@ class MissingCheckpointError(FileNotFoundError):
     """A stored run's checkpoint is needed but absent (it lives outside the repository)."""
 
 
-#: Set (to anything but ``0`` or nothing), the store trains nothing: a run it lacks raises
-#: :class:`TrainingRefused`. For renders that must come from the committed records alone (CI's
-#: Colab simulation, ``ci/colab_sim.py``, renders a chapter at the cpu profile with it set).
+#: Set (not to ``0``), the store trains nothing: a run it lacks raises :class:`TrainingRefused`
+#: (renders from the committed records alone, e.g. ``ci/colab_sim.py`` at the cpu profile).
 NO_TRAINING_ENV = "GECO_NO_TRAINING"
 
 

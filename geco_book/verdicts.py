@@ -94,6 +94,8 @@ def count_verdict(k: int, n: int) -> str:
         >>> [count_verdict(k, 3) for k in (3, 2, 0)] + [count_verdict(0, 0)] == list(VERDICTS)
         True
     """
+    if not (isinstance(k, int) and isinstance(n, int) and 0 <= k <= n):
+        raise ValueError(f"k: {k!r} of n = {n!r} cases; need integers 0 <= k <= n")
     if n == 0:
         return NOT_TESTABLE
     if k == n:
@@ -115,23 +117,31 @@ def in_k_of_n(k: int, n: int, what: str) -> str:
 
 
 def claim(claim: str, paper: str, measure: str, ours: str, verdict: str, reason: str,
-          *caveats: str) -> dict[str, str]:
+          *caveats: str, seeds: int | None = None) -> dict[str, str]:
     """One row of a chapter's claims table (the columns :data:`CLAIM_COLUMNS`): the paper's
     claim, the paper's own number or setting for it (``paper``: quoted as the paper's, never
     ours), what we measured and our numbers, the verdict — one of :data:`VERDICTS`, or for a
     row asking :data:`BOOK_QUESTION` one of :data:`ANSWERS` — what qualifies it (``caveat``:
     one seed, not converged, direction only, …: the non-empty ``caveats`` joined) and why.
 
+    The one rule on seeds: a comparison of two methods needs several seeds per side
+    (:func:`compare`; one seed per side is never a verdict, and such a claim is
+    :data:`NOT_TESTABLE`); a claim about one run's own behaviour (a trajectory's phases, a
+    statistic within one model) can be judged on one run, and then ``seeds`` = 1 puts "one
+    seed" first in its caveat, so a one-seed verdict never reads like a several-seed one.
+
     Example:
         >>> claim("c", "p", "m", "o", "reproduced in 2 of 3", "r")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
         ValueError: verdict: 'reproduced in 2 of 3' is not one of ('reproduced', ...)
-        >>> claim("c", "p", "m", "o", PARTLY, "r", in_k_of_n(2, 3, "pairs"))["caveat"]
-        'in 2 of 3 pairs'
+        >>> claim("c", "p", "m", "o", PARTLY, "r", in_k_of_n(2, 3, "pairs"), seeds=1)["caveat"]
+        'one seed; in 2 of 3 pairs'
     """
     allowed = ANSWERS if claim.startswith(BOOK_QUESTION) else VERDICTS
     if verdict not in allowed:
         raise ValueError(f"verdict: {verdict!r} is not one of {allowed}")
+    if seeds is not None and seeds < 2 and verdict in (REPRODUCED, PARTLY):
+        caveats = ("one seed", *caveats)
     caveat = "; ".join(c for c in caveats if c)
     return dict(zip(CLAIM_COLUMNS, (claim, paper, measure, ours, verdict, caveat, reason)))

@@ -112,13 +112,14 @@ def claims_table(result: MicroMNISTResult):
     per_row = [(labels, ["marginal KL", tiles]), (labels, ["self-class. rate", tiles]),
                (labels, ["avg KL", tiles]), (ends["re"], [tiles]), (ends["cla"], [tiles])]
     rows = []
-    for (models, measures), paper, (_, r) in zip(per_row, PAPER_NUMBERS, table.iterrows()):
+    for (models, measures), paper, (_, r) in zip(per_row, PAPER_NUMBERS, table.iterrows(),
+                                                 strict=True):
         moving = [(m, x) for m in models for x in measures
                   if st.loc[(m, x), "settled"] == False]  # noqa: E712 (numpy bool; None: 1 seed)
         row = claim(r["claim (paper)"], paper, r["our measure"], r["ours"],
                     verdict_class(r["verdict"]), r["verdict"],
-                    "one seed" if r["seeds"] < 2 else "",
-                    "provisional: measures still moving over the last doubling" if moving else "")
+                    "provisional: measures still moving over the last doubling" if moving else "",
+                    seeds=int(r["seeds"]))
         row["seeds"] = r["seeds"]
         row["settled (last doubling)"] = "yes" if not moving else "no: " + "; ".join(
             f"{m} {x}: a seed moved {st.loc[(m, x), 'largest seed change']:.2g} "

@@ -636,7 +636,8 @@ def paper_comparison(
 PAPER_NUMBERS = (
     "no number: Fig. 8's posterior plots (ELBO; RE κ = 0.05; CLA κ = 0.9)",
     "no number: Fig. 8's posterior plots",
-    f"Prop. 2: ln 7 = {LN7:.3f} nats for a tight tiling of 7 points (Fig. 8 reports no KL)",
+    f"ln 7 = {LN7:.3f} nats for a tight tiling of 7 points (Prop. 2, App. C.2; Fig. 8 "
+    f"reports no KL)",
     "no number: App. E.1's words on Fig. 8",
     "no number: App. E.1's words on Fig. 8",
 )

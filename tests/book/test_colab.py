@@ -33,51 +33,71 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
 @pytest.mark.parametrize("ipynb", sorted((BOOK / "chapters").glob("*.ipynb")), ids=lambda p: p.stem)
-def test_pinning_changes_the_install_cell_and_the_badge_only(ipynb):
+def test_pinning_changes_the_install_cell_only(ipynb):
     nb = nbformat.read(ipynb, as_version=4)
     before = [c.source for c in nb.cells]
-    assert check_notebooks.pin_revision(nb, BOOK, ipynb, SHA) == 2
-    changed = {c.cell_type: (a, c.source) for a, c in zip(before, nb.cells) if a != c.source}
-    assert sum(a != c.source for a, c in zip(before, nb.cells)) == 2
-    (cell_before, cell), (badge_before, badge) = changed["code"], changed["markdown"]
-    assert f'REVISION = "{SHA}"' in cell and 'REVISION = "main"' in cell_before
-    assert cell == check_notebooks.colab_cell(BOOK, SHA)
-    assert f"/blob/{SHA}/book/chapters/{ipynb.name})" in badge
-    assert badge == badge_before.replace("/blob/main/", f"/blob/{SHA}/")
+    assert check_notebooks.pin_revision(nb, BOOK, SHA)
+    changed = [(a, c) for a, c in zip(before, nb.cells) if a != c.source]
+    assert len(changed) == 1
+    (cell_before, cell), = changed
+    assert cell.cell_type == "code" and cell.source == check_notebooks.colab_cell(BOOK, SHA)
+    assert f'REVISION = "{SHA}"' in cell.source and 'REVISION = "main"' in cell_before
+    # the badge keeps opening the branch's notebook (GitHub serves no notebook at its own sha)
+    assert any(check_notebooks.colab_url(BOOK, ipynb) in c.source for c in nb.cells)
     # a pinned notebook is pinned once: nothing left to pin to another commit
-    assert check_notebooks.pin_revision(nb, BOOK, ipynb, "f" * 40) == 0
+    assert not check_notebooks.pin_revision(nb, BOOK, "f" * 40)
 
 
-def test_the_install_cell_clones_installs_and_imports_from_the_clone(tmp_path):
-    """Run the install cell as Colab would (google.colab importable), with git and pip
-    replaced by recorders: it clones $GECO_REPO_URL into the working folder, checks out
-    REVISION, installs the clone editable with the chapters' extras and puts it first on
-    sys.path; without google.colab it does nothing."""
-    cell = check_notebooks.colab_cell(BOOK, SHA)
+def _run_install_cell(tmp_path, revision: str, colab: bool, branches=("main",), clone=False):
+    """Execute the install cell with git and pip replaced by a recorder; ``branches``: the
+    remote's branches (what ``git rev-parse --verify origin/X`` finds)."""
+    cell = check_notebooks.colab_cell(BOOK, revision)
     fake = tmp_path / "fake"
-    (fake / "google" / "colab").mkdir(parents=True)
+    (fake / "google" / "colab").mkdir(parents=True, exist_ok=True)
     (fake / "google" / "colab" / "__init__.py").write_text("")
+    if clone:
+        (tmp_path / check_notebooks.clone_name(BOOK)).mkdir(exist_ok=True)
     probe = (
-        "import json, subprocess, sys\n"
+        "import json, subprocess, sys, types\n"
         "calls = []\n"
-        "subprocess.run = lambda cmd, check: calls.append(cmd)\n"
+        f"branches = {list(branches)!r}\n"
+        "def run(cmd, check=False, capture_output=False):\n"
+        "    calls.append(cmd)\n"
+        "    found = 'rev-parse' in cmd and cmd[-1].split('/', 1)[-1] in branches\n"
+        "    return types.SimpleNamespace(returncode=0 if found or 'rev-parse' not in cmd else 1)\n"
+        "subprocess.run = run\n"
         f"exec({cell!r})\n"
-        "print(json.dumps({'calls': calls, 'path0': sys.path[0]}))\n"
+        "print(json.dumps({'calls': calls, 'path': sys.path}))\n"
     )
     env = {"PYTHONPATH": str(fake), "GECO_REPO_URL": "/some/repo", "PATH": "/usr/bin:/bin"}
-    for colab, expect_calls in ((True, 3), (False, 0)):
-        code = ("import google.colab\n" if colab else "") + probe
-        out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, check=True).stdout
-        got = json.loads(out)
-        assert len(got["calls"]) == expect_calls
-        if colab:
-            clone = str(tmp_path / check_notebooks.clone_name(BOOK))
-            assert got["calls"][0][-2:] == ["/some/repo", clone]
-            assert got["calls"][1][-3:] == ["checkout", "-q", SHA]
-            assert got["calls"][2][1:] == ["-m", "pip", "install", "-q", "-e",
-                                           f"{clone}[chapters]"]
-            assert got["path0"] == clone
+    code = ("import google.colab\n" if colab else "") + probe
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.splitlines()[-1])
+
+
+def test_the_install_cell_clones_checks_out_installs_and_imports_from_the_clone(tmp_path):
+    """On Colab (google.colab importable) the cell clones $GECO_REPO_URL into the working
+    folder, fetches, checks out the remote branch's head (never a stale local branch) or the
+    pinned commit, installs the clone editable with the chapters' extras, puts it first on
+    sys.path once, and prints the commit; without google.colab it does nothing."""
+    clone = str(tmp_path / check_notebooks.clone_name(BOOK))
+    git = ["git", "-C", clone]
+    got = _run_install_cell(tmp_path, "main", colab=True)
+    assert got["calls"] == [
+        ["git", "clone", "-q", "/some/repo", clone],
+        git + ["fetch", "-q", "origin"],
+        git + ["rev-parse", "-q", "--verify", "origin/main"],
+        git + ["checkout", "-q", "--detach", "origin/main"],
+        [sys.executable, "-m", "pip", "install", "-q", "-e", f"{clone}[chapters]"],
+        git + ["log", "-1", "--format=installed commit %H (%cs)"]]
+    assert got["path"][0] == clone and got["path"].count(clone) == 1
+    # a pinned commit, in a clone an earlier chapter made: fetched and checked out, no clone
+    got = _run_install_cell(tmp_path, SHA, colab=True, clone=True)
+    assert ["git", "clone", "-q", "/some/repo", clone] not in got["calls"]
+    assert git + ["fetch", "-q", "origin"] in got["calls"]
+    assert git + ["checkout", "-q", "--detach", SHA] in got["calls"]
+    assert _run_install_cell(tmp_path, "main", colab=False)["calls"] == []
 
 
 def test_the_simulation_and_the_store_name_the_same_variables():
@@ -90,12 +110,18 @@ def test_the_simulation_and_the_store_name_the_same_variables():
 
 def test_the_probe_check_names_what_did_not_come_from_the_clone(tmp_path):
     clone = tmp_path / "content" / "repo"
-    good = {"geco_book": str(clone / "geco_book" / "__init__.py"),
-            "cache_root": str(clone / "book" / "_cache"), "records": 3, "revision": SHA}
+    good = {"modules": [str(clone / p / "__init__.py")
+                        for p in ("geco_book", "geco_core", "data_builders")],
+            "cache_root": str(clone / "book" / "_cache"), "records": 3, "committed": 3,
+            "revision": SHA}
     assert colab_sim.check_probe(good, clone, SHA) == []
-    bad = dict(good, geco_book="/usr/lib/site-packages/geco_book/__init__.py",
-               cache_root="/elsewhere/_cache", records=0, revision="")
+    host = "/usr/lib/python3/site-packages/geco_core/__init__.py"
+    bad = dict(good, modules=[good["modules"][0], host, good["modules"][2]],
+               cache_root="/elsewhere/_cache", records=2, revision="")
     problems = colab_sim.check_probe(bad, clone, SHA)
     assert len(problems) == 4
-    assert "not from the clone" in problems[0] and "not the clone's" in problems[1]
-    assert "no committed run records" in problems[2] and f"not at {SHA}" in problems[3]
+    assert problems[0].startswith("geco_core came from /usr/lib")
+    assert "not the clone's" in problems[1]
+    assert "2 run records found, 3 committed" in problems[2] and f"not at {SHA}" in problems[3]
+    assert "0 run records found" in colab_sim.check_probe(dict(good, records=0, committed=0),
+                                                          clone, SHA)[0]

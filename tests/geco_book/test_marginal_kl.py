@@ -184,7 +184,8 @@ def test_table2_verdicts_need_a_gap_beyond_the_seed_spread():
     text = tables.conclusions(apart)
     assert "lower on the exact estimate" in text and "ratio 18" in text
     claims = tables.claims_table(apart)
-    assert claims["verdict"].tolist()[:2] == ["reproduced", "reproduced"]
+    assert claims["verdict"].tolist()[:3] == ["reproduced"] * 3  # direction, ×16, brackets
+    assert claims["ours"][1] == "color-mnist: GECO + RE 16.5"
     assert claims["caveat"][0] == "direction only: the N-point estimate, not the population's"
     # the paper's numbers are PAPER_TABLE_2's, quoted beside ours
     assert "color-mnist: ELBO 182.5 vs GECO 10.3 nats" in claims["paper's number"][0]
@@ -205,5 +206,14 @@ def test_table2_keeps_only_gecos_that_met_kappa_and_overlap():
     wide = _fake([50.0, 51, 52], [1.0, 1.1, 1.2], loo=-800.0)
     verdict = tables.table2(wide).loc[("color-mnist", "GECO + RE"), "vs ELBO, bracket"]
     assert verdict.startswith("brackets overlap: not decided (ELBO [0, ")
-    assert tables.claims_table(wide)["verdict"].tolist()[:2] == [
-        "reproduced", "not testable at our scale"]
+    # direction, magnitude (ratio 51 / 1.1 ≥ 10), bracket
+    assert tables.claims_table(wide)["verdict"].tolist()[:3] == [
+        "reproduced", "reproduced", "not testable at our scale"]
+
+
+def test_table2_much_lower_needs_an_order_of_magnitude():
+    near = _fake([20.0, 21.0, 22.0], [10.0, 11.0, 12.0])  # lower beyond the spread, ×1.9
+    claims = tables.claims_table(near)
+    assert claims["verdict"].tolist()[:2] == ["reproduced", "not reproduced at our scale"]
+    assert claims["ours"][1] == "color-mnist: GECO + RE 1.91"
+    assert claims["paper's number"][1].startswith("ratio ELBO/GECO color-mnist: 17.7")
