@@ -290,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                   f"{[round(v, 2) for v in d['largest_difference_over_sd']]}")
     result = {"summary": summary, "drift": drift, "runs": rows, "torch": torch.__version__,
               "command": " ".join(["python benchmarks/study_precision.py", *args])}
-    from geco_core.io import write_text
+    from geco_base.io import write_text
 
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     write_text(a.out, json.dumps(result, indent=1) + "\n")

@@ -56,7 +56,7 @@ from data_builders.core import (
     download_allowed,
     download_file,
 )
-from geco_core.io import atomic_write, write_text
+from geco_base.io import atomic_write, write_text
 
 __all__ = ["CELEBA_FILES", "CELEBA_SPLITS", "load_celeba"]
 

@@ -44,7 +44,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from geco_core.io import atomic_write
+from geco_base.io import atomic_write
 
 __all__ = [
     "DataFallbackWarning",
@@ -324,7 +324,7 @@ def download_file(
 ) -> Path:
     """Download ``dest`` from the first of ``urls`` that serves it with the right md5.
 
-    The bytes go to a temporary file beside ``dest`` (:func:`geco_core.io.atomic_write`) and
+    The bytes go to a temporary file beside ``dest`` (:func:`geco_base.io.atomic_write`) and
     are moved into place only after the checksum matched, so an interrupted or corrupt
     download never leaves a half-written ``dest``.
 

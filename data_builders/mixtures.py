@@ -31,7 +31,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from geco_core.checks import check_int, check_nonnegative
+from geco_base.checks import check_int, check_nonnegative
 
 __all__ = [
     "FIG2_CENTRES",

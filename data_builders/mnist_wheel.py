@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from data_builders.core import sha256_file
-from geco_core.io import write_bytes
+from geco_base.io import write_bytes
 
 __all__ = [
     "AllowListUnpickler",

@@ -40,7 +40,7 @@ from torch import Tensor
 
 from data_builders.core import ImageDataset
 from data_builders.mnist import load_mnist
-from geco_core.checks import check_int
+from geco_base.checks import check_int
 
 __all__ = [
     "ROTATE_DEG_PER_LABEL",

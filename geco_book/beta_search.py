@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from geco_core.checks import check_fraction, check_int, check_positive
+from geco_base.checks import check_fraction, check_int, check_positive
 
 __all__ = ["BetaSearch"]
 

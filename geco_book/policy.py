@@ -64,8 +64,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from geco_base.checks import check_choice
 from geco_book.profiles import PROFILES
-from geco_core.checks import check_choice
 
 __all__ = [
     "CPU_LR",

@@ -43,9 +43,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from geco_base.checks import OneLineParser, count_arg
 from geco_book.paths import cache_root
 from geco_book.policy import geco_settings
-from geco_core.checks import OneLineParser, count_arg
 
 __all__ = [
     "GROUPS",
@@ -309,9 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_fmt(e))
     print(f"α supported: {choice['alpha']} (sound on {choice['sound']}; KL lower beyond the "
           f"seed spread on {choice['kl_lower_beyond_spread']})")
+    from geco_base.io import write_text
     from geco_book.figures.policy import plot_policy_study
     from geco_book.provenance import provenance
-    from geco_core.io import write_text
 
     result = {"data": "mnist-60k", "profile": "cpu", "seeds": list(SEEDS),
               "summary": summary, "alpha_choice": choice, "runs": rows,

@@ -60,6 +60,8 @@ from typing import Any
 
 import numpy as np
 
+from geco_base.checks import OneLineParser, check_choice
+from geco_base.io import write_bytes, write_text
 from geco_book.integrity import (
     canonical,
     check_complete_log,
@@ -71,8 +73,6 @@ from geco_book.integrity import (
 )
 from geco_book.paths import cache_root, runs_root
 from geco_book.provenance import provenance
-from geco_core.checks import OneLineParser, check_choice
-from geco_core.io import write_bytes, write_text
 
 __all__ = [
     "MissingCheckpointError",

@@ -42,9 +42,9 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from geco_base.checks import check_int
 from geco_book.paths import shown
 from geco_book.store import Run, RunStore, _as_config, default_store, run_key
-from geco_core.checks import check_int
 
 __all__ = ["SweepError", "run_chains", "run_sweep", "torch_threads"]
 

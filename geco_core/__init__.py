@@ -10,8 +10,9 @@ Submodules (import them explicitly):
   :mod:`geco_core.checkpoint` — atomic checkpoints loaded with ``weights_only=True``.
 - :mod:`geco_core.metrics` — σ_opt, quantized-normal NLL, average and marginal KL.
 - :mod:`geco_core.theory` — fixed-point equations of Propositions 1–6 and Appendices A–B.
-- :mod:`geco_core.checks`, :mod:`geco_core.io` — the argument checks and the atomic writer
-  every module uses.
+- the argument checks and the atomic writer every module uses are the ground floor's,
+  :mod:`geco_base.checks` and :mod:`geco_base.io` (a package of their own, which the data code
+  ``data_builders`` uses too).
 
 The book's chapters, figures and run profiles live in the separate package ``geco_book``,
 which this library never imports.

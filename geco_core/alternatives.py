@@ -51,7 +51,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from geco_core.checks import check_float32, check_fraction
+from geco_base.checks import check_float32, check_fraction
 from geco_core.objectives import (
     OBJECTIVES,
     Objective,

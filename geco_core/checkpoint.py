@@ -10,7 +10,7 @@ A checkpoint is one ``dict`` of tensors, numbers, strings, lists and dicts only,
 - ``config``: the run's configuration as a plain ``dict``, checked on resume by
   :func:`check_config` so that a run never silently continues with other settings.
 
-Writes go through :func:`geco_core.io.atomic_write` (a temporary file beside ``path``, flushed,
+Writes go through :func:`geco_base.io.atomic_write` (a temporary file beside ``path``, flushed,
 fsync'ed, then renamed over it with ``os.replace``): a run killed mid-write (SIGKILL,
 pre-emption) leaves the previous checkpoint intact.
 
@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from geco_core.io import atomic_write
+from geco_base.io import atomic_write
 
 __all__ = [
     "CheckpointError",
@@ -72,7 +72,7 @@ class CheckpointError(ValueError):
 
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
     """Write ``state`` (stamped with ``format_version``) to ``path`` atomically
-    (:func:`geco_core.io.atomic_write`), behind a header holding its sha256."""
+    (:func:`geco_base.io.atomic_write`), behind a header holding its sha256."""
     buf = io.BytesIO()
     torch.save({"format_version": FORMAT_VERSION, **state}, buf)
     payload = buf.getvalue()

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from geco_core.checks import (
+from geco_base.checks import (
     check_class_labels,
     check_float_tensor,
     check_int,

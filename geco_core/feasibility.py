@@ -30,7 +30,7 @@ import warnings
 from collections import deque
 from collections.abc import Sequence
 
-from geco_core.checks import FLOAT32_MAX, FLOAT32_TINY, check_int, check_positive
+from geco_base.checks import FLOAT32_MAX, FLOAT32_TINY, check_int, check_positive
 
 __all__ = ["FeasibilityMonitor", "propose_kappa", "propose_nu"]
 

@@ -49,7 +49,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from geco_core.checks import check_float32, check_fraction, check_int, check_positive
+from geco_base.checks import check_float32, check_fraction, check_int, check_positive
 from geco_core.feasibility import propose_nu
 
 __all__ = [
@@ -277,15 +277,10 @@ class GECO:
             that step's estimate, ``ν_l = propose_nu(Ĉ⁰_l)`` = 0.05/|Ĉ⁰_l|
             (:func:`geco_core.feasibility.propose_nu`, one ν per constraint), so that log λ
             moves by at most 5 % per step at the start, whatever the constraint's unit; the
-            resolved ν is in :attr:`nu` and in :meth:`state_dict`. The default 1.0 is kept so
-            that runs stay comparable with earlier ones, but it is not what the book found to
-            work: a fresh decoder's per-pixel RE at κ = 0.1 has Ĉ⁰ ≈ 0.1–0.2, so at ν = 1 λ
-            grows 10–20 % per step while Adam reduces the error at a rate set by its learning
-            rate, so λ overshoots — in the book's runs to its 10⁸ bound within a few hundred
-            steps — and the model then pays more KL than the constraint needs, undoing the
-            overshoot only at the slow rate ν·|C_ma| of a met constraint's small slack. The
-            book's policy (``geco_book/policy.py``, measured by ``geco_book/policy_study.py``
-            on the official MNIST split) therefore uses ``nu="auto"``.
+            resolved ν is in :attr:`nu` and in :meth:`state_dict`. The default 1.0 keeps runs
+            comparable with earlier ones; it can let λ overshoot by orders of magnitude while
+            the model catches up, which is why the book's policy uses ``nu="auto"`` (the study:
+            the book's chapter 05).
         lambda_init: λ⁻¹ > 0, a number or one value per constraint. Algorithm 1 uses 1.
         update_every: k ≥ 1 (option; default 1 = off). λ changes only on every k-th accepted
             step (after the warm-up), by the factor of that step, so the effective rate is ν/k;

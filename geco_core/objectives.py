@@ -53,7 +53,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from geco_core.checks import check_int, check_positive
+from geco_base.checks import check_int, check_positive
 from geco_core.geco import GECO
 
 __all__ = [

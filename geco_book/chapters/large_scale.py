@@ -37,19 +37,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from geco_book.chapters.large_scale_eval import cached_dataset, evaluate_run
-from geco_book.policy import ON_TARGET, geco_settings, lambda_at_guard, train_settings
-from geco_book.profiles import settings_copy
-from geco_book.store import Run, RunStore, store_for
-from geco_book.sweep import run_chains
-from geco_book.sweep import torch_threads as _torch_threads
-from geco_core.checks import (
+from geco_base.checks import (
     OneLineParser,
     check_choice,
     check_positive,
     check_seed,
     count_arg,
 )
+from geco_book.chapters.large_scale_eval import cached_dataset, evaluate_run
+from geco_book.policy import ON_TARGET, geco_settings, lambda_at_guard, train_settings
+from geco_book.profiles import settings_copy
+from geco_book.store import Run, RunStore, store_for
+from geco_book.sweep import run_chains
+from geco_book.sweep import torch_threads as _torch_threads
 
 __all__ = [
     "EVAL_VERSION",

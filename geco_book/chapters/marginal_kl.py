@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from scipy import stats
 
+from geco_base.checks import OneLineParser, check_seed, count_arg, seed_arg
 from geco_book.chapters import large_scale as ch03
 from geco_book.chapters.large_scale_eval import cached_dataset
 from geco_book.images import to_uint8
@@ -56,7 +57,6 @@ from geco_book.paths import shown
 from geco_book.profiles import settings_copy
 from geco_book.store import Run, RunStore, run_key, store_for
 from geco_book.sweep import torch_threads
-from geco_core.checks import OneLineParser, check_seed, count_arg, seed_arg
 
 __all__ = [
     "EVAL_VERSION",

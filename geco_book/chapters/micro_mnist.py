@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from geco_base.checks import OneLineParser, check_bool, count_arg, seed_arg
 from geco_book.chapters.micro_mnist_eval import EVAL_KEYS, EVAL_VERSION, evaluate_model
 from geco_book.images import to_uint8
 from geco_book.policy import geco_settings
@@ -62,7 +63,6 @@ from geco_book.profiles import settings_copy
 from geco_book.store import Run, RunStore, store_for
 from geco_book.sweep import run_sweep
 from geco_book.sweep import torch_threads as _torch_threads
-from geco_core.checks import OneLineParser, check_bool, count_arg, seed_arg
 
 __all__ = [
     "FIG8_RUNS",

@@ -24,10 +24,10 @@ import sys
 import time
 from collections.abc import Sequence
 
+from geco_base.checks import OneLineParser, count_arg
 from geco_book.chapters import large_scale as ch03
 from geco_book.chapters import marginal_kl as ch04
 from geco_book.profiles import PROFILES
-from geco_core.checks import OneLineParser, count_arg
 
 __all__ = ["main", "regenerate"]
 

@@ -40,6 +40,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from geco_base.checks import (
+    check_finite,
+    check_nonnegative,
+    check_positive,
+)
 from geco_book.chapters.theory_studies import (
     beta_grid,
     beta_grid_table,
@@ -49,11 +54,6 @@ from geco_book.chapters.theory_studies import (
     prop5_study,
 )
 from geco_book.profiles import resolve_profile
-from geco_core.checks import (
-    check_finite,
-    check_nonnegative,
-    check_positive,
-)
 from geco_core.theory import (
     CriticalBetas,
     FixedPointSweep,

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from data_builders import mixtures
-from geco_core.checks import check_choice, check_finite, check_int, check_positive
+from geco_base.checks import check_choice, check_finite, check_int, check_positive
 from geco_core.theory import (
     CriticalBetas,
     FixedPointSweep,

@@ -53,7 +53,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from geco_core.checks import check_int
+from geco_base.checks import check_int
 from geco_core.metrics.estimators import mean_stderr
 
 __all__ = [

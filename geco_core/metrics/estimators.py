@@ -31,7 +31,7 @@ import math
 import torch
 from torch import Tensor
 
-from geco_core.checks import check_int
+from geco_base.checks import check_int
 
 __all__ = [
     "gaussian_kl",

@@ -49,7 +49,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from geco_core.checks import check_choice, check_int
+from geco_base.checks import check_choice, check_int
 from geco_core.metrics.estimators import (
     gaussian_kl,
     mean_stderr,

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from geco_core.checks import check_choice, check_int
+from geco_base.checks import check_choice, check_int
 from geco_core.metrics.estimators import gaussian_kl, mean_stderr, standard_normal_log_prob
 
 __all__ = [

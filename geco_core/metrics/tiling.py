@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from geco_core.checks import check_positive
+from geco_base.checks import check_positive
 
 __all__ = [
     "count_modes",

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from geco_core.checks import check_choice
+from geco_base.checks import check_choice
 from geco_core.models.base import POSTERIOR_KINDS, LatentVariableModel, VAEOutput
 from geco_core.models.conv_vae import ConvVAE
 from geco_core.models.convdraw import ConvDRAW, ConvLSTMCell
@@ -92,7 +92,7 @@ MODEL_SIZES: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy: `python -m geco_core.models.classifier` must not find the module pre-imported.
+    # Lazy: the models import without loading the classifier module.
     if name in ("MNISTClassifier", "load_pretrained_classifier"):
         from geco_core.models import classifier
 

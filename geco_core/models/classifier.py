@@ -19,10 +19,11 @@ seed, versions); :func:`load_pretrained_classifier` checks the sha256 and loads 
   kept for the runs made on that fallback: a classifier trained on test images must not
   score a model evaluated on the official test split.
 
-Training uses ``data_builders.load_mnist("train")`` and evaluates on ``load_mnist("test")``;
-the source they come from picks the file written. Re-train with::
+The network needs no data code; training it does, so it lives with the training engine
+(:mod:`geco_core.train.classifier`: trained on ``load_mnist("train")``, evaluated on
+``load_mnist("test")``, the source they come from picking the file written). Re-train with::
 
-    python -m geco_core.models.classifier --train
+    python -m geco_core.train.classifier --train
 
 References:
     Rezende & Viola, "Taming VAEs" (2018), Table 1 (CLA, FRE), Fig. 8 (CLA on Micro-MNIST).
@@ -38,21 +39,14 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
-import platform
-import sys
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-import geco_core
-from geco_core.io import atomic_write, write_text
 from geco_core.models.layers import check_images
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
@@ -63,7 +57,7 @@ CLASSIFIER_FILES: dict[str, str] = {
 }
 #: The default weights: the classifier of the official 60k training split.
 WEIGHTS_PATH = ASSETS_DIR / CLASSIFIER_FILES["mnist-60k"]
-TRAIN_HINT = "train it with: python -m geco_core.models.classifier --train"
+TRAIN_HINT = "train it with: python -m geco_core.train.classifier --train"
 
 # Fixed input standardisation (MNIST pixel mean / std); part of the network, not of the data.
 _MEAN, _STD = 0.1307, 0.3081
@@ -204,159 +198,3 @@ def load_pretrained_classifier(
         raise RuntimeError(f"{weights} does not fit MNISTClassifier ({e}); {TRAIN_HINT}") from e
     net.eval().requires_grad_(False)
     return net.to(device) if device is not None else net
-
-
-# -- training ------------------------------------------------------------------------------
-def random_shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
-    """Translate each image by an integer offset in [−max_shift, max_shift]² (zero fill)."""
-    if max_shift == 0:
-        return x
-    b, c, h, w = x.shape
-    padded = F.pad(x, (max_shift,) * 4)
-    off = torch.randint(0, 2 * max_shift + 1, (2, b), generator=generator).to(x.device)
-    rows = off[0, :, None] + torch.arange(h, device=x.device)  # [B, H]
-    cols = off[1, :, None] + torch.arange(w, device=x.device)  # [B, W]
-    bi = torch.arange(b, device=x.device)[:, None, None, None]
-    ci = torch.arange(c, device=x.device)[None, :, None, None]
-    return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
-
-
-@torch.no_grad()
-def accuracy(net: nn.Module, x: Tensor, labels: Tensor, batch: int = 1000) -> float:
-    """Top-1 accuracy of ``net`` on ``(x, labels)`` (eval mode)."""
-    was_training = net.training
-    net.eval()
-    correct = 0
-    for i in range(0, len(x), batch):
-        correct += (net(x[i : i + batch]).argmax(-1) == labels[i : i + batch]).sum().item()
-    net.train(was_training)
-    return correct / len(x)
-
-
-def _load_splits():
-    from data_builders import load_mnist
-
-    return load_mnist("train"), load_mnist("test")
-
-
-def train_classifier(
-    out: str | os.PathLike | None = None,
-    epochs: int = 12,
-    batch_size: int = 128,
-    lr: float = 2e-3,
-    max_shift: int = 2,
-    seed: int = 0,
-    device: str | None = None,
-) -> dict:
-    """Train :class:`MNISTClassifier` on ``load_mnist("train")``, evaluate on
-    ``load_mnist("test")``, and write the weights and their metadata JSON atomically
-    (``out``, default the file of the data source found: :func:`weights_path`).
-
-    Adam with a one-cycle learning-rate schedule, random ±``max_shift`` pixel shifts.
-    Returns the metadata dict (also written to ``<out>.json``).
-    """
-    from tqdm.auto import tqdm
-
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    train, test = _load_splits()
-    if train.source != test.source:
-        raise RuntimeError(f"train split from {train.source!r}, test split from {test.source!r}")
-    out = weights_path(train.source) if out is None else Path(out)
-    x, y = train.x.to(dev), train.labels.to(dev)
-    net = MNISTClassifier().to(dev)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    steps_per_epoch = (len(x) + batch_size - 1) // batch_size
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=lr, total_steps=epochs * steps_per_epoch
-    )
-    t0 = time.perf_counter()
-    net.train()
-    bar = tqdm(range(epochs), desc="classifier", unit="epoch")
-    for _ in bar:
-        perm = torch.randperm(len(x), generator=gen).to(dev)
-        for i in range(0, len(x), batch_size):
-            idx = perm[i : i + batch_size]
-            loss = F.cross_entropy(net(random_shift(x[idx], max_shift, gen)), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-    train_s = time.perf_counter() - t0
-    net = net.cpu()
-    acc_test = accuracy(net, test.x, test.labels)
-    acc_train = accuracy(net, train.x, train.labels)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
-    with atomic_write(out) as f:
-        torch.save(state, f)
-    meta = {
-        "file": out.name,
-        "sha256": sha256_file(out),
-        "bytes": out.stat().st_size,
-        "n_params": sum(p.numel() for p in net.parameters()),
-        "heldout_accuracy": acc_test,
-        "train_accuracy": acc_train,
-        "data": {
-            "train": {"source": train.source, "n": len(train.labels), "split": "train"},
-            "heldout": {"source": test.source, "n": len(test.labels), "split": "test"},
-            "description": {
-                "train": train.meta.get("description", ""),
-                "heldout": test.meta.get("description", ""),
-            },
-        },
-        "training": {
-            "seed": seed,
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "optimizer": "Adam + OneCycleLR",
-            "max_lr": lr,
-            "augmentation": f"random integer shifts in [-{max_shift}, {max_shift}] px",
-            "device": str(dev),
-            "seconds": round(train_s, 1),
-        },
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "geco_core": geco_core.__version__,
-        },
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    text = json.dumps(meta, indent=2) + "\n"
-    write_text(_meta_path(out), text)
-    return meta
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m geco_core.models.classifier",
-        description="Train the MNIST classifier used by the CLA/FRE constraints.",
-    )
-    ap.add_argument("--train", action="store_true", help="train and write the cached weights")
-    ap.add_argument("--out", default=None,
-                    help="weights file (.json beside it; default: the asset of the data source "
-                    "found, geco_core/assets/" + " or ".join(CLASSIFIER_FILES.values()) + ")")
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default=None, help="cpu / cuda (default: cuda if available)")
-    args = ap.parse_args(argv)
-    if not args.train:
-        ap.print_help()
-        return 2
-    if args.epochs < 1:
-        raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
-    meta = train_classifier(args.out, epochs=args.epochs, seed=args.seed, device=args.device)
-    print(
-        f"held-out accuracy {meta['heldout_accuracy']:.4f} on {meta['data']['heldout']['n']} "
-        f"images ({meta['data']['heldout']['source']}); wrote {meta['file']} "
-        f"({meta['bytes']} bytes, sha256 {meta['sha256'][:12]}…) in "
-        f"{meta['training']['seconds']} s"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from geco_core.checks import check_int
+from geco_base.checks import check_int
 from geco_core.models.base import LatentVariableModel, VAEOutput
 from geco_core.models.layers import (
     ConvDecoder,

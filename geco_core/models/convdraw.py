@@ -59,7 +59,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from geco_core.checks import check_choice, check_int
+from geco_base.checks import check_choice, check_int
 from geco_core.models.base import LatentVariableModel, VAEOutput
 from geco_core.models.layers import (
     check_context_shape,

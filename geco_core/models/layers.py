@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from geco_core.checks import check_float_tensor, check_unit_interval
+from geco_base.checks import check_float_tensor, check_unit_interval
 
 LOG_2PI = math.log(2.0 * math.pi)
 

@@ -1,6 +1,6 @@
 """Array checks and the squared-distance kernel shared by the theory modules (one place each).
 
-Scalar arguments are checked with :mod:`geco_core.checks`; what is specific to the theory's
+Scalar arguments are checked with :mod:`geco_base.checks`; what is specific to the theory's
 arrays lives here: data points ``[n, d]``, a β grid, and ‖x_i − ψ_b‖².
 
 Example:

@@ -33,7 +33,7 @@ import numpy as np
 import scipy.optimize
 import scipy.special
 
-from geco_core.checks import check_int, check_positive
+from geco_base.checks import check_int, check_positive
 from geco_core.theory._arrays import as_points
 from geco_core.theory.grid import LatentGrid
 from geco_core.theory.phase import cluster_fixed_points

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.special
 from tqdm import tqdm
 
-from geco_core.checks import check_choice, check_fraction, check_int, check_positive
+from geco_base.checks import check_choice, check_fraction, check_int, check_positive
 from geco_core.theory._arrays import as_betas, as_points, sq_dists
 from geco_core.theory.grid import LatentGrid, init_reconstructions, latent_grid
 from geco_core.theory.lipschitz import lipschitz_projection, lipschitz_weights

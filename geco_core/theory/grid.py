@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.stats
 
-from geco_core.checks import check_choice, check_int, check_nonnegative, check_positive
+from geco_base.checks import check_choice, check_int, check_nonnegative, check_positive
 
 __all__ = ["LatentGrid", "init_reconstructions", "latent_grid"]
 

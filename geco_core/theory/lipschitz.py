@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from geco_core.checks import check_nonnegative, check_positive
+from geco_base.checks import check_nonnegative, check_positive
 from geco_core.theory._arrays import as_points
 from geco_core.theory.grid import LatentGrid
 

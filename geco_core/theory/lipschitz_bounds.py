@@ -54,7 +54,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse
 
-from geco_core.checks import check_fraction, check_int, check_positive
+from geco_base.checks import check_fraction, check_int, check_positive
 from geco_core.theory._arrays import as_betas, as_points
 from geco_core.theory.fixed_points import FixedPointSweep, _eq20_batch, threadpool_limits
 from geco_core.theory.grid import LatentGrid, init_reconstructions, latent_grid

@@ -38,7 +38,7 @@ import scipy.signal
 import scipy.special
 from scipy.cluster.hierarchy import fcluster, linkage
 
-from geco_core.checks import check_choice, check_fraction, check_int, check_positive
+from geco_base.checks import check_choice, check_fraction, check_int, check_positive
 from geco_core.theory._arrays import as_betas, as_points, sq_dists
 
 __all__ = [

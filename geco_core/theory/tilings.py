@@ -37,7 +37,7 @@ import math
 import numpy as np
 import scipy.special
 
-from geco_core.checks import check_choice, check_int, check_nonnegative, check_positive
+from geco_base.checks import check_choice, check_int, check_nonnegative, check_positive
 from geco_core.theory.grid import LatentGrid
 
 __all__ = [

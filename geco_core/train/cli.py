@@ -40,8 +40,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from geco_base.checks import OneLineParser, cli_fail
 from geco_core.checkpoint import CheckpointError
-from geco_core.checks import OneLineParser, cli_fail
 from geco_core.constraints import CONSTRAINTS
 from geco_core.models import MODEL_SIZES, MODELS
 from geco_core.objectives import OBJECTIVES

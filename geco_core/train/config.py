@@ -2,7 +2,8 @@
 and the engine's defaults: the paper's learning rates (:data:`PAPER_LR`) and α = 0.99.
 
 The defaults are the paper's (§4.1): Adam at 1e-5 for ConvDRAW and 1e-6 for the VAE + NVP,
-GECO's moving-average slowness α = 0.99, ν = 1 and λ⁰ = 1 (Algorithm 1). They are tuned for
+GECO's moving-average slowness α = 0.99 and λ⁰ = 1 (Algorithm 1), with ν = 1, a unit step of
+log λ (Algorithm 1 gives only Δ log λ ∝ C, no ν). They are tuned for
 10⁵–10⁶ steps; a run of minutes on a CPU barely leaves the initialisation at those rates and
 wants e.g. ``lr=1e-3, alpha=0.9, nu="auto"`` (the book's cpu policy, :mod:`geco_book.policy`,
 which says why). Nothing here depends on the device or on a book profile: the same config gives the
@@ -35,7 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from geco_core.checks import (
+from geco_base.checks import (
     FLOAT32_TINY,
     check_choice,
     check_float32,

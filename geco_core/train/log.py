@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from geco_core.io import write_text
+from geco_base.io import write_text
 
 __all__ = ["LOG_NAME", "append_row", "metrics_to_floats", "order_row", "read_log", "truncate_log"]
 

@@ -59,9 +59,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from geco_base.checks import check_bool, check_choice
+from geco_base.io import write_text
 from geco_core import checkpoint as ckpt
-from geco_core.checks import check_bool, check_choice
-from geco_core.io import write_text
 from geco_core.train.builders import build_model_for, build_objective, load_data, target_labels
 from geco_core.train.config import (
     ENGINE_VERSION,

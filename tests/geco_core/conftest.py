@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from geco_core import io as geco_io
+from geco_base import io as geco_io
 
 _HEADER = b"GECO-CHECKPOINT"
 
@@ -53,7 +53,7 @@ class FullDisk:
 @pytest.fixture
 def full_disk(monkeypatch):
     """``full_disk(fail_from=k, mode="oserror" | "torch")``: every file opened by
-    :func:`geco_core.io.atomic_write` fails from the k-th checkpoint written on, with
+    :func:`geco_base.io.atomic_write` fails from the k-th checkpoint written on, with
     ``OSError(ENOSPC)`` after half the payload, or with torch's "enforce fail at
     inline_container.cc" RuntimeError."""
     real_fdopen = os.fdopen

@@ -1,5 +1,9 @@
-"""The paper library stands alone: no module of geco_core or data_builders imports the book's
-experiment code (geco_book), names a repository path, or exceeds ~700 lines."""
+"""The paper library stands alone: no module of geco_base, geco_core or data_builders imports
+the book's experiment code (geco_book), names a repository path, or exceeds ~700 lines; and its
+floors stack one way: geco_base (checks, the atomic writer) imports neither of the others,
+data_builders (the data) imports nothing of geco_core, and of geco_core only the training
+engine (geco_core.train) reads data: the paper's parts (GECO, constraints, objectives, models,
+metrics, theory) import no data code."""
 
 from __future__ import annotations
 
@@ -9,10 +13,49 @@ from pathlib import Path
 import pytest
 
 import data_builders
+import geco_base
 import geco_core
 
-PACKAGES = [Path(geco_core.__file__).parent, Path(data_builders.__file__).parent]
+PACKAGES = [Path(p.__file__).parent for p in (geco_base, geco_core, data_builders)]
 MODULES = sorted(p for root in PACKAGES for p in root.rglob("*.py"))
+
+
+def _imported(path: Path) -> set[str]:
+    """The top-level packages ``path`` imports anywhere (module level or in a function)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+def _floor(path: Path) -> str:
+    """Which floor a library module is on: geco_base, data_builders, the training engine
+    (geco_core.train) or the paper's parts (the rest of geco_core)."""
+    package = path.relative_to(Path(geco_core.__file__).parents[1]).parts
+    if package[0] == "geco_core":
+        return "engine" if package[1] == "train" else "paper"
+    return package[0]
+
+
+#: What each floor may import of the library's packages.
+MAY_IMPORT = {"geco_base": {"geco_base"}, "data_builders": {"geco_base", "data_builders"},
+              "paper": {"geco_base", "geco_core"},
+              "engine": {"geco_base", "geco_core", "data_builders"}}
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_the_floors_import_one_way(path):
+    library = {"geco_base", "geco_core", "data_builders", "geco_book"}
+    floor = _floor(path)
+    bad = (_imported(path) & library) - MAY_IMPORT[floor]
+    assert not bad, f"{path} ({floor}) imports {sorted(bad)}"
+
+
+def test_the_floor_rule_sees_every_floor():
+    assert {_floor(p) for p in MODULES} == set(MAY_IMPORT)
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -64,7 +107,8 @@ def test_library_imports_only_its_declared_dependencies(path):
     import sys
 
     project = _pyproject()["project"]
-    core = _requirement_names(project["dependencies"]) | {"geco_core", "data_builders"}
+    core = _requirement_names(project["dependencies"]) | {"geco_base", "geco_core",
+                                                          "data_builders"}
     extras = project["optional-dependencies"]
     optional = _requirement_names(extras["alternatives"] + extras["celeba"] + ["pandas"])
     allowed = core | set(sys.stdlib_module_names)
@@ -85,13 +129,7 @@ def test_library_imports_only_its_declared_dependencies(path):
 def test_the_library_declares_no_unused_dependency():
     """Every core dependency is imported somewhere in the library (zuko was declared and
     never imported)."""
-    used = set()
-    for path in MODULES:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                used |= {a.name.split(".")[0] for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                used.add(node.module.split(".")[0])
+    used = set().union(*(_imported(p) for p in MODULES))
     declared = _requirement_names(_pyproject()["project"]["dependencies"])
     assert declared <= used, declared - used
 
@@ -110,9 +148,9 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split(".")[0] in BLOCKED:
             raise ImportError(f"{name} is not installed (blocked)")
 sys.meta_path.insert(0, Block())
-import data_builders, geco_core
+import data_builders, geco_base, geco_core
 n = 0
-for pkg in (geco_core, data_builders):
+for pkg in (geco_base, geco_core, data_builders):
     for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
         if m.name.endswith("__main__"):
             continue

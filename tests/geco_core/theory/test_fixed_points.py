@@ -153,6 +153,6 @@ def test_bad_arguments(call, name):
     [({"max_iter": 10.0}, "max_iter"), ({"alpha": "0.9"}, "alpha"), ({"tol": None}, "tol")],
 )
 def test_scalar_arguments_of_the_wrong_type_raise_type_error(kwargs, name):
-    # the shared checks of geco_core.checks: a non-number is a TypeError, not a ValueError
+    # the shared checks of geco_base.checks: a non-number is a TypeError, not a ValueError
     with pytest.raises(TypeError, match=name):
         theory.fixed_point_sweep(SEPARATED, [0.1], theory.latent_grid(4), **kwargs)

@@ -41,7 +41,7 @@ def test_grid_and_initialisation_follow_appendix_a():
             "noise",
         ),
         (lambda: theory.init_reconstructions(theory.latent_grid(4), dim=3), ValueError, "dim"),
-        # the shared checks (geco_core.checks) refuse non-numbers with a TypeError
+        # the shared checks (geco_base.checks) refuse non-numbers with a TypeError
         (lambda: theory.latent_grid(4.0), TypeError, "size"),
         (lambda: theory.latent_grid(4, half_width="1"), TypeError, "half_width"),
     ],

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from geco_core.checks import (
+from geco_base.checks import (
     check_choice,
     check_class_labels,
     check_finite,
@@ -84,7 +84,7 @@ def test_bad_values_name_the_argument(call, error, words):
 def test_seeds_are_ints_in_the_signed_64_bit_range():
     import argparse
 
-    from geco_core.checks import SEED_LIMIT, check_seed, count_arg, seed_arg
+    from geco_base.checks import SEED_LIMIT, check_seed, count_arg, seed_arg
 
     assert check_seed(0) == 0 and check_seed(SEED_LIMIT - 1) == SEED_LIMIT - 1
     for bad, err in ((SEED_LIMIT, ValueError), (-1, ValueError), (1.0, TypeError),

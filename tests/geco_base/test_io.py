@@ -8,7 +8,7 @@ import errno
 import pytest
 import torch
 
-from geco_core.io import atomic_write, write_bytes, write_text
+from geco_base.io import atomic_write, write_bytes, write_text
 
 
 def _leftovers(folder) -> list[str]:
