@@ -62,6 +62,7 @@ from geco_core.objectives import (
 )
 
 __all__ = [
+    "CONTROL_VAE_BETA_RANGE",
     "ControlVAE",
     "CooperLagrangian",
     "SigmaVAE",
@@ -149,6 +150,10 @@ class SigmaVAE(Objective):
         return loss, self._gaussian_metrics(sse, kl, n_dims, sigma, loss)
 
 
+#: ControlVAE's default range of β, ``(beta_min, beta_max)``: λ = 1/β within [10³, 10⁶].
+CONTROL_VAE_BETA_RANGE: tuple[float, float] = (1e-6, 1e-3)
+
+
 class ControlVAE(Objective):
     """ControlVAE (Shao et al. 2020): loss = KL + MSE/β with β set by a PI controller so that
     the batch KL tracks ``kl_target`` (:func:`control_vae_beta`).
@@ -168,7 +173,8 @@ class ControlVAE(Objective):
     takes_objective_kwargs = True
 
     def __init__(self, kl_target: float = 50.0, kp: float = 1e-4, ki: float = 1e-7,
-                 beta_min: float = 1e-6, beta_max: float = 1e-3) -> None:
+                 beta_min: float = CONTROL_VAE_BETA_RANGE[0],
+                 beta_max: float = CONTROL_VAE_BETA_RANGE[1]) -> None:
         self.kl_target = check_float32(kl_target, "kl_target")
         self.kp = check_float32(kp, "kp")
         self.ki = check_float32(ki, "ki")

@@ -163,3 +163,21 @@ def test_smoke_second_call_trains_nothing(beyond_smoke, monkeypatch):
     res = b.run_chapter("smoke", store=st, progress=False)
     assert res.from_cache
     assert bt.methods_table(res).equals(bt.methods_table(smoke))
+
+
+def test_each_method_is_checked_against_its_own_lambda_bounds():
+    from geco_core.alternatives import CONTROL_VAE_BETA_RANGE
+    from geco_core.train import TrainConfig
+
+    geco = TrainConfig(model="conv_vae", dataset="mnist", objective="geco")
+    control = TrainConfig(model="conv_vae", dataset="mnist", objective="control_vae",
+                          objective_kwargs={"kl_target": 40.0})
+    assert bt.lambda_range(geco) == (bt.LAMBDA_FLOOR, bt.LAMBDA_CEILING)
+    assert bt.lambda_range(control) == (0.0, 1.0 / CONTROL_VAE_BETA_RANGE[0])
+    narrow = TrainConfig(model="conv_vae", dataset="mnist", objective="control_vae",
+                         objective_kwargs={"kl_target": 40.0, "beta_min": 1e-4})
+    assert bt.lambda_range(narrow)[1] == pytest.approx(1e4)
+    # ControlVAE's β at β_min (λ = 10⁶) is a touch of its own ceiling, far below GECO's
+    log = pd.DataFrame({"step": [0, 1, 2], "mse": [0.1] * 3, "lambda": [1e3, 1e6, 5e4]})
+    assert bt.log_summary(log, 0.01, bounds=bt.lambda_range(control))["lambda_bound_step"] == 1
+    assert math.isnan(bt.log_summary(log, 0.01)["lambda_bound_step"])

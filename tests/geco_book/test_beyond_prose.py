@@ -82,7 +82,8 @@ def test_rule_findings_and_conclusions_cover_every_combination(beyond_smoke):
     for c in beyond_smoke.search:
         assert f"- **{c[0]} / {c[1]}**" in rule
     text = bp.conclusions(beyond_smoke)
-    assert text.count("\n- ") == 3 and text.startswith("- **The workflow.**")
+    assert text.count("\n- ") == 4 and text.startswith("- **The workflow.**")
+    assert "- **The speed-up**" in text
 
 
 def test_regeneration_names_the_profiles_command_and_says_when_it_trained_nothing(beyond_smoke):
