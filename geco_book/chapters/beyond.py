@@ -24,7 +24,7 @@ Tables are in :mod:`geco_book.chapters.beyond_tables`, figures in
 
 References:
     Rezende & Viola, "Taming VAEs", 2018: §3.2 (λ = 1/β), Algorithm 1; the methods' papers in
-    :mod:`geco_core.alternatives`.
+    :mod:`geco_core.objectives.alternatives`.
 
 Example:
     >>> s = settings_for("smoke")

@@ -66,10 +66,11 @@ _TOL = 0.05
 def lambda_range(cfg) -> tuple[float, float]:
     """The bounds a run's λ can sit at: GECO's ``lambda_bounds`` for the GECO family (and the
     methods without bounds of their own), ControlVAE's ``1/beta_max … 1/beta_min``
-    (:data:`geco_core.alternatives.CONTROL_VAE_BETA_RANGE` unless its kwargs say otherwise). Its
-    floor is not counted: ControlVAE starts there by design (β = β_max at the first step)."""
+    (:data:`geco_core.objectives.alternatives.CONTROL_VAE_BETA_RANGE` unless its kwargs say
+    otherwise). Its floor is not counted: ControlVAE starts there by design (β = β_max at the
+    first step)."""
     if cfg.objective == "control_vae":
-        from geco_core.alternatives import CONTROL_VAE_BETA_RANGE
+        from geco_core.objectives.alternatives import CONTROL_VAE_BETA_RANGE
 
         beta_min = float(dict(cfg.objective_kwargs).get("beta_min", CONTROL_VAE_BETA_RANGE[0]))
         return 0.0, 1.0 / beta_min

@@ -59,13 +59,17 @@ def search_vs_geco(res) -> Figure:
 
 
 def trajectories(logs: Mapping[str, pd.DataFrame], kappa: float,
-                 ceiling: float | None = None) -> Figure:
-    """λ (log scale) and the training MSE ÷ κ² against steps for several runs (label → log)."""
+                 ceiling: float | None = None, window: int = 100) -> Figure:
+    """λ (log scale) and the training MSE ÷ κ² against steps for several runs (label → log);
+    the MSE is a running mean over ``window`` steps (as many logged rows as that spans)."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(9.6, 3.6))
     for label, log in logs.items():
         lam = log["lambda"].to_numpy(dtype=float)
         a.plot(log["step"], np.where(lam > 0, lam, np.nan), label=label, lw=1.2)
-        mse = log["mse"].rolling(4, min_periods=1).mean() / kappa**2
+        steps = log["step"].to_numpy()
+        every = max(int(steps[1] - steps[0]), 1) if len(steps) > 1 else 1
+        rows = max(int(round(window / every)), 1)
+        mse = log["mse"].rolling(rows, min_periods=1).mean() / kappa**2
         b.plot(log["step"], mse, label=label, lw=1.2)
     if ceiling is not None:
         a.axhline(ceiling, color="k", ls=":", lw=0.8, label="λ bound")
@@ -75,7 +79,7 @@ def trajectories(logs: Mapping[str, pd.DataFrame], kappa: float,
     b.axhline(1.0, color="k", ls="--", lw=0.8, label="κ²")
     b.set_yscale("log")
     b.set_xlabel("step")
-    b.set_ylabel("training MSE / κ² (100-step mean)")
+    b.set_ylabel(f"training MSE / κ² ({window}-step mean)")
     b.legend(fontsize=SMALL_PT, loc="upper right")
     fig.tight_layout()
     log_ticks(a.yaxis)

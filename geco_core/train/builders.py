@@ -123,13 +123,13 @@ def build_objective(
     if cfg.objective == "beta_vae":
         return BetaVAE(cfg.beta)
     cls = OBJECTIVES[cfg.objective]
-    if not cls.takes_constraints:  # σ-VAE, ControlVAE (geco_core.alternatives)
+    if not cls.takes_constraints:  # σ-VAE, ControlVAE (geco_core.objectives.alternatives)
         return cls(**cfg.objective_kwargs)
     constraints = [
         make_constraint(name, kappa, image_shape, _constraint_kwargs(cfg, name), data_source)
         for name, kappa in zip(cfg.constraints, cfg.kappas)
     ]
-    if cls.takes_objective_kwargs:  # the Lagrangians of geco_core.alternatives
+    if cls.takes_objective_kwargs:  # the Lagrangians of geco_core.objectives.alternatives
         return cls(constraints, **cfg.objective_kwargs)
     return GECOObjective(
         constraints,

@@ -209,7 +209,7 @@ def _arg_parser() -> argparse.ArgumentParser:
         description=(
             "Train a VAE with ELBO, GECO, the GQN-annealed β, a fixed-β β-VAE or a later\n"
             "method (σ-VAE, ControlVAE, softplus or cooper Lagrangians:\n"
-            "geco_core.alternatives). The defaults\n"
+            "geco_core.objectives.alternatives). The defaults\n"
             "are the paper's (§4.1): Adam at the paper's learning rate, GECO's α = 0.99, ν = 1,\n"
             "tuned for 10⁵–10⁶ steps; short CPU runs want e.g. --lr 1e-3 --alpha 0.9 --nu auto\n"
             "(the book's cpu policy, geco_book.policy).\n\n"

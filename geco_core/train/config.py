@@ -223,7 +223,7 @@ class TrainConfig:
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``…
         split, data_root, download, dataset_kwargs: passed to ``load_dataset``.
         objective_kwargs: the arguments of the later methods' objectives
-            (:mod:`geco_core.alternatives`: ``control_vae``'s ``kl_target``, ``kp``, …;
+            (:mod:`geco_core.objectives.alternatives`: ``control_vae``'s ``kl_target``, ``kp``, …;
             ``softplus_lagrangian``'s ``rate``; ``cooper``'s ``dual_lr``, ``dual_optimizer``,
             …). The Lagrangians take ``constraint`` and ``kappa`` like GECO.
         model_kwargs, constraint_kwargs, geco_kwargs: passed to the builders

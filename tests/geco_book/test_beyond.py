@@ -166,7 +166,7 @@ def test_smoke_second_call_trains_nothing(beyond_smoke, monkeypatch):
 
 
 def test_each_method_is_checked_against_its_own_lambda_bounds():
-    from geco_core.alternatives import CONTROL_VAE_BETA_RANGE
+    from geco_core.objectives.alternatives import CONTROL_VAE_BETA_RANGE
     from geco_core.train import TrainConfig
 
     geco = TrainConfig(model="conv_vae", dataset="mnist", objective="geco")

@@ -52,16 +52,16 @@ import torch
 from torch import Tensor, nn
 
 from geco_base.checks import check_float32, check_fraction
-from geco_core.objectives import (
-    OBJECTIVES,
+from geco_core.objectives.base import (
     Objective,
-    _accepted_kwargs,
-    _batch_stats,
+    accepted_kwargs,
+    batch_stats,
     gaussian_nll,
     negative_elbo,
 )
 
 __all__ = [
+    "ALTERNATIVE_OBJECTIVES",
     "CONTROL_VAE_BETA_RANGE",
     "ControlVAE",
     "CooperLagrangian",
@@ -144,7 +144,7 @@ class SigmaVAE(Objective):
     takes_objective_kwargs = True
 
     def __call__(self, out, x, *, context=None, labels=None, step=0):
-        sse, kl, n_dims = _batch_stats(out, x)
+        sse, kl, n_dims = batch_stats(out, x)
         sigma = sigma_vae_sigma(sse.mean() / n_dims)
         loss = negative_elbo(gaussian_nll(sse, n_dims, sigma), kl).mean()
         return loss, self._gaussian_metrics(sse, kl, n_dims, sigma, loss)
@@ -186,7 +186,7 @@ class ControlVAE(Objective):
         self.beta = beta_max  # the first step weights the KL most (no error seen yet)
 
     def __call__(self, out, x, *, context=None, labels=None, step=0):
-        sse, kl, n_dims = _batch_stats(out, x)
+        sse, kl, n_dims = batch_stats(out, x)
         beta = self.beta
         loss = (kl + sse / (n_dims * beta)).mean()
         sigma = torch.tensor(math.sqrt(beta * n_dims / 2.0), device=sse.device)
@@ -226,7 +226,7 @@ class _ConstrainedObjective(Objective):
         self.constraints = list(constraints)
         if len(self.constraints) != 1:
             raise ValueError(f"{self.name} takes one constraint, got {len(self.constraints)}")
-        self._takes_labels = _accepted_kwargs(self.constraints[0])("labels")
+        self._takes_labels = accepted_kwargs(self.constraints[0])("labels")
 
     def _c_hat(self, out, x, labels) -> Tensor:
         c = self.constraints[0]
@@ -404,6 +404,7 @@ class CooperLagrangian(_ConstrainedObjective):
                               for k, v in state["dual_state"].items()}
 
 
-OBJECTIVES.update({c.name: c for c in (SigmaVAE, ControlVAE, SoftplusLagrangian,
-                                         CooperLagrangian)})
+#: The later methods by name (:data:`geco_core.objectives.OBJECTIVES` registers them).
+ALTERNATIVE_OBJECTIVES: dict[str, type[Objective]] = {
+    c.name: c for c in (SigmaVAE, ControlVAE, SoftplusLagrangian, CooperLagrangian)}
 

@@ -1,53 +1,18 @@
-"""Training objectives: ELBO (Eq. 1), GECO (Eq. 2, Algorithm 1), hand-annealed β, fixed-β β-VAE.
-
-Each objective is a small callable ``objective(out, x, context=..., labels=..., step=...)`` that
-takes a model's :class:`~geco_core.models.base.VAEOutput` for the batch ``x`` and returns
-``(loss, metrics)``: the scalar to minimise (a batch mean of per-example terms, in nats) and a
-dict of detached tensors for the log (what Figure 3 plots).
-
-One scale for β and λ
----------------------
-The paper relates GECO's Lagrange multiplier to the β of a β-VAE by λ = 1/β (§3.2), for the RE
-constraint C = ‖x − g(z)‖² − κ². Our RE constraint (:mod:`geco_core.constraints`) is the
-*per-pixel mean* of (x − g(z))² minus κ², so every objective here reports
-
-    λ  = the weight of the per-pixel MSE in the loss, once the loss is scaled so that the KL
-         has weight 1, and β = 1/λ,
-
-which makes GECO+RE's λ (and ``geco.beta``) and the baselines' λ directly comparable on one
-axis (Figure 3's β curve). A Gaussian likelihood N(x | g(z), σ²I) over D pixels contributes
-‖x − g(z)‖²/(2σ²) = D·MSE/(2σ²), hence the map used throughout (:func:`sigma_to_lambda`):
-
-    λ = D / (2σ²),   β = 2σ² / D.
-
-Metrics (every objective)
--------------------------
-``kl`` (nats per example), ``mse`` (per pixel), ``nll`` (Gaussian negative log-likelihood in
-nats per pixel at the objective's current σ; for GECO, which has no likelihood, at the batch's
-σ_opt of Appendix D), ``sigma``, ``beta``, ``lambda``, ``loss``; GECO adds ``c_hat`` (the batch
-constraint) and ``c_ma`` (its moving average).
+"""The paper's objectives: the ELBO (Eq. 1), GECO (Eq. 2, Algorithm 1), the hand-annealed β of
+§4.1 (GQN's σ schedule) and a fixed-β β-VAE, on the common scale of
+:mod:`geco_core.objectives` (λ = 1/β on the per-pixel MSE).
 
 References:
     Rezende & Viola, "Taming VAEs", 2018: Eq. (1), Eq. (2), §3.2, §3.4, Algorithm 1, App. D.
     Eslami et al., "Neural scene representation and rendering" (GQN), Science 2018,
     supplementary: pixel σ annealed linearly from 2.0 to 0.7 over 2·10⁵ steps.
     Higgins et al., "β-VAE", ICLR 2017.
-
-Example:
-    >>> import torch
-    >>> from types import SimpleNamespace
-    >>> x = torch.rand(4, 1, 8, 8)
-    >>> out = SimpleNamespace(x_mean=torch.full_like(x, 0.5), kl=torch.ones(4))
-    >>> loss, m = ELBO(sigma=0.5, learn_sigma=False)(out, x)
-    >>> sorted(m)[:4]
-    ['beta', 'kl', 'lambda', 'loss']
 """
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -55,150 +20,16 @@ from torch import Tensor, nn
 
 from geco_base.checks import check_int, check_positive
 from geco_core.geco import GECO
+from geco_core.objectives.base import (
+    Objective,
+    accepted_kwargs,
+    batch_stats,
+    gaussian_nll,
+    gqn_sigma,
+    negative_elbo,
+)
 
-__all__ = [
-    "Objective",
-    "ELBO",
-    "GECOObjective",
-    "AnnealedBeta",
-    "BetaVAE",
-    "OBJECTIVES",
-    "gaussian_nll",
-    "negative_elbo",
-    "gqn_sigma",
-    "sigma_to_lambda",
-]
-
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-
-
-# --------------------------------------------------------------------------------------------
-# Equations, one function each
-# --------------------------------------------------------------------------------------------
-
-
-def gaussian_nll(sse: Tensor, n_dims: int, sigma: Tensor | float) -> Tensor:
-    """−ln N(x | g(z), σ²I) from the squared error, the likelihood term of Eq. (1).
-
-    ``sse`` is ‖x − g(z)‖² summed over ``n_dims`` dimensions (any shape, e.g. ``[B]``):
-
-        −ln N = sse / (2σ²) + n_dims · (ln σ + ½ ln 2π).
-
-    With ``sse = MSE`` and ``n_dims = 1`` this is the NLL per pixel.
-
-    Example:
-        >>> round(float(gaussian_nll(torch.tensor(0.0), 1, 1.0)), 4)  # ½ ln 2π
-        0.9189
-    """
-    sigma = torch.as_tensor(sigma, dtype=sse.dtype, device=sse.device)
-    return sse / (2.0 * sigma**2) + n_dims * (torch.log(sigma) + _HALF_LOG_2PI)
-
-
-def negative_elbo(nll: Tensor, kl: Tensor) -> Tensor:
-    """−F of Eq. (1) per example: E_q[−ln p(x|z)] + KL[q(z|x); π(z)] (one-sample estimate)."""
-    return nll + kl
-
-
-def gqn_sigma(
-    step: int, sigma_start: float = 2.0, sigma_end: float = 0.7, n_steps: int = 200_000
-) -> float:
-    """The GQN pixel-σ schedule (Eslami et al. 2018, supplementary), used by the paper's
-    "hand-crafted β ∈ [2.0, 0.7]" baseline (Figs. 4, 9–11, "the same annealing scheme reported
-    in [16]"):
-
-        σ_t = max(σ_end + (σ_start − σ_end)(1 − t/n), σ_end),
-
-    linear from ``sigma_start`` at t = 0 to ``sigma_end`` at t = n, constant afterwards.
-
-    Example:
-        >>> [round(gqn_sigma(t, 2.0, 0.7, 100), 3) for t in (0, 50, 100, 500)]
-        [2.0, 1.35, 0.7, 0.7]
-    """
-    check_positive(n_steps, "n_steps")
-    frac = min(max(step, 0) / n_steps, 1.0)
-    return sigma_end + (sigma_start - sigma_end) * (1.0 - frac)
-
-
-def sigma_to_lambda(sigma: Tensor | float, n_dims: int) -> Tensor | float:
-    """λ = D/(2σ²): the weight a Gaussian likelihood N(x|g(z), σ²I) puts on the per-pixel MSE
-    relative to the KL (see the module docstring); β = 1/λ = 2σ²/D (§3.2: λ = 1/β).
-
-    Example:
-        >>> sigma_to_lambda(0.5, 2)
-        4.0
-    """
-    return n_dims / (2.0 * sigma**2)
-
-
-# --------------------------------------------------------------------------------------------
-# Objectives
-# --------------------------------------------------------------------------------------------
-
-
-def _batch_stats(out: Any, x: Tensor) -> tuple[Tensor, Tensor, int]:
-    """Per-example squared error ``[B]``, per-example KL ``[B]`` and D (pixels per example)."""
-    if out.x_mean.shape != x.shape:
-        raise ValueError(f"x_mean has shape {tuple(out.x_mean.shape)}, x has {tuple(x.shape)}")
-    n_dims = x[0].numel()
-    sse = (x - out.x_mean).pow(2).flatten(1).sum(1)
-    return sse, out.kl, n_dims
-
-
-class Objective:
-    """Base class: a loss with (possibly) trainable parameters and a resumable state.
-
-    Class attributes tell the engine how to build it from a config: ``takes_constraints`` (its
-    first argument is the list of constraint modules of ``constraint``/``kappa``) and
-    ``takes_objective_kwargs`` (its other arguments come from ``objective_kwargs``; the
-    paper's objectives take theirs from fields of their own).
-    """
-
-    name: str = "objective"
-    takes_constraints: bool = False
-    takes_objective_kwargs: bool = False
-
-    def __call__(
-        self,
-        out: Any,
-        x: Tensor,
-        *,
-        context: Tensor | None = None,
-        labels: Tensor | None = None,
-        step: int = 0,
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        raise NotImplementedError
-
-    def parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters the optimizer updates together with the model's (e.g. a learned σ)."""
-        return iter(())
-
-    def to(self, device: torch.device | str) -> Objective:
-        return self
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if state:
-            raise ValueError(f"{self.name} has no state, got keys {sorted(state)}")
-
-    @staticmethod
-    def _gaussian_metrics(
-        sse: Tensor, kl: Tensor, n_dims: int, sigma: Tensor, loss: Tensor
-    ) -> dict[str, Tensor]:
-        with torch.no_grad():
-            mse = sse.detach().mean() / n_dims
-            sigma = sigma.detach()
-            lam = sigma_to_lambda(sigma, n_dims)
-            return {
-                "loss": loss.detach(),
-                "kl": kl.detach().mean(),
-                "mse": mse,
-                "nll": gaussian_nll(mse, 1, sigma),
-                "sigma": sigma,
-                "lambda": lam,
-                "beta": 1.0 / lam,
-            }
+__all__ = ["AnnealedBeta", "BetaVAE", "ELBO", "GECOObjective", "PAPER_OBJECTIVES"]
 
 
 class ELBO(Objective):
@@ -233,7 +64,7 @@ class ELBO(Objective):
         return self.log_sigma.exp()
 
     def __call__(self, out, x, *, context=None, labels=None, step=0):
-        sse, kl, n_dims = _batch_stats(out, x)
+        sse, kl, n_dims = batch_stats(out, x)
         sigma = self.sigma
         loss = negative_elbo(gaussian_nll(sse, n_dims, sigma), kl).mean()
         return loss, self._gaussian_metrics(sse, kl, n_dims, sigma, loss)
@@ -286,7 +117,7 @@ class AnnealedBeta(Objective):
         return gqn_sigma(step, self.sigma_start, self.sigma_end, self.n_steps)
 
     def __call__(self, out, x, *, context=None, labels=None, step=0):
-        sse, kl, n_dims = _batch_stats(out, x)
+        sse, kl, n_dims = batch_stats(out, x)
         sigma = torch.tensor(self.sigma_at(step), dtype=sse.dtype, device=sse.device)
         loss = negative_elbo(gaussian_nll(sse, n_dims, sigma), kl).mean()
         return loss, self._gaussian_metrics(sse, kl, n_dims, sigma, loss)
@@ -312,7 +143,7 @@ class BetaVAE(Objective):
         self.beta = float(beta)
 
     def __call__(self, out, x, *, context=None, labels=None, step=0):
-        sse, kl, n_dims = _batch_stats(out, x)
+        sse, kl, n_dims = batch_stats(out, x)
         loss = (kl + sse / (n_dims * self.beta)).mean()
         sigma = torch.tensor(math.sqrt(self.beta * n_dims / 2.0), device=sse.device)
         return loss, self._gaussian_metrics(sse, kl, n_dims, sigma, loss)
@@ -358,7 +189,7 @@ class GECOObjective(Objective):
         if not self.constraints:
             raise ValueError("constraints must hold at least one constraint module")
         self._geco_args = dict(alpha=alpha, nu=nu, lambda_init=lambda_init, **geco_kwargs)
-        self._accepts = [_accepted_kwargs(c) for c in self.constraints]
+        self._accepts = [accepted_kwargs(c) for c in self.constraints]
         self._device: torch.device | None = None
         self.geco: GECO | None = None
         if n_constraints is None and all(hasattr(c, "n_constraints") for c in self.constraints):
@@ -438,26 +269,10 @@ class GECOObjective(Objective):
         self.geco.load_state_dict(sd)
 
 
-def _accepted_kwargs(module: nn.Module):
-    """Which optional keyword arguments (``labels``, ``context``) a constraint's forward takes."""
-    try:
-        params = inspect.signature(module.forward).parameters.values()
-    except (TypeError, ValueError):
-        return lambda name: False
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return lambda name: True
-    names = {p.name for p in params}
-    return lambda name: name in names
-
-
-#: Every objective by name: the paper's (above) and the later methods of
-#: :mod:`geco_core.alternatives` (σ-VAE, ControlVAE, softplus and cooper Lagrangians).
-OBJECTIVES: dict[str, type[Objective]] = {
+#: The paper's objectives by name.
+PAPER_OBJECTIVES: dict[str, type[Objective]] = {
     "elbo": ELBO,
     "geco": GECOObjective,
     "annealed": AnnealedBeta,
     "beta_vae": BetaVAE,
 }
-
-# The later methods register themselves in OBJECTIVES (their module imports this one's bases).
-import geco_core.alternatives  # noqa: E402, F401

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from geco_core.alternatives import (
+from geco_core.constraints import RE
+from geco_core.objectives import OBJECTIVES
+from geco_core.objectives.alternatives import (
     ControlVAE,
     CooperLagrangian,
     SigmaVAE,
@@ -17,8 +19,6 @@ from geco_core.alternatives import (
     control_vae_beta,
     reverse_gradient,
 )
-from geco_core.constraints import RE
-from geco_core.objectives import OBJECTIVES
 
 
 def _batch(seed: int = 0, shape=(4, 1, 5, 5)):
