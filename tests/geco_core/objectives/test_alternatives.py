@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,22 +20,14 @@ from geco_core.objectives.alternatives import (
 )
 
 
-def _batch(seed: int = 0, shape=(4, 1, 5, 5)):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(shape, generator=g, dtype=torch.float64)
-    x_mean = torch.rand(shape, generator=g, dtype=torch.float64).requires_grad_(True)
-    kl = (torch.rand(shape[0], generator=g, dtype=torch.float64) * 5).requires_grad_(True)
-    return x, SimpleNamespace(x_mean=x_mean, kl=kl)
-
-
 def test_registered_by_name():
     for name, cls in [("sigma_vae", SigmaVAE), ("control_vae", ControlVAE),
                       ("softplus_lagrangian", SoftplusLagrangian), ("cooper", CooperLagrangian)]:
         assert OBJECTIVES[name] is cls
 
 
-def test_sigma_vae_is_the_gaussian_elbo_at_the_batch_mle_sigma():
-    x, out = _batch(1)
+def test_sigma_vae_is_the_gaussian_elbo_at_the_batch_mle_sigma(batch):
+    x, out = batch(1)
     loss, m = SigmaVAE()(out, x)
     mse = (x - out.x_mean).pow(2).mean().detach()
     sigma = mse.sqrt()
@@ -61,8 +52,8 @@ def test_control_vae_beta_closed_form_and_direction():
     assert control_vae_beta(1e4, 0.0, 0.02, 0.0, 0.0) == 0.0  # no overflow
 
 
-def test_control_vae_controller_raises_beta_for_a_kl_above_target_and_stops_windup():
-    x, out = _batch(2)
+def test_control_vae_controller_raises_beta_for_a_kl_above_target_and_stops_windup(batch):
+    x, out = batch(2)
     obj = ControlVAE(kl_target=1.0, kp=1e-3, ki=1e-5, beta_min=1e-6, beta_max=1e-2)
     kl = float(out.kl.detach().mean())  # ≈ 2.5 nats > 1: e < 0 → β rises
     obj(out, x)
@@ -91,8 +82,8 @@ def test_reverse_gradient_against_autograd():
     torch.testing.assert_close(u.grad, -0.25 * 2 * torch.cos(u.detach()))
 
 
-def test_softplus_lagrangian_value_gradient_and_adam_bound():
-    x, out = _batch(3)
+def test_softplus_lagrangian_value_gradient_and_adam_bound(batch):
+    x, out = batch(3)
     re = RE(kappa=0.1)
     obj = SoftplusLagrangian(re, lambda_init=4.0, rate=0.5)
     assert float(obj.lam) == pytest.approx(4.0)
@@ -120,8 +111,8 @@ def test_softplus_lagrangian_value_gradient_and_adam_bound():
     assert float(obj.lam) < 6.0  # while an SGD step of rate·Ĉ = 1e6·Ĉ would be enormous
 
 
-def test_cooper_gradient_ascent_step_is_lambda_plus_eta_c_and_projected():
-    x, out = _batch(4)
+def test_cooper_gradient_ascent_step_is_lambda_plus_eta_c_and_projected(batch):
+    x, out = batch(4)
     re = RE(kappa=0.1)
     obj = CooperLagrangian(re, dual_lr=10.0, lambda_init=2.0)
     loss, m = obj(out, x)
@@ -136,7 +127,7 @@ def test_cooper_gradient_ascent_step_is_lambda_plus_eta_c_and_projected():
     obj(out, x)
     assert float(obj.lam) == 0.0
     # the multiplier is a constant of the primal loss: its gradient reaches x_mean only
-    x, out = _batch(5)
+    x, out = batch(5)
     obj = CooperLagrangian(RE(kappa=0.1), dual_lr=1.0, lambda_init=3.0)
     loss, _ = obj(out, x)
     loss.backward()
@@ -145,8 +136,8 @@ def test_cooper_gradient_ascent_step_is_lambda_plus_eta_c_and_projected():
                                rtol=1e-5, atol=1e-7)
 
 
-def test_cooper_nupi_with_zero_kp_equals_gradient_ascent_and_state_round_trip():
-    x, out = _batch(6)
+def test_cooper_nupi_with_zero_kp_equals_gradient_ascent_and_state_round_trip(batch):
+    x, out = batch(6)
     a = CooperLagrangian(RE(kappa=0.1), dual_lr=5.0, dual_optimizer="sgd")
     b = CooperLagrangian(RE(kappa=0.1), dual_lr=5.0, dual_optimizer="nupi", kp=0.0)
     for _ in range(3):
@@ -208,18 +199,18 @@ def test_each_trains_and_resumes_to_the_same_numbers(tmp_path, objective, kw):
     (lambda: CooperLagrangian(RE(kappa=0.1), dual_lr=1.0, dual_optimizer="nupi", kp=0.5),
      lambda o: float(o.lam)),
 ])  # fmt: skip
-def test_one_nan_never_enters_a_multiplier_or_controller_state(make, read):
+def test_one_nan_never_enters_a_multiplier_or_controller_state(batch, make, read):
     obj = make()
-    x, out = _batch(1)
+    x, out = batch(1)
     obj(out, x)
     before = read(obj)
-    x, bad = _batch(2)
+    x, bad = batch(2)
     bad.kl = bad.kl.detach().clone()
     bad.kl[0] = float("nan")
     with pytest.warns(RuntimeWarning, match="non-finite"):
         obj(bad, x)
     assert read(obj) == before
-    x, out = _batch(3)
+    x, out = batch(3)
     obj(out, x)
     assert all(math.isfinite(v) for v in np.atleast_1d(read(obj)))
 

@@ -21,16 +21,8 @@ from geco_core.objectives import (
 )
 
 
-def _batch(seed: int = 0, shape=(4, 1, 5, 5), requires_grad: bool = True):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(shape, generator=g, dtype=torch.float64)
-    x_mean = torch.rand(shape, generator=g, dtype=torch.float64).requires_grad_(requires_grad)
-    kl = (torch.rand(shape[0], generator=g, dtype=torch.float64) * 5).requires_grad_(requires_grad)
-    return x, SimpleNamespace(x_mean=x_mean, kl=kl)
-
-
-def test_gaussian_nll_matches_torch_distributions():
-    x, out = _batch(1)
+def test_gaussian_nll_matches_torch_distributions(batch):
+    x, out = batch(1)
     sigma = 0.37
     sse = (x - out.x_mean).pow(2).flatten(1).sum(1)
     ref = -torch.distributions.Normal(out.x_mean, sigma).log_prob(x).flatten(1).sum(1)
@@ -40,8 +32,8 @@ def test_gaussian_nll_matches_torch_distributions():
     torch.testing.assert_close(gaussian_nll(mse, 1, sigma), ref.mean() / x[0].numel())
 
 
-def test_elbo_fixed_sigma_loss_and_gradient():
-    x, out = _batch(2)
+def test_elbo_fixed_sigma_loss_and_gradient(batch):
+    x, out = batch(2)
     sigma = 0.2
     obj = ELBO(sigma=sigma, learn_sigma=False)
     loss, m = obj(out, x)
@@ -64,8 +56,8 @@ def test_elbo_fixed_sigma_loss_and_gradient():
     assert m["beta"].item() == pytest.approx(2 * sigma**2 / D)
 
 
-def test_elbo_learned_sigma_is_stationary_at_sigma_opt():
-    x, out = _batch(3, requires_grad=False)
+def test_elbo_learned_sigma_is_stationary_at_sigma_opt(batch):
+    x, out = batch(3, requires_grad=False)
     mse = (x - out.x_mean).pow(2).mean()
     # ∂(−F)/∂ln σ = mean_b (D − sse_b/σ²) = D (1 − MSE/σ²): zero at σ = σ_opt (Appendix D).
     obj = ELBO(sigma=float(mse.sqrt()), learn_sigma=True)
@@ -85,12 +77,12 @@ def test_elbo_learned_sigma_is_stationary_at_sigma_opt():
     assert obj3.sigma.item() == pytest.approx(0.5)
 
 
-def test_gqn_schedule_and_annealed_objective():
+def test_gqn_schedule_and_annealed_objective(batch):
     assert gqn_sigma(0) == 2.0
     assert gqn_sigma(100_000) == pytest.approx(1.35)
     assert gqn_sigma(200_000) == pytest.approx(0.7)
     assert gqn_sigma(10**7) == pytest.approx(0.7)
-    x, out = _batch(4)
+    x, out = batch(4)
     obj = AnnealedBeta(2.0, 0.7, n_steps=10)
     D = x[0].numel()
     for step, sigma in [(0, 2.0), (5, 1.35), (20, 0.7)]:
@@ -102,9 +94,9 @@ def test_gqn_schedule_and_annealed_objective():
         assert m["lambda"].item() == pytest.approx(sigma_to_lambda(sigma, D))
 
 
-def test_beta_vae_equals_elbo_at_the_mapped_sigma():
+def test_beta_vae_equals_elbo_at_the_mapped_sigma(batch):
     """β-VAE with β = 2σ²/D has the ELBO(σ)'s gradients: the λ = D/(2σ²) map."""
-    x, out = _batch(5)
+    x, out = batch(5)
     sigma, D = 0.3, x[0].numel()
     beta = 2 * sigma**2 / D
     loss_b, m = BetaVAE(beta)(out, x)
@@ -121,13 +113,13 @@ def test_beta_vae_equals_elbo_at_the_mapped_sigma():
     assert m["sigma"].item() == pytest.approx(sigma)
 
 
-def test_geco_objective_re_trajectory_matches_hand_computation():
+def test_geco_objective_re_trajectory_matches_hand_computation(batch):
     kappa, alpha, nu = 0.3, 0.5, 2.0
     obj = GECOObjective(RE(kappa), alpha=alpha, nu=nu, lambda_init=1.0)
     lam, c_ma = 1.0, None
     B = 4
     for step in range(3):
-        x, out = _batch(10 + step, requires_grad=True)
+        x, out = batch(10 + step, requires_grad=True)
         x, out.x_mean = x.float(), out.x_mean.detach().float().requires_grad_()
         out.kl = out.kl.detach().float().requires_grad_()
         loss, m = obj(out, x, step=step)
@@ -196,9 +188,9 @@ def test_geco_objective_passes_labels_to_cla():
         obj(out, x)  # CLA without labels
 
 
-def test_geco_objective_does_not_update_under_no_grad():
+def test_geco_objective_does_not_update_under_no_grad(batch):
     obj = GECOObjective(RE(0.1), alpha=0.5, nu=1.0)
-    x, out = _batch(7)
+    x, out = batch(7)
     with torch.no_grad():
         obj(out, x.float())
     assert obj.geco.step_count == 0 and obj.geco.lambdas.item() == 1.0
@@ -221,7 +213,7 @@ def test_bad_arguments_raise_naming_the_argument(make, name):
         make()
 
 
-def test_shape_mismatch_raises():
-    x, out = _batch(8)
+def test_shape_mismatch_raises(batch):
+    x, out = batch(8)
     with pytest.raises(ValueError, match="x_mean"):
         ELBO(learn_sigma=False)(out, x[:, :, :4])
