@@ -202,7 +202,8 @@ ALTERNATIVES = ("elbo", "annealed", "beta_vae", "sigma_vae", "control_vae", "coo
 VARIANTS = ("geco_nu1", "geco_speedup", "geco_floor", "softplus_adam")
 
 
-def _method_line(d: pd.DataFrame, geco: pd.DataFrame) -> str:
+def _method_head(d: pd.DataFrame) -> str:
+    """A method's numbers on the methods combination (no verdict)."""
     met = d["met"].to_numpy()
     ceil = int(d["lambda_bound_step"].notna().sum())
     floor = int(d["lambda_floor_step"].notna().sum())
@@ -211,8 +212,13 @@ def _method_line(d: pd.DataFrame, geco: pd.DataFrame) -> str:
         lam_txt += f", touched the ceiling on {ceil}/{len(d)} seeds"
     if floor:
         lam_txt += f", touched the floor on {floor}/{len(d)} seeds"
-    head = (f"- **{d['label'].iloc[0]}**: held-out MSE {_ratio(d['mse_over_target'])} (met "
+    return (f"- **{d['label'].iloc[0]}**: held-out MSE {_ratio(d['mse_over_target'])} (met "
             f"{int(met.sum())}/{len(d)}) at {_kl(d['test_avg_kl'])}; {lam_txt}")
+
+
+def _method_line(d: pd.DataFrame, geco: pd.DataFrame) -> str:
+    head, met = _method_head(d), d["met"].to_numpy()
+    ceil = int(d["lambda_bound_step"].notna().sum())
     if d["method"].iloc[0] == "geco":
         return head + " (the reference)."
     if ceil:
@@ -229,11 +235,58 @@ def methods_findings(res, methods: Sequence[str] = ALTERNATIVES) -> str:
     against it (:func:`price_clause`)."""
     t = _method_rows(res)
     geco = t[t["method"] == "geco"]
+    search = res.search[tuple(res.settings["methods_combo"])]["search"]
+    best = min(v for _, v in search.history) / search.target
     lines = [_method_line(geco, geco)]
     for m in methods:
         d = t[t["method"] == m]
-        if len(d):
+        if not len(d):
+            continue
+        if m == "beta_vae" and best > 1 + search.tol:  # no β of the search met the target
+            lines.append(_method_head(d) + f". No β of the search met the target (its "
+                         f"{search.n_runs} runs' training MSE: {best:.3g} κ² at best): the "
+                         f"β-VAE is infeasible at this budget, so its KL is not compared.")
+        else:
             lines.append(_method_line(d, geco))
+    return "\n".join(lines)
+
+
+def method_settings(methods: Sequence[str] = ALTERNATIVES + VARIANTS) -> str:
+    """How each of ``methods`` with settings of its own was set: its objective's keyword
+    arguments as the runs got them (:data:`geco_book.chapters.beyond.METHODS`), the objective's
+    defaults (:data:`geco_core.objectives.OBJECTIVES`) for the rest; one bullet per method.
+
+    Example:
+        >>> print(method_settings(["control_vae"]))  # doctest: +ELLIPSIS
+        - **ControlVAE (KL set-point = GECO's final KL)** (control_vae): kl_target = GECO's ...
+    """
+    import inspect
+
+    from geco_book.chapters.beyond import METHODS
+    from geco_core.objectives import OBJECTIVES
+
+    lines = []
+    for m in methods:
+        info = METHODS[m]
+        if "objective" not in info:
+            continue
+        given = dict(info.get("objective_kwargs", {}))
+        params = inspect.signature(OBJECTIVES[info["objective"]].__init__).parameters
+        parts = []
+        for name, p in params.items():
+            if name in ("self", "constraints") or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            if name == "kl_target":
+                parts.append("kl_target = GECO's training KL at the end (the chapter seed's "
+                             "run, mean of its last 10 % of steps), for every seed")
+            elif name in given:
+                parts.append(f"{name} = {given[name]:g}" if isinstance(given[name], float)
+                             else f"{name} = {given[name]}")
+            elif p.default is not inspect.Parameter.empty:
+                parts.append(f"{name} = {p.default:g} (default)" if isinstance(p.default, float)
+                             else f"{name} = {p.default} (default)")
+        lines.append(f"- **{info['label']}** ({info['objective']}): "
+                     + (", ".join(parts) or "no settings of its own") + ".")
     return "\n".join(lines)
 
 
