@@ -484,6 +484,8 @@ def run_chapter(profile: str = "cpu", *, store: RunStore | None = None, progress
         # the first batch's constraint Ĉ⁰ and the ν the policy's rule took from it (seed 0)
         "c0": {f"{m}/{d}": float(v["c_hat"]) for (m, d), v in first_step.items()},
         "rule_nu": {f"{m}/{d}": float(v["nu"]) for (m, d), v in first_step.items()},
+        # the learning rate each model trained with (the captions name it)
+        "learning_rate": {m: float(r["geco"][seed].config.lr) for (m, _), r in search.items()},
     }
     return ChapterResult(search=search, rows=rows, runs=by_name, settings=settings,
                          provenance=provenance,
