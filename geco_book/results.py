@@ -25,7 +25,8 @@ import pandas as pd
 
 from geco_book.verdicts import BOOK_QUESTION, CLAIM_COLUMNS, VERDICTS
 
-__all__ = ["CHAPTERS", "WITH_CAVEAT", "Chapter", "chapter_claims", "summary", "tally"]
+__all__ = ["CHAPTERS", "WITH_CAVEAT", "Chapter", "chapter_claims", "summary", "tally",
+           "tally_sentence"]
 
 
 def _micro_mnist(profile: str, seed: int) -> pd.DataFrame:
@@ -133,3 +134,22 @@ def tally(table: pd.DataFrame) -> pd.DataFrame:
     counts[WITH_CAVEAT] = caveated.groupby("chapter").size().reindex(chapters, fill_value=0)
     counts.loc["all"] = counts.sum()
     return counts.rename_axis(index=None, columns=None)
+
+
+def tally_sentence(counts: pd.DataFrame, profile: str) -> str:
+    """The sentence above the tally: how many claims of the paper, from how many chapters, at
+    ``profile`` (the verdict columns only: :data:`WITH_CAVEAT` counts some of them again).
+
+    Example:
+        >>> rows = [{"claim (paper)": "c", "verdict": "reproduced", "caveat": "one seed"}]
+        >>> print(tally_sentence(tally(summary({"05_beyond": pd.DataFrame(rows)})), "cpu"))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        Profile `cpu`: 1 claim of the paper from 1 chapter, by verdict, 1 of them with a caveat
+        (the book's own question is not counted):
+    """
+    n = int(counts.loc["all", list(VERDICTS)].sum())
+    chapters = len(counts) - 1
+    caveats = int(counts.loc["all", WITH_CAVEAT])
+    return (f"Profile `{profile}`: {n} claim{'s' * (n != 1)} of the paper from {chapters} "
+            f"chapter{'s' * (chapters != 1)}, by verdict, {caveats} of them with a caveat (the "
+            f"book's own question is not counted):")
