@@ -25,8 +25,8 @@ import pandas as pd
 
 from geco_book.verdicts import BOOK_QUESTION, CLAIM_COLUMNS, VERDICTS
 
-__all__ = ["CHAPTERS", "WITH_CAVEAT", "Chapter", "chapter_claims", "summary", "tally",
-           "tally_sentence"]
+__all__ = ["CHAPTERS", "PAGE_COLUMNS", "WITH_CAVEAT", "Chapter", "chapter_claims",
+           "page_notes", "page_table", "summary", "tally", "tally_sentence"]
 
 
 def _micro_mnist(profile: str, seed: int) -> pd.DataFrame:
@@ -153,3 +153,43 @@ def tally_sentence(counts: pd.DataFrame, profile: str) -> str:
     return (f"Profile `{profile}`: {n} claim{'s' * (n != 1)} of the paper from {chapters} "
             f"chapter{'s' * (chapters != 1)}, by verdict, {caveats} of them with a caveat (the "
             f"book's own question is not counted):")
+
+
+#: The columns of the results page's table per chapter (what fits the book's column); the
+#: others of a claims table are :func:`page_notes` under it.
+PAGE_COLUMNS = ("claim (paper)", "paper's number", "ours", "verdict", "caveat")
+
+
+def page_table(part: pd.DataFrame) -> pd.DataFrame:
+    """One chapter's rows of :func:`summary` as the results page shows them: the claims
+    numbered, :data:`PAGE_COLUMNS` only.
+
+    Example:
+        >>> row = {"claim (paper)": "c", "verdict": "reproduced", "caveat": "", "ours": "o",
+        ...        "paper's number": "p", "reason": "r"}
+        >>> page_table(summary({"05_beyond": pd.DataFrame([row])})).columns.tolist()
+        ['#', 'claim (paper)', "paper's number", 'ours', 'verdict', 'caveat']
+    """
+    out = part[list(PAGE_COLUMNS)].reset_index(drop=True)
+    out.insert(0, "#", range(1, len(out) + 1))
+    return out
+
+
+def page_notes(part: pd.DataFrame) -> str:
+    """The rest of each claim of one chapter's rows, by its number in :func:`page_table`: what
+    we measured, why the verdict is what it is, and the columns a chapter adds (Markdown).
+
+    Example:
+        >>> row = {"claim (paper)": "c", "verdict": "reproduced", "caveat": "", "ours": "o",
+        ...        "paper's number": "p", "our measure": "m", "reason": "r"}
+        >>> print(page_notes(summary({"05_beyond": pd.DataFrame([row])})))
+        1. **our measure**: m; **reason**: r
+    """
+    skip = {"chapter", "page", *PAGE_COLUMNS}
+    lines = []
+    for i, (_, r) in enumerate(part.iterrows(), start=1):
+        # a count stacked beside chapters without it comes back as a float (3.0): print 3
+        extra = [f"**{c}**: {int(r[c]) if isinstance(r[c], float) and r[c].is_integer() else r[c]}"
+                 for c in part.columns if c not in skip and pd.notna(r[c]) and str(r[c]) != ""]
+        lines.append(f"{i}. " + "; ".join(extra))
+    return "\n".join(lines)
