@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from check_notebooks import pin_revision  # noqa: E402
 from run_notebooks import PROFILES, count_image_outputs, error_outputs  # noqa: E402
 
-from geco_book.provenance import git_commit  # noqa: E402
+from geco_book.provenance import git_commit, git_dirty  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BOOK = REPO / "book"
@@ -128,9 +128,7 @@ def pinned_revision() -> str | None:
     change would make "the code that made its numbers" a commit that does not hold them);
     None — the pages keep the branch, and a note says so — otherwise or outside git."""
     commit = git_commit()
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain",
-                            "--untracked-files=no"], capture_output=True, text=True).stdout
-    if commit and not dirty.strip():
+    if commit and not git_dirty((".",), untracked=False):
         return commit
     print(f"build_book: note: pages not pinned to a commit "
           f"({'uncommitted changes' if commit else 'not a git checkout'}); their install "

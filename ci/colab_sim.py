@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from check_notebooks import BOOK, REPO, clone_name, pin_revision, repository  # noqa: E402
 from run_notebooks import CHAPTERS, chapter_notebooks, error_outputs, select  # noqa: E402
 
+from geco_book.provenance import git_commit, git_dirty  # noqa: E402
 from geco_book.store import NO_TRAINING_ENV  # noqa: E402
 
 #: What the probe cell prints before its JSON line.
@@ -162,11 +163,6 @@ def check_probe(found: dict, clone: Path, revision: str) -> list[str]:
     return problems
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True,
-                          text=True).stdout.strip()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", default="02_micro_mnist",
@@ -185,14 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: --smoke/--cpu: {err}", file=sys.stderr)
         return 2
-    head = _git("rev-parse", "HEAD")
+    head = git_commit()
     branch = str(repository(BOOK).get("branch", "main"))
-    tip = _git("rev-parse", "-q", "--verify", f"refs/heads/{branch}")
+    tip = subprocess.run(["git", "-C", str(REPO), "rev-parse", "-q", "--verify",
+                          f"refs/heads/{branch}"], capture_output=True, text=True).stdout.strip()
     if not head or not tip:
         print(f"error: colab_sim: needs a git checkout with a branch {branch!r} (the install "
               f"cell clones it)", file=sys.stderr)
         return 2
-    if _git("status", "--porcelain", "--untracked-files=no"):
+    if git_dirty((".",), untracked=False):
         print(f"colab_sim: note: testing the commit {head[:12]}; uncommitted changes are not "
               f"in the clone", file=sys.stderr)
     root = Path(tempfile.mkdtemp(prefix="colab-sim-"))

@@ -36,10 +36,13 @@ def git_commit() -> str | None:
     return (_git("rev-parse", "HEAD") or "").strip() or None
 
 
-def git_dirty() -> list[str] | None:
-    """Files of the library and data code that differ from HEAD (the commit alone does not
-    identify the code then). None outside git."""
-    out = _git("status", "--porcelain", "--", "geco_core", "data_builders")
+def git_dirty(paths: tuple[str, ...] = ("geco_core", "data_builders"),
+              untracked: bool = True) -> list[str] | None:
+    """Files under ``paths`` (default: the library and data code) that differ from HEAD — the
+    commit alone does not identify the code then; ``untracked=False`` leaves out files git
+    does not track. None outside git."""
+    out = _git("status", "--porcelain", *(() if untracked else ("--untracked-files=no",)),
+               "--", *paths)
     if out is None:
         return None
     return sorted(line[3:].strip() for line in out.splitlines() if line.strip())

@@ -38,9 +38,9 @@ from geco_book.chapters import beyond_tables as bt
 from geco_book.provenance import training_span
 from geco_book.verdicts import NO_DIFFERENCE, compare
 
-__all__ = ["claims_table", "conclusions", "lam", "methods_findings", "price_clause",
-           "regeneration", "robustness_findings", "rule_findings", "softplus_bound",
-           "sweep_findings"]
+__all__ = ["claims_table", "conclusions", "lam", "method_settings", "methods_findings",
+           "price_clause", "regeneration", "robustness_findings", "rule_findings",
+           "softplus_bound", "speedup_wins", "sweep_findings"]
 
 _SUP = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 _TOL = bt._TOL
@@ -236,7 +236,7 @@ def methods_findings(res, methods: Sequence[str] = ALTERNATIVES) -> str:
     t = _method_rows(res)
     geco = t[t["method"] == "geco"]
     search = res.search[tuple(res.settings["methods_combo"])]["search"]
-    best = min(v for _, v in search.history) / search.target
+    best = bt.search_best_ratio(res)
     lines = [_method_line(geco, geco)]
     for m in methods:
         d = t[t["method"] == m]
@@ -341,6 +341,14 @@ def _rule_parts(res) -> dict[tuple[str, str], dict[str, pd.DataFrame]]:
     return out
 
 
+def speedup_wins(res) -> list[str]:
+    """The (model, data set) of the ν rule's table where GECO with the speed-up met the target
+    on every seed with a KL lower than ν auto's beyond the seed spread (:func:`compare`)."""
+    return [f"{m} / {x}" for (m, x), p in _rule_parts(res).items()
+            if len(p["geco_speedup"]) and bool(_met(p["geco_speedup"]["held-out MSE / κ²"]).all())
+            and compare(p["geco"]["KL"], p["geco_speedup"]["KL"]) == "lower"]
+
+
 def _rule_side(x: pd.DataFrame, name: str, show_nu: bool) -> str:
     met = _met(x["held-out MSE / κ²"])
     ceil = int(x["lambda_bound_step"].notna().sum())
@@ -438,9 +446,7 @@ def conclusions(res) -> str:
                f"lower than ν = 1's beyond the seed spread on {len(lower)} "
                f"({', '.join(lower) or 'none'}) and higher on {len(higher)} "
                f"({', '.join(higher) or 'none'}).")
-    faster = [f"{m} / {x}" for (m, x), p in rule.items()
-              if bool(_met(p["geco_speedup"]["held-out MSE / κ²"]).all())
-              and compare(p["geco"]["KL"], p["geco_speedup"]["KL"]) == "lower"]
+    faster = speedup_wins(res)
     out.append(f"- **The speed-up** (λ's decrease ×10 while the constraint is satisfied): its KL "
                f"is lower than ν auto's beyond the seed spread, the target met on every seed, "
                f"on {len(faster)} of {len(rule)} (model, data set) ({', '.join(faster) or 'none'})"
@@ -551,14 +557,7 @@ def claims_table(res) -> pd.DataFrame:
               and compare(geco["test_avg_kl"], t.loc[t["method"] == m, "test_avg_kl"]) == "lower"]
     # the variants run on every search combination (the ν rule's table), not only on the
     # methods' combination: a variant that beats GECO on any of them answers the question
-    rule = bt.rule_table(res).reset_index()
-    for (m, x), part in rule.groupby(["model", "dataset"], sort=False):
-        g = part[part["GECO"] == bt.RULE_ROWS["geco"]]
-        for key in ("geco_speedup",):
-            v = part[part["GECO"] == bt.RULE_ROWS[key]]
-            if len(v) and bool(_met(v["held-out MSE / κ²"]).all()) \
-                    and compare(g["KL"], v["KL"]) == "lower":
-                beaten.append(f"{bt.RULE_ROWS[key]} on {m} / {x}")
+    beaten += [f"{bt.RULE_ROWS['geco_speedup']} on {c}" for c in speedup_wins(res)]
     model, data = res.settings["methods_combo"]
     rows = [claim(
         "§3: state a tolerance κ and GECO tunes λ itself, where a β-VAE needs a search over β "
